@@ -1,0 +1,1 @@
+"""Data: dataset readers, downloads, tokenizers, caches and batching. Knows nothing of models or training."""

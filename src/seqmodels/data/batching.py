@@ -1,0 +1,124 @@
+"""Length-bucketed, padded batches.
+
+Zero padding is wasted computation (the lecture notes), and on CPU packed sequences are the
+slow way round (GUIDE.md). So sequences of similar length are batched together: the
+training order is shuffled, cut into pools of `pool_batches` batches, each pool is sorted
+by length and cut into batches, and the batches are shuffled. Every epoch draws a new
+order from (seed, epoch), so runs are reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Sampler
+
+from seqmodels.data.text import PAD_ID
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    def __init__(self, lengths: Sequence[int] | torch.Tensor, batch_size: int, *, shuffle: bool,
+                 seed: int = 0, pool_batches: int = 50, drop_last: bool = False) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = torch.as_tensor(lengths)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.pool_batches = pool_batches
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[list[int]]:
+        n = len(self.lengths)
+        if not self.shuffle:  # evaluation: fully sorted, the least padding possible
+            order = torch.sort(self.lengths, stable=True).indices
+            return [order[i:i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(n, generator=generator)
+        pool = self.batch_size * self.pool_batches
+        batches: list[list[int]] = []
+        for start in range(0, n, pool):
+            chunk = order[start:start + pool]
+            chunk = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
+            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        permutation = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in permutation]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.batches())
+        n, size = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            return -(-n // size)
+        pool = size * self.pool_batches  # every full pool gives pool_batches batches
+        return (n // pool) * self.pool_batches + -(-(n % pool) // size)
+
+
+def padding_fraction(lengths: Sequence[int] | torch.Tensor, batches: Sequence[Sequence[int]]) -> float:
+    """Share of the padded (batch x max length) cells that are padding."""
+    lengths = torch.as_tensor(lengths)
+    real = padded = 0
+    for batch in batches:
+        batch_lengths = lengths[batch]
+        real += int(batch_lengths.sum())
+        padded += int(batch_lengths.max()) * len(batch)
+    return 1.0 - real / padded if padded else 0.0
+
+
+def pad_right(sequences: Sequence[torch.Tensor], pad_value: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) int64 ids padded on the right, and the (B,) lengths."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
+    out = torch.full((len(sequences), int(lengths.max())), pad_value, dtype=torch.int64)
+    for row, sequence in enumerate(sequences):
+        out[row, : len(sequence)] = sequence
+    return out, lengths
+
+
+@dataclass
+class RaggedIds:
+    """Token id sequences stored flat (see `text.flatten`), indexable like a list."""
+
+    flat: torch.Tensor
+    offsets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.flat[self.offsets[index]:self.offsets[index + 1]]
+
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+
+class BatchLoader:
+    """Batches drawn by a sampler and assembled by `make_batch(indices)` in this process.
+
+    Assembling a padded batch from cached ids takes microseconds, so worker processes
+    would only take cores away from the RNN (2-core machines are the common case).
+    """
+
+    def __init__(self, sampler: BucketBatchSampler, make_batch) -> None:
+        self.sampler = sampler
+        self.make_batch = make_batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for indices in self.sampler:
+            yield self.make_batch(indices)

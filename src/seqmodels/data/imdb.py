@@ -1,0 +1,74 @@
+"""The IMDB Large Movie Review Dataset (Maas et al. 2011): 25k train / 25k test reviews.
+
+`data.root/imdb` may hold an extracted `aclImdb/` tree, `aclImdb_v1.tar.gz` (the Stanford
+archive) or `aclImdb.tar.gz` (a repack); archives are read in place, never unpacked.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqmodels.data.download import download
+from seqmodels.errors import DataError
+
+URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
+ARCHIVES = ("aclImdb_v1.tar.gz", "aclImdb.tar.gz")
+LABELS = ("neg", "pos")
+REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+
+
+@dataclass(frozen=True)
+class Reviews:
+    texts: list[str]
+    labels: list[int]  # index into LABELS
+
+
+def locate(root: Path, allow_download: bool) -> Path:
+    """The extracted tree or archive under `root/imdb`, downloading the archive if allowed."""
+    folder = Path(root) / "imdb"
+    candidates = [folder / "aclImdb", *(folder / name for name in ARCHIVES)]
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    hint = (f"put {ARCHIVES[0]} (from {URL}) or an extracted aclImdb/ folder in {folder}, "
+            f"or point data.root (or SEQMODELS_DATA_DIR) at a folder that holds imdb/")
+    if not allow_download:
+        raise DataError(f"IMDB not found in {folder}: {hint}")
+    return download(URL, folder / ARCHIVES[0], md5=MD5, manual_hint=hint)
+
+
+def read(source: Path) -> dict[str, Reviews]:
+    """{'train': Reviews, 'test': Reviews}, each ordered by (label, review id)."""
+    found: dict[str, list[tuple[int, int, str]]] = {"train": [], "test": []}
+
+    def add(name: str, read_text) -> None:
+        match = REVIEW.search(name)
+        if match:
+            split, label, review_id, _rating = match.groups()
+            found[split].append((LABELS.index(label), int(review_id), read_text().decode("utf-8")))
+
+    try:
+        if source.is_dir():
+            for path in source.glob("*/*/*.txt"):
+                add(path.relative_to(source.parent).as_posix(), path.read_bytes)
+        else:
+            with tarfile.open(source, "r:*") as archive:
+                for member in archive:
+                    if member.isfile() and REVIEW.search(member.name):
+                        add(member.name, archive.extractfile(member).read)
+    except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download "
+                        f"{URL} again") from None
+    result = {}
+    for split, items in found.items():
+        if not items or len({label for label, _, _ in items}) < 2:
+            raise DataError(f"{source} has no {split}/pos and {split}/neg reviews; expected the aclImdb layout "
+                            f"(aclImdb/{split}/pos/<id>_<rating>.txt)")
+        items.sort(key=lambda item: (item[0], item[1]))
+        result[split] = Reviews([text for _, _, text in items], [label for label, _, _ in items])
+    return result

@@ -1,0 +1,54 @@
+"""Word-level tokenization with HF `tokenizers` (torchtext does not import with our torch).
+
+The tokenizer is trained on the training split only and travels inside checkpoints as
+its JSON string, so prediction tokenizes exactly as training did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import chain
+
+import numpy as np
+import torch
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from tokenizers.trainers import WordLevelTrainer
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+HTML_LINE_BREAK = Regex(r"<br\s*/?>")
+
+
+def train_word_tokenizer(texts: Iterable[str], *, vocab_size: int, min_freq: int, lowercase: bool) -> Tokenizer:
+    """A WordLevel tokenizer: HTML line breaks removed, optional lowercasing, words and
+    punctuation split apart, `<pad>`=0 and `<unk>`=1, the `vocab_size` most frequent words
+    seen at least `min_freq` times."""
+    steps = [normalizers.Replace(HTML_LINE_BREAK, " "), normalizers.NFKC()]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    tokenizer = Tokenizer(WordLevel(unk_token=UNK))
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    trainer = WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_freq, special_tokens=[PAD, UNK],
+                               show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids for each text; an empty text becomes one `<unk>` so every sequence has length >= 1."""
+    return [encoding.ids or [UNK_ID] for encoding in tokenizer.encode_batch(list(texts))]
+
+
+def tokenizer_from_json(serialized: str) -> Tokenizer:
+    return Tokenizer.from_str(serialized)
+
+
+def flatten(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged id lists as one flat int32 tensor plus offsets (compact to cache, fast to slice)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
+    offsets = torch.zeros(len(sequences) + 1, dtype=torch.int64)
+    torch.cumsum(lengths, 0, out=offsets[1:])
+    flat = torch.from_numpy(np.fromiter(chain.from_iterable(sequences), dtype=np.int32, count=int(offsets[-1])))
+    return flat, offsets

@@ -1,0 +1,97 @@
+"""The recurrent encoder: simple RNN (tanh), GRU or LSTM; stacked; uni- or bidirectional.
+
+Batches arrive right-padded and are run *dense*: on CPU, `pack_padded_sequence` trains
+10-20x slower than a padded batch (GUIDE.md), and length-bucketed batches leave little
+padding to waste. Dense running is exact for the forward direction, because trailing
+padding comes after every real token. The backward direction would start in the
+padding, so each sequence is reversed *within its own length* before the backward RNN
+and reversed back afterwards: it then starts at the sequence's last real token and a
+sequence's outputs never depend on the padding around it.
+
+Each layer and direction is its own single-layer torch RNN so that bidirectional layers
+can be stacked with this reversal between them; the parameters per layer and direction
+are exactly those of the lecture formulas (see `models.summary`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of a right-padded (B, T, ...) batch in its first `length` steps.
+
+    Padding positions stay where they are. The operation is its own inverse.
+    """
+    batch, steps = x.shape[0], x.shape[1]
+    positions = torch.arange(steps, device=x.device).expand(batch, steps)
+    lengths = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    index = index.view(batch, steps, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+@dataclass(frozen=True)
+class EncoderOutput:
+    outputs: torch.Tensor  # (B, T, directions * hidden): every time step of the top layer
+    final: torch.Tensor  # (B, directions * hidden): forward state at the last real token,
+    # backward state at the first token (the end of the backward pass)
+
+
+class RecurrentEncoder(nn.Module):
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(CELLS)}")
+        self.cell = cell
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.num_directions = 2 if bidirectional else 1
+        self.output_size = self.num_directions * hidden_size
+        rnn_class = CELLS[cell]
+        extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
+        self.forward_layers = nn.ModuleList()
+        self.backward_layers = nn.ModuleList()
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else self.output_size
+            self.forward_layers.append(rnn_class(layer_input, hidden_size, batch_first=True, **extra))
+            if bidirectional:
+                self.backward_layers.append(rnn_class(layer_input, hidden_size, batch_first=True, **extra))
+        # Dropout between stacked layers (as nn.LSTM's `dropout` argument does).
+        self.between_layers = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """x: (B, T, input_size) right-padded; lengths: (B,) real lengths, all >= 1."""
+        for layer in range(self.num_layers):
+            if layer > 0:
+                x = self.between_layers(x)
+            forward_out, _ = self.forward_layers[layer](x)
+            if self.bidirectional:
+                reversed_out, _ = self.backward_layers[layer](reverse_within_lengths(x, lengths))
+                x = torch.cat([forward_out, reverse_within_lengths(reversed_out, lengths)], dim=-1)
+            else:
+                x = forward_out
+        return EncoderOutput(outputs=x, final=self._final_states(x, lengths))
+
+    def _final_states(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        last = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, self.hidden_size)
+        forward_final = outputs[..., : self.hidden_size].gather(1, last).squeeze(1)
+        if not self.bidirectional:
+            return forward_final
+        backward_final = outputs[:, 0, self.hidden_size :]
+        return torch.cat([forward_final, backward_final], dim=-1)

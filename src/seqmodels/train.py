@@ -1,0 +1,50 @@
+"""One training run: config -> task builds data and model -> trainer -> run directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from seqmodels.errors import ConfigError
+from seqmodels.models import check_model_config
+from seqmodels.models.summary import parameter_table
+from seqmodels.tasks import get_task
+from seqmodels.training.runtime import resolve_device, seed_everything, set_threads
+from seqmodels.training.trainer import Trainer
+
+log = logging.getLogger("seqmodels")
+
+
+def check_trainer_config(trainer: DictConfig) -> None:
+    if not isinstance(trainer.max_epochs, int) or trainer.max_epochs < 1:
+        raise ConfigError(f"trainer.max_epochs={trainer.max_epochs} is impossible; use a positive integer")
+    for key in ("limit_train_batches", "limit_val_batches", "early_stopping_patience"):
+        if trainer[key] is not None and (not isinstance(trainer[key], int) or trainer[key] < 1):
+            raise ConfigError(f"trainer.{key}={trainer[key]} is impossible; use a positive integer or null (no limit)")
+    if trainer.grad_clip is not None and trainer.grad_clip <= 0:
+        raise ConfigError(f"trainer.grad_clip={trainer.grad_clip} is impossible; use a positive norm or null (off)")
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    # Fail on a bad config before minutes of data preparation, not after.
+    check_model_config(cfg.model)
+    check_trainer_config(cfg.trainer)
+    device = resolve_device(cfg.trainer.device)
+    task = get_task(cfg)
+    threads = set_threads(cfg.trainer.num_threads)
+    seed_everything(cfg.seed)
+    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True).rstrip())
+    log.info("run directory: %s | device: %s | threads: %d", run_dir, device, threads)
+    data = task.prepare()
+    width = max(len(k) for k in data.summary)
+    log.info("data:\n%s", "\n".join(f"  {k.ljust(width)}  {v}" for k, v in data.summary.items()))
+    seed_everything(cfg.seed)  # the model's initial weights do not depend on whether data was cached
+    model = task.build_model(data.artifacts)
+    log.info("model:\n%s", parameter_table(model))
+    trainer = Trainer(cfg, task, data, model, run_dir)
+    if cfg.trainer.resume:
+        trainer.resume(Path(cfg.trainer.resume))
+    return trainer.fit()

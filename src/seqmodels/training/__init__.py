@@ -1,0 +1,1 @@
+"""Training: the trainer loop, checkpoints, logging. Knows no concrete task, model or dataset."""

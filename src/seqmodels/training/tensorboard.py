@@ -1,0 +1,40 @@
+"""TensorBoard logging for one run: scalars, the resolved config as text, and hparams."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+class RunLogger:
+    def __init__(self, log_dir: Path) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def text(self, tag: str, markdown: str) -> None:
+        self.writer.add_text(tag, markdown)
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Record this run's hyper-parameters against its final metrics for the HPARAMS tab.
+
+        Written into the run's own event file (SummaryWriter.add_hparams would start a
+        separate run in a subfolder), so each run is one row in TensorBoard.
+        """
+        clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+        for summary in hparams_summary(clean, metrics):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()

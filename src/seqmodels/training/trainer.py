@@ -1,0 +1,237 @@
+"""The trainer loop. It knows tasks only through `Task` (prepare/step/evaluate) and nothing
+of concrete models, datasets or metrics.
+
+One epoch: train on (at most `limit_train_batches`) shuffled, bucketed batches with
+gradient clipping, evaluate on the validation split, write `last.pt` (and `best.pt` when
+the monitored metric improves), stop early when it has not improved for `patience`
+epochs. At the end the best checkpoint is evaluated on validation and test, and the
+results go to TensorBoard (hparams) and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from seqmodels.atomic import save_json
+from seqmodels.errors import ConfigError
+from seqmodels.tasks.base import StepOutput, Task, TaskData
+from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
+from seqmodels.training.optim import LRSchedule, build_optimizer
+from seqmodels.training.progress import Progress
+from seqmodels.training.runtime import resolve_device
+from seqmodels.training.tensorboard import RunLogger
+
+log = logging.getLogger("seqmodels")
+PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+@dataclass
+class Best:
+    epoch: int = 0
+    value: float | None = None
+
+    def improved_by(self, value: float, mode: str) -> bool:
+        if self.value is None:
+            return True
+        return value > self.value if mode == "max" else value < self.value
+
+
+def _limited(loader, limit: int | None):
+    for index, batch in enumerate(loader):
+        if limit is not None and index >= limit:
+            return
+        yield batch
+
+
+def _num_batches(loader, limit: int | None) -> int:
+    return len(loader) if limit is None else min(len(loader), limit)
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, task: Task, data: TaskData, model: nn.Module, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.tcfg = cfg.trainer
+        self.task = task
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.checkpoints = self.run_dir / "checkpoints"
+        self.device = resolve_device(self.tcfg.device)
+        self.model = model.to(self.device)
+        self.autocast_dtype = self._autocast_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        steps_per_epoch = _num_batches(data.train, self.tcfg.limit_train_batches)
+        self.schedule = LRSchedule(cfg.optim, self.optimizer, steps_per_epoch * self.tcfg.max_epochs, task.mode)
+        self.epoch = 0
+        self.global_step = 0
+        self.best = Best()
+        self.history: list[dict[str, Any]] = []
+        self.tokens_per_s: list[float] = []
+        self.logger = RunLogger(self.run_dir / "tensorboard")
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        precision = str(self.tcfg.precision)
+        if precision not in PRECISIONS:
+            raise ConfigError(f"trainer.precision={precision!r} is unknown; use one of {list(PRECISIONS)}")
+        if PRECISIONS[precision] is not None and self.device.type != "cuda":
+            log.warning("trainer.precision=%s applies to CUDA only; training in float32 on %s", precision, self.device)
+            return None
+        return PRECISIONS[precision]
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+    # -- one pass ---------------------------------------------------------------------------
+    def train_epoch(self) -> dict[str, float]:
+        self.model.train()
+        loader = self.data.train
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(self.epoch)  # a new, reproducible batch order each epoch
+        limit = self.tcfg.limit_train_batches
+        progress = Progress(_num_batches(loader, limit), f"epoch {self.epoch}/{self.tcfg.max_epochs}",
+                            interval=self.tcfg.progress_interval_s)
+        total_loss = total_examples = 0.0
+        for batch in _limited(loader, limit):
+            batch = batch.to(self.device)
+            with self._autocast():
+                out = self.task.step(self.model, batch)
+            if not torch.isfinite(out.loss):
+                raise FloatingPointError(f"training loss became {out.loss.item()} at step {self.global_step}; "
+                                         f"lower optim.lr or set trainer.grad_clip")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(out.loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            clip = self.tcfg.grad_clip if self.tcfg.grad_clip else math.inf
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.after_step()
+            self.global_step += 1
+            loss = out.loss.item()
+            total_loss += loss * out.num_examples
+            total_examples += out.num_examples
+            progress.update(loss, out.num_tokens)
+            if self.global_step % self.tcfg.log_every_n_steps == 0:
+                self.logger.scalar("train/loss", loss, self.global_step)
+                self.logger.scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                self.logger.scalar("train/grad_norm", grad_norm, self.global_step)
+        progress.close()
+        log.info("%s", progress.line())
+        return {"loss": total_loss / max(total_examples, 1), "tokens_per_s": progress.tokens_per_s,
+                "seconds": progress.elapsed}
+
+    @torch.no_grad()
+    def evaluate(self, loader, limit: int | None) -> dict[str, float]:
+        self.model.eval()
+        outputs: list[StepOutput] = []
+        for batch in _limited(loader, limit):
+            with self._autocast():
+                out = self.task.step(self.model, batch.to(self.device))
+            out.loss = out.loss.detach().float().cpu()
+            outputs.append(out)
+        return self.task.evaluate(outputs)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state(self, metrics: dict[str, float]) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best": {"epoch": self.best.epoch, "value": self.best.value},
+            "metrics": metrics,
+            "history": self.history,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "artifacts": self.data.artifacts,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def resume(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.best = Best(**state["best"])
+        self.history = list(state["history"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed from %s after epoch %d (best %s at epoch %d)", path, self.epoch, self.best.value,
+                 self.best.epoch)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        monitor, mode = self.task.monitor, self.task.mode
+        patience = self.tcfg.early_stopping_patience
+        started = time.perf_counter()
+        self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
+        while self.epoch < self.tcfg.max_epochs:
+            self.epoch += 1
+            train = self.train_epoch()
+            val = self.evaluate(self.data.val, self.tcfg.limit_val_batches)
+            self.tokens_per_s.append(train["tokens_per_s"])
+            self.schedule.after_validation(val[monitor])
+            self.logger.scalars("val", val, self.epoch)
+            self.logger.scalar("train/epoch_loss", train["loss"], self.epoch)
+            self.logger.scalar("train/tokens_per_s", train["tokens_per_s"], self.epoch)
+            self.logger.scalar("train/epoch_seconds", train["seconds"], self.epoch)
+            self.history.append({"epoch": self.epoch, "train_loss": train["loss"], **{f"val_{k}": v for k, v in val.items()},
+                                 "seconds": train["seconds"], "tokens_per_s": train["tokens_per_s"]})
+            improved = self.best.improved_by(val[monitor], mode)
+            if improved:
+                self.best = Best(self.epoch, val[monitor])
+            log.info("epoch %d: train loss %.4f | val %s%s", self.epoch, train["loss"],
+                     " ".join(f"{k} {v:.4f}" for k, v in val.items()), " (best)" if improved else "")
+            state = self.state(val)
+            save_checkpoint(state, self.checkpoints / "last.pt")
+            if improved:
+                save_checkpoint(state, self.checkpoints / "best.pt")
+            if patience is not None and self.epoch - self.best.epoch >= patience:
+                log.info("early stopping: val %s has not improved for %d epochs", monitor, patience)
+                break
+        return self.finish(time.perf_counter() - started)
+
+    def finish(self, train_seconds: float) -> dict[str, Any]:
+        """Evaluate the best checkpoint on validation and test; write hparams and metrics.json."""
+        best = load_checkpoint(self.checkpoints / "best.pt", map_location=self.device)
+        self.model.load_state_dict(best["model"])
+        limit = self.tcfg.limit_val_batches
+        val = self.evaluate(self.data.val, limit)
+        test = self.evaluate(self.data.test, limit)
+        self.logger.scalars("test", test, self.best.epoch)
+        monitor = self.task.monitor
+        self.logger.hparams(self.task.hparams(),
+                            {f"hparams/val_{monitor}": val[monitor], f"hparams/test_{monitor}": test[monitor]})
+        self.logger.close()
+        results = {
+            "task": self.cfg.task.name,
+            "monitor": f"val/{monitor}",
+            "mode": self.task.mode,
+            "best_epoch": self.best.epoch,
+            "epochs_run": self.epoch,
+            "val": val,
+            "test": test,
+            "train_seconds": round(train_seconds, 2),
+            "train_tokens_per_s": round(sum(self.tokens_per_s) / max(len(self.tokens_per_s), 1), 1),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "history": self.history,
+        }
+        save_json(results, self.run_dir / "metrics.json")
+        log.info("best epoch %d | val %s | test %s", self.best.epoch,
+                 " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        return results
