@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny datasets in the real file formats, written by the tests themselves."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POSITIVE = ["wonderful", "moving", "brilliant", "superb", "great", "loved", "beautiful", "touching"]
+NEGATIVE = ["awful", "boring", "terrible", "dull", "worst", "hated", "waste", "stupid"]
+FILLER = ["the", "film", "movie", "plot", "actor", "was", "and", "a", "story", "scene", "it", "of"]
+
+
+def review(rng: random.Random, words: list[str], length: int) -> str:
+    tokens = [rng.choice(FILLER) if rng.random() < 0.6 else rng.choice(words) for _ in range(length)]
+    text = " ".join(tokens).capitalize() + "."
+    return text.replace(" and ", " and<br /><br />", 1)  # IMDB reviews carry HTML line breaks
+
+
+def write_aclimdb(root: Path, per_folder: int = 24, seed: int = 0) -> Path:
+    """An aclImdb/ tree: {train,test}/{pos,neg}/<id>_<rating>.txt with separable sentiment words."""
+    rng = random.Random(seed)
+    for split in ("train", "test"):
+        for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+            folder = root / "aclImdb" / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_folder):
+                rating = rng.randint(7, 10) if label == "pos" else rng.randint(1, 4)
+                (folder / f"{i}_{rating}.txt").write_text(review(rng, words, rng.randint(3, 40)), encoding="utf-8")
+    (root / "aclImdb" / "README").write_text("tiny fixture\n")
+    return root / "aclImdb"
+
+
+def tar_directory(directory: Path, archive: Path) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(directory, arcname=directory.name)
+    return archive
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A data.root with imdb/aclImdb_v1.tar.gz (read in place, as the real archive is)."""
+    root = tmp_path_factory.mktemp("data")
+    staging = tmp_path_factory.mktemp("staging")
+    (root / "imdb").mkdir()
+    tar_directory(write_aclimdb(staging), root / "imdb" / "aclImdb_v1.tar.gz")
+    return root
+
+
+@pytest.fixture()
+def env(data_root, tmp_path) -> dict[str, str]:
+    """Environment for running train.py: the fixture data, a private cache, one thread."""
+    return {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
+            "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+
+
+TINY = ["model.embedding_dim=8", "model.hidden_size=12", "data.batch_size=8", "trainer.max_epochs=1",
+        "trainer.num_threads=1", "trainer.log_every_n_steps=1"]
+
+
+def run_script(args: list[str], env: dict[str, str], cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def train(run_dir: Path, overrides: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    return run_script([str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"], env, check=check)

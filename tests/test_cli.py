@@ -1,0 +1,137 @@
+"""`train.py` and `scripts/predict.py` end to end, as a user runs them, on the tiny fixture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, run_script, train
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"))
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, data_root):
+    """One real 1-epoch run of the default model, shared by the tests that inspect it."""
+    import os
+    tmp = tmp_path_factory.mktemp("run")
+    env = {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp / "cache")}
+    result = train(tmp / "run", ["trainer.max_epochs=2"], env)
+    return tmp / "run", result
+
+
+def test_a_run_directory_holds_everything_promised(finished_run):
+    run_dir, result = finished_run
+    for path in [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.json", "checkpoints/best.pt",
+                 "checkpoints/last.pt", "train.log"]:
+        assert (run_dir / path).is_file(), path
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["monitor"] == "val/accuracy" and metrics["epochs_run"] == 2
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["loss"] > 0
+    assert set(metrics["val"]) == {"accuracy", "loss"} and metrics["best_epoch"] in (1, 2)
+    # the startup summary: device, data sizes and the per-layer parameter table
+    log = (run_dir / "train.log").read_text()
+    assert "device: cpu" in log and "train examples" in log and "padding, bucketed batches" in log
+    assert "encoder.forward_layers.0  LSTM" in log and "4*(8*12 + 12*12 + 2*12)" in log
+
+
+def test_tensorboard_has_steps_epochs_config_and_hparams(finished_run):
+    run_dir, _ = finished_run
+    accumulator = events(run_dir)
+    scalars = set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/accuracy", "val/loss",
+            "test/accuracy", "hparams/val_accuracy", "hparams/test_accuracy"} <= scalars
+    assert len(accumulator.Scalars("val/accuracy")) == 2  # one point per epoch
+    assert len(accumulator.Scalars("train/loss")) == len(accumulator.Scalars("train/lr")) > 2  # per step
+    hparams = accumulator.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    assert b"bidirectional" in hparams["_hparams_/session_start_info"]
+    assert "config/text_summary" in accumulator.Tags()["tensors"]
+
+
+def test_checkpoints_load_without_unpickling_code_and_hold_what_resume_needs(finished_run):
+    run_dir, _ = finished_run
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "schedule", "epoch", "config", "artifacts", "torch_rng"} <= set(state)
+    assert state["epoch"] == 2 and state["config"]["model"]["cell"] == "lstm"
+    assert state["artifacts"]["labels"] == ["negative", "positive"]
+
+
+def test_predict_prints_label_and_probability(finished_run, env):
+    run_dir, _ = finished_run
+    result = run_script([str(ROOT / "scripts" / "predict.py"), str(run_dir), "a wonderful, moving film"], env)
+    answer = json.loads(result.stdout)
+    assert answer["label"] in ("negative", "positive")
+    assert answer["probability"] == max(answer["probabilities"].values()) >= 0.5
+    assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-3
+
+
+def test_predict_on_a_missing_run_is_one_clear_line(tmp_path, env):
+    result = run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "nope"), "text"], env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: no checkpoint at") and "Traceback" not in result.stderr
+
+
+def test_same_seed_same_metrics(finished_run, data_root, tmp_path, env):
+    run_dir, _ = finished_run
+    train(tmp_path / "again", ["trainer.max_epochs=2"], env)
+    first = json.loads((run_dir / "metrics.json").read_text())
+    second = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert first["val"] == second["val"] and first["test"] == second["test"]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_every_cell_trains_deep_and_bidirectional(cell, tmp_path, env):
+    train(tmp_path / "run", [f"model={cell}", "model.num_layers=3", "model.bidirectional=true",
+                             "trainer.limit_train_batches=2"], env)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["parameters"] > 0 and "accuracy" in metrics["test"]
+
+
+def test_multirun_gives_each_job_its_own_run_directory(tmp_path, env):
+    sweep = tmp_path / "sweep"
+    result = run_script([str(ROOT / "train.py"), "-m", "model=rnn,gru", "model.embedding_dim=8", "model.hidden_size=8",
+                         "trainer.max_epochs=1", "trainer.num_threads=1", "trainer.limit_train_batches=2",
+                         f"hydra.sweep.dir={sweep}"], env)
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2 and jobs[0].startswith("0_") and jobs[1].startswith("1_"), (jobs, result.stderr)
+    assert "model=rnn" in jobs[0] and "model=gru" in jobs[1]  # the directory names say what differs
+    for job in jobs:
+        assert (sweep / job / "metrics.json").is_file()
+        assert list((sweep / job / "tensorboard").glob("events.out.tfevents.*"))
+    cells = [json.loads((sweep / job / "metrics.json").read_text())["parameters"] for job in jobs]
+    assert cells[0] < cells[1]  # a GRU has three times the recurrent weights of a simple RNN
+
+
+@pytest.mark.parametrize("override,message", [
+    (["model=transformer"], "Could not find 'model/transformer'"),
+    (["model.hidden_size=0"], "error: model.hidden_size=0 is impossible; it must be a positive integer"),
+    (["model.hiden_size=3"], "Key 'hiden_size' is not in struct"),
+    (["trainer.device=tpu"], "error: trainer.device='tpu' is unknown"),
+])
+def test_bad_config_is_one_clear_error(override, message, tmp_path, env):
+    result = train(tmp_path / "run", override, env, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_unknown_model_lists_the_valid_ones(tmp_path, env):
+    result = train(tmp_path / "run", ["model=transformer"], env, check=False)
+    assert all(name in result.stderr for name in ("lstm", "gru", "rnn"))
+
+
+def test_missing_dataset_says_where_to_put_it(tmp_path, env):
+    result = train(tmp_path / "run", [f"data.root={tmp_path / 'empty'}", "data.download=false"], env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: IMDB not found in {tmp_path / 'empty' / 'imdb'}")
+    assert "Traceback" not in result.stderr
