@@ -39,6 +39,49 @@ def write_aclimdb(root: Path, per_folder: int = 24, seed: int = 0) -> Path:
     return root / "aclImdb"
 
 
+PEOPLE = [["Harry", "Potter"], ["Hermione", "Granger"], ["Ron", "Weasley"], ["Peter", "Blackburn"], ["Clinton"]]
+PLACES = [["London"], ["Paris"], ["New", "York"], ["Germany"], ["Leicestershire"]]
+ORGANISATIONS = [["European", "Commission"], ["Reuters"], ["Manchester", "United"], ["U.N."]]
+OTHERS = [["German"], ["British"], ["World", "Cup"], ["Olympic"]]
+ENTITIES = {"PER": PEOPLE, "LOC": PLACES, "ORG": ORGANISATIONS, "MISC": OTHERS}
+TEMPLATES = [["PER", "met", "PER", "in", "LOC", "."], ["PER", "said", "on", "Friday", "."],
+             ["the", "ORG", "of", "LOC", "won", "the", "MISC", "."], ["PER", "PER", "and", "the", "ORG", "agreed", "."],
+             ["LOC", "1996-08-30"], ["MISC", "fans", "visited", "LOC", "LOC", "'s", "capital", "."]]
+
+
+def conll_sentence(rng: random.Random) -> list[tuple[str, str]]:
+    """(word, IOB1 tag) pairs: I-X inside entities, B-X only where one follows another of its type."""
+    pairs: list[tuple[str, str]] = []
+    previous = "O"
+    for part in rng.choice(TEMPLATES):
+        if part not in ENTITIES:
+            pairs.append((part, "O"))
+            previous = "O"
+            continue
+        for i, word in enumerate(rng.choice(ENTITIES[part])):
+            pairs.append((word, f"B-{part}" if i == 0 and previous == part else f"I-{part}"))
+        previous = part
+    return pairs
+
+
+def write_conll(folder: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """conll2003/eng.{train,testa,testb} in the CoNLL-2003 layout: word POS chunk NER,
+    documents opened by -DOCSTART-, blank lines between sentences."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in (sizes or {"eng.train": 80, "eng.testa": 24, "eng.testb": 24}).items():
+        lines: list[str] = []
+        for i in range(count):
+            if i % 10 == 0:
+                lines += ["-DOCSTART- -X- -X- O", ""]
+            for word, tag in conll_sentence(rng):
+                pos = "NNP" if tag != "O" else "NN"
+                lines.append(f"{word} {pos} I-NP {tag}")
+            lines.append("")
+        (folder / name).write_text("\n".join(lines), encoding="utf-8")
+    return folder
+
+
 def tar_directory(directory: Path, archive: Path) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(directory, arcname=directory.name)
@@ -47,11 +90,13 @@ def tar_directory(directory: Path, archive: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
-    """A data.root with imdb/aclImdb_v1.tar.gz (read in place, as the real archive is)."""
+    """A data.root with imdb/aclImdb_v1.tar.gz (read in place, as the real archive is) and
+    conll2003/eng.{train,testa,testb}."""
     root = tmp_path_factory.mktemp("data")
     staging = tmp_path_factory.mktemp("staging")
     (root / "imdb").mkdir()
     tar_directory(write_aclimdb(staging), root / "imdb" / "aclImdb_v1.tar.gz")
+    write_conll(root / "conll2003")
     return root
 
 

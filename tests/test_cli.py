@@ -135,3 +135,14 @@ def test_missing_dataset_says_where_to_put_it(tmp_path, env):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: IMDB not found in {tmp_path / 'empty' / 'imdb'}")
     assert "Traceback" not in result.stderr
+
+
+def test_resuming_from_last_checkpoint_continues_exactly(finished_run, tmp_path, env):
+    run_dir, _ = finished_run  # trained 2 epochs without a break
+    train(tmp_path / "first", ["trainer.max_epochs=1"], env)
+    train(tmp_path / "rest", ["trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}"], env)
+    straight = json.loads((run_dir / "metrics.json").read_text())
+    resumed = json.loads((tmp_path / "rest" / "metrics.json").read_text())
+    assert resumed["epochs_run"] == 2
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+    assert resumed["test"] == straight["test"]

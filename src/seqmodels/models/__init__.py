@@ -7,9 +7,12 @@ from typing import Any
 
 from seqmodels.errors import ConfigError
 from seqmodels.models.classifier import POOLINGS, SequenceClassifier
+from seqmodels.models.crf import LinearChainCRF
 from seqmodels.models.encoder import CELLS, RecurrentEncoder
+from seqmodels.models.tagger import SequenceTagger
 
-__all__ = ["CELLS", "POOLINGS", "RecurrentEncoder", "SequenceClassifier", "check_model_config", "encoder_kwargs"]
+__all__ = ["CELLS", "POOLINGS", "LinearChainCRF", "RecurrentEncoder", "SequenceClassifier", "SequenceTagger",
+           "check_model_config", "encoder_kwargs", "tagger_kwargs"]
 
 
 def check_model_config(model: Mapping[str, Any]) -> None:
@@ -41,3 +44,26 @@ def encoder_kwargs(model: Mapping[str, Any]) -> dict[str, Any]:
         "bidirectional": bool(model["bidirectional"]),
         "dropout": float(model["dropout"]),
     }
+
+
+def tagger_kwargs(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The tagger's output layer and character features from a `model` config group (the
+    NER task config adds these keys: crf, char_dim, char_filters, char_kernel_size)."""
+    crf = model.get("crf", False)
+    if not isinstance(crf, bool):
+        raise ConfigError(f"model.crf={crf!r} must be true or false")
+    char_dim = model.get("char_dim", 0)
+    if not isinstance(char_dim, int) or isinstance(char_dim, bool) or char_dim < 0:
+        raise ConfigError(f"model.char_dim={char_dim!r} is impossible; use 0 (no character features) or a positive integer")
+    options = {"crf": crf, "char_dim": char_dim, "char_filters": 0, "char_kernel_size": 3}
+    if char_dim > 0:
+        for key in ("char_filters", "char_kernel_size"):
+            value = model.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model.{key}={value!r} is impossible with model.char_dim={char_dim}; "
+                                  f"it must be a positive integer")
+            options[key] = value
+        if options["char_kernel_size"] % 2 == 0:
+            raise ConfigError(f"model.char_kernel_size={options['char_kernel_size']} must be odd (3, 5, ...) "
+                              f"so each filter centres on a character")
+    return options

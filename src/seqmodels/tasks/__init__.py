@@ -6,9 +6,10 @@ from omegaconf import DictConfig
 
 from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import Task
+from seqmodels.tasks.ner import NerTask
 from seqmodels.tasks.sentiment import SentimentTask
 
-TASKS: dict[str, type[Task]] = {"sentiment": SentimentTask}
+TASKS: dict[str, type[Task]] = {"sentiment": SentimentTask, "ner": NerTask}
 
 
 def get_task(cfg: DictConfig) -> Task:

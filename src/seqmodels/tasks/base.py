@@ -73,6 +73,14 @@ class Task(ABC):
     @abstractmethod
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str) -> dict[str, Any]: ...
 
+    def start_pass(self, model: nn.Module, split: str) -> None:
+        """Called before each pass over `split` ("train", "val", "test"): the place to reset
+        state that lives across batches (e.g. a language model's carried hidden state)."""
+
+    def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
+        """Markdown texts logged to TensorBoard after each validation (e.g. sampled sentences)."""
+        return {}
+
     def hparams(self) -> dict[str, Any]:
         """Hyper-parameters shown against final metrics in TensorBoard's HPARAMS view."""
         model = self.cfg.model

@@ -20,8 +20,8 @@ class RunLogger:
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}/{name}", value, step)
 
-    def text(self, tag: str, markdown: str) -> None:
-        self.writer.add_text(tag, markdown)
+    def text(self, tag: str, markdown: str, step: int = 0) -> None:
+        self.writer.add_text(tag, markdown, step)
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
         """Record this run's hyper-parameters against its final metrics for the HPARAMS tab.

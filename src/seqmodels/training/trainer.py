@@ -99,6 +99,7 @@ class Trainer:
         loader = self.data.train
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.epoch)  # a new, reproducible batch order each epoch
+        self.task.start_pass(self.model, "train")
         limit = self.tcfg.limit_train_batches
         progress = Progress(_num_batches(loader, limit), f"epoch {self.epoch}/{self.tcfg.max_epochs}",
                             interval=self.tcfg.progress_interval_s)
@@ -133,8 +134,9 @@ class Trainer:
                 "seconds": progress.elapsed}
 
     @torch.no_grad()
-    def evaluate(self, loader, limit: int | None) -> dict[str, float]:
+    def evaluate(self, loader, limit: int | None, split: str) -> dict[str, float]:
         self.model.eval()
+        self.task.start_pass(self.model, split)
         outputs: list[StepOutput] = []
         for batch in _limited(loader, limit):
             with self._autocast():
@@ -182,7 +184,9 @@ class Trainer:
         while self.epoch < self.tcfg.max_epochs:
             self.epoch += 1
             train = self.train_epoch()
-            val = self.evaluate(self.data.val, self.tcfg.limit_val_batches)
+            val = self.evaluate(self.data.val, self.tcfg.limit_val_batches, "val")
+            for tag, markdown in self.task.examples(self.model, self.data.artifacts).items():
+                self.logger.text(f"examples/{tag}", markdown, self.epoch)
             self.tokens_per_s.append(train["tokens_per_s"])
             self.schedule.after_validation(val[monitor])
             self.logger.scalars("val", val, self.epoch)
@@ -210,8 +214,8 @@ class Trainer:
         best = load_checkpoint(self.checkpoints / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
         limit = self.tcfg.limit_val_batches
-        val = self.evaluate(self.data.val, limit)
-        test = self.evaluate(self.data.test, limit)
+        val = self.evaluate(self.data.val, limit, "val")
+        test = self.evaluate(self.data.test, limit, "test")
         self.logger.scalars("test", test, self.best.epoch)
         monitor = self.task.monitor
         self.logger.hparams(self.task.hparams(),

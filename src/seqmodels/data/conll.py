@@ -1,0 +1,133 @@
+"""CoNLL-2003 English named entities (Tjong Kim Sang & De Meulder 2003).
+
+`data.root/conll2003` holds `eng.train`, `eng.testa` (validation) and `eng.testb` (test):
+one token per line, `word POS chunk NER`, blank lines between sentences and `-DOCSTART-`
+lines between documents. There is no canonical download (Reuters licence), so missing
+files are an error that says which files to put where.
+
+The NER column is IOB1: `I-X` inside an entity, `B-X` only where an entity directly
+follows another of the same type. Sentences are converted to IOB2 (every entity starts
+with `B-X`), so each tag says on its own whether it starts an entity. Which tokens form
+an entity follows conlleval's rules in both schemes (see `entity_spans`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqmodels.errors import DataError
+
+FOLDER = "conll2003"
+FILES = {"train": "eng.train", "val": "eng.testa", "test": "eng.testb"}
+DOCUMENT_START = "-DOCSTART-"
+
+# Words and punctuation apart, as in the CoNLL files: "London." -> London . ; hyphenated,
+# dotted and apostrophe words stay whole (1996-08-30, 3.5, O'Neill), and so do
+# abbreviations such as "U.S." that end in their own full stop.
+WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'.]\w+)*|[^\w\s]")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    words: list[str]
+    tags: list[str]  # IOB2
+
+
+@dataclass(frozen=True)
+class Span:
+    type: str
+    start: int  # first token
+    end: int  # one past the last token
+
+
+def locate(root: Path) -> dict[str, Path]:
+    """{'train', 'val', 'test'} -> the files under `root/conll2003`; all three must exist."""
+    folder = Path(root) / FOLDER
+    paths = {split: folder / name for split, name in FILES.items()}
+    missing = [path.name for path in paths.values() if not path.is_file()]
+    if missing:
+        raise DataError(f"CoNLL-2003 not found: put {', '.join(FILES.values())} in {folder} "
+                        f"(missing: {', '.join(missing)}; there is no download, the files come with the "
+                        f"Reuters corpus licence), or point data.root (or SEQMODELS_DATA_DIR) at a folder "
+                        f"that holds {FOLDER}/")
+    return paths
+
+
+def read(path: Path) -> list[Sentence]:
+    """The sentences of one file, tags in IOB2; document markers and empty sentences dropped."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read {path} ({error.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # the original distribution is Latin-1, some copies are UTF-8
+        text = raw.decode("latin-1")
+    sentences: list[Sentence] = []
+    words: list[str] = []
+    tags: list[str] = []
+
+    def end_sentence() -> None:
+        if words:
+            sentences.append(Sentence(words.copy(), to_iob2(tags)))
+            words.clear()
+            tags.clear()
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        columns = line.split()
+        if not columns:
+            end_sentence()
+            continue
+        if columns[0] == DOCUMENT_START:
+            end_sentence()
+            continue
+        tag = columns[-1]
+        if len(columns) < 2 or not _is_iob_tag(tag):
+            raise DataError(f"{path}:{number}: expected 'word POS chunk NER' with an NER tag such as O, "
+                            f"I-PER or B-LOC, got {line.strip()!r}")
+        words.append(columns[0])
+        tags.append(tag)
+    end_sentence()
+    return sentences
+
+
+def _is_iob_tag(tag: str) -> bool:
+    prefix, dash, kind = tag.partition("-")
+    return tag == "O" or (prefix in ("B", "I") and dash == "-" and kind != "")
+
+
+def entity_spans(tags: list[str]) -> list[Span]:
+    """The entities of an IOB1 or IOB2 tag sequence, with conlleval's rules.
+
+    An entity starts at every `B-X`, and at an `I-X` that follows `O` or a tag of another
+    type; it ends before `O`, `B-*` or a change of type. So `I-PER I-PER B-PER` is two
+    people, `I-ORG I-LOC` an organisation then a location, and an ill-formed prediction
+    such as `O I-LOC` still counts as a location (as conlleval counts it).
+    """
+    spans: list[Span] = []
+    current: str | None = None
+    start = 0
+    for position, tag in enumerate([*tags, "O"]):
+        prefix, _, kind = tag.partition("-")
+        if current is not None and (prefix != "I" or kind != current):
+            spans.append(Span(current, start, position))
+            current = None
+        if prefix == "B" or (prefix == "I" and current is None):
+            current, start = kind, position
+    return spans
+
+
+def to_iob2(tags: list[str]) -> list[str]:
+    """The same entities written in IOB2: `B-X` at each entity's first token, `I-X` after."""
+    converted = ["O"] * len(tags)
+    for span in entity_spans(tags):
+        converted[span.start] = f"B-{span.type}"
+        converted[span.start + 1:span.end] = [f"I-{span.type}"] * (span.end - span.start - 1)
+    return converted
+
+
+def split_words(text: str) -> list[re.Match[str]]:
+    """A user's raw text as CoNLL-style tokens; each match keeps its place in the text."""
+    return list(WORD.finditer(text))

@@ -1,0 +1,104 @@
+"""Many-to-many: a tag for every token.
+
+    word embedding [+ character CNN] -> recurrent encoder -> linear emissions [-> CRF]
+
+Without a CRF each token's tag is the argmax of its emissions and the loss is per-token
+cross-entropy; with one, tags are decoded jointly (Viterbi) and the loss is the CRF's
+sentence negative log-likelihood. Either loss is divided by the number of real tokens,
+so its scale does not depend on the batch's sentence lengths.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqmodels.models.crf import LinearChainCRF
+from seqmodels.models.encoder import RecurrentEncoder
+
+
+def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, steps) True at the real positions of right-padded sequences."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class CharCNN(nn.Module):
+    """A word's spelling as a vector: character embeddings, a convolution over neighbouring
+    characters, and the maximum of each filter over the word's real characters (Ma & Hovy
+    2016). Spelling helps with words the vocabulary has never seen, and with capitals.
+
+    Padding characters are zeroed before the convolution and left out of the maximum, so a
+    word's vector does not depend on the longest word of its batch."""
+
+    def __init__(self, num_chars: int, char_dim: int, num_filters: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd so the filters centre on a character, got {kernel_size}")
+        self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(char_dim, num_filters, kernel_size, padding=kernel_size // 2)
+        self.output_size = num_filters
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        """chars: (B, T, W) character ids, 0-padded. Returns (B, T, num_filters); 0 for padding words."""
+        batch, steps, width = chars.shape
+        chars = chars.reshape(batch * steps, width)
+        real = (chars != 0).unsqueeze(1)  # (N, 1, W)
+        embedded = self.embedding(chars).transpose(1, 2) * real  # (N, char_dim, W)
+        filters = self.conv(embedded).masked_fill(~real, float("-inf")).amax(dim=2)
+        filters = filters.masked_fill(~real.any(dim=2), 0.0)  # padding words have no characters
+        return filters.view(batch, steps, -1)
+
+
+class SequenceTagger(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        cell: str,
+        embedding_dim: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        crf: bool = False,
+        num_chars: int = 0,
+        char_dim: int = 0,
+        char_filters: int = 0,
+        char_kernel_size: int = 3,
+        padding_idx: int = 0,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.chars = CharCNN(num_chars, char_dim, char_filters, char_kernel_size) if char_dim > 0 else None
+        self.dropout = nn.Dropout(dropout)
+        input_size = embedding_dim + (self.chars.output_size if self.chars is not None else 0)
+        self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+        self.head = nn.Linear(self.encoder.output_size, num_tags)
+        self.crf = LinearChainCRF(num_tags) if crf else None
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: (B, T) right-padded ids; lengths: (B,); chars: (B, T, W) when the model
+        uses characters. Returns (B, T, num_tags) emission scores."""
+        features = self.embedding(tokens)
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("this tagger reads characters: pass chars (B, T, W)")
+            features = torch.cat([features, self.chars(chars)], dim=-1)
+        encoded = self.encoder(self.dropout(features), lengths)
+        return self.head(self.dropout(encoded.outputs))
+
+    def loss(self, emissions: torch.Tensor, tags: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Mean loss per real token; padding positions (whatever their tags) count for nothing."""
+        mask = length_mask(lengths.to(emissions.device), emissions.shape[1])
+        if self.crf is not None:
+            return self.crf.nll(emissions, tags, mask).sum() / mask.sum()
+        return F.cross_entropy(emissions[mask].float(), tags[mask])
+
+    @torch.no_grad()
+    def decode(self, emissions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) predicted tag ids; padding positions hold 0."""
+        mask = length_mask(lengths.to(emissions.device), emissions.shape[1])
+        if self.crf is not None:
+            return self.crf.viterbi(emissions, mask)
+        return emissions.argmax(-1).masked_fill(~mask, 0)

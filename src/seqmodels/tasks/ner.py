@@ -1,0 +1,224 @@
+"""Named-entity recognition (many-to-many): a tag for every word, entities from the tags.
+
+Sentences come from CoNLL-2003 already split into words, so words are the tokens (no
+subwords): a word vocabulary from the training split (rarer words than `data.min_freq`
+map to <unk>), a character vocabulary for the optional character CNN, and the tag set of
+the data in IOB2. Metrics are conlleval's entity-level precision, recall and F1.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqmodels.data import conll
+from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_fraction
+from seqmodels.data.cache import cache_key, cached
+from seqmodels.data.text import UNK_ID, flatten
+from seqmodels.data.vocab import Vocabulary
+from seqmodels.errors import ConfigError, DataError
+from seqmodels.models import SequenceTagger, encoder_kwargs, tagger_kwargs
+from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.ner_metrics import entity_scores
+
+log = logging.getLogger("seqmodels")
+
+DATASETS = ("conll2003",)
+SPLITS = ("train", "val", "test")
+OUTSIDE = "O"
+
+
+@dataclass
+class TaggingBatch(Batch):
+    tokens: torch.Tensor  # (B, T) right-padded word ids
+    lengths: torch.Tensor  # (B,)
+    tags: torch.Tensor  # (B, T) tag ids; padding positions hold 0 and are masked out
+    chars: torch.Tensor | None = None  # (B, T, W) character ids, only when the model reads them
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """Words -> ids the way training saw them (one place, for the cache and for predict)."""
+
+    words: Vocabulary
+    chars: Vocabulary
+    lowercase: bool
+
+    def word_ids(self, words: list[str]) -> list[int]:
+        return self.words.ids(word.lower() for word in words) if self.lowercase else self.words.ids(words)
+
+    def char_ids(self, words: list[str]) -> list[list[int]]:
+        return [self.chars.ids(word) for word in words]  # spelling keeps its capitals
+
+
+def _padded_chars(flat: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(N, W) the character ids of N words stored flat, 0-padded to the longest word."""
+    positions = torch.arange(int(lengths.max()))
+    index = starts.unsqueeze(1) + positions
+    real = positions < lengths.unsqueeze(1)
+    return torch.where(real, flat[index.clamp(max=len(flat) - 1)].long(), 0)
+
+
+class NerTask(Task):
+    monitor = "f1"
+    mode = "max"
+
+    def _settings(self) -> dict[str, Any]:
+        data = self.cfg.data
+        if data.dataset not in DATASETS:
+            raise ConfigError(f"data.dataset={data.dataset!r} is not an NER dataset; use one of {list(DATASETS)}")
+        for key in ("min_freq", "batch_size"):
+            if not isinstance(data[key], int) or data[key] < 1:
+                raise ConfigError(f"data.{key}={data[key]} is impossible; it must be a positive integer")
+        return {"dataset": data.dataset, "min_freq": data.min_freq, "lowercase": bool(data.lowercase)}
+
+    def prepare(self) -> TaskData:
+        settings = self._settings()
+        uses_chars = tagger_kwargs(self.cfg.model)["char_dim"] > 0  # checked before reading any data
+        data = self.cfg.data
+        paths = conll.locate(Path(data.root))
+        key = cache_key(paths.values(), settings)
+        entry, was_cached = cached(Path(data.cache_dir), settings["dataset"], key,
+                                   lambda: self._build_cache(paths, settings))
+        log.info("%s data %s cache %s", settings["dataset"], "loaded from" if was_cached else "built into",
+                 Path(data.cache_dir) / f"{settings['dataset']}-{key}.pt")
+
+        def loader(name: str, shuffle: bool) -> BatchLoader:
+            split = entry[name]
+            words = RaggedIds(split["words"], split["offsets"])
+            tags = RaggedIds(split["tags"], split["offsets"])
+            chars, char_offsets = split["chars"], split["char_offsets"]
+
+            def make_batch(indices: list[int]) -> TaggingBatch:
+                tokens, lengths = pad_right([words[i] for i in indices])
+                tag_ids, _ = pad_right([tags[i] for i in indices], pad_value=0)
+                batch_chars = None
+                if uses_chars:
+                    # the batch's real words in row-major order, which is the order of tokens[mask]
+                    word_index = torch.cat([torch.arange(int(words.offsets[i]), int(words.offsets[i + 1])) for i in indices])
+                    starts = char_offsets[word_index]
+                    spelled = _padded_chars(chars, starts, char_offsets[word_index + 1] - starts)
+                    batch_chars = torch.zeros(*tokens.shape, spelled.shape[1], dtype=torch.long)
+                    batch_chars[torch.arange(tokens.shape[1]) < lengths.unsqueeze(1)] = spelled
+                return TaggingBatch(tokens, lengths, tag_ids, batch_chars)
+
+            sampler = BucketBatchSampler(words.lengths(), data.batch_size, shuffle=shuffle, seed=self.cfg.seed)
+            return BatchLoader(sampler, make_batch)
+
+        train = loader("train", shuffle=True)
+        train_lengths = entry["train"]["offsets"].diff()
+        random_order = torch.randperm(len(train_lengths), generator=torch.Generator().manual_seed(0))
+        random_batches = [random_order[i:i + data.batch_size].tolist()
+                          for i in range(0, len(random_order), data.batch_size)]
+        stats = entry["stats"]
+        summary = {
+            "dataset": f"{settings['dataset']} ({paths['train'].parent})",
+            "sentences train / val / test": " / ".join(f"{stats[s]['sentences']:,}" for s in SPLITS),
+            "tokens train / val / test": " / ".join(f"{stats[s]['tokens']:,}" for s in SPLITS),
+            "entities train": ", ".join(f"{k} {v:,}" for k, v in sorted(stats["train"]["entities"].items())),
+            "tags": f"{len(entry['tags'])} ({' '.join(entry['tags'])})",
+            "vocabulary": f"{len(entry['words']):,} words (min_freq {settings['min_freq']}), "
+                          f"{len(entry['chars']):,} characters",
+            "unknown words val / test": " / ".join(f"{stats[s]['unknown']:.1%}" for s in ("val", "test")),
+            "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
+            "padding, bucketed batches": f"{padding_fraction(train_lengths, train.sampler.batches()):.1%}",
+            "padding, random batches": f"{padding_fraction(train_lengths, random_batches):.1%}",
+        }
+        artifacts = {"words": entry["words"], "chars": entry["chars"], "tags": entry["tags"],
+                     "lowercase": settings["lowercase"]}
+        return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
+
+    @staticmethod
+    def _build_cache(paths: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:
+        log.info("reading %s (once; later runs load the cache)", paths["train"].parent)
+        sentences = {}
+        for name in SPLITS:
+            sentences[name] = conll.read(paths[name])
+            if not sentences[name]:
+                raise DataError(f"{paths[name]} holds no sentences; expected CoNLL-2003 lines 'word POS chunk NER'")
+        # Words and characters come from the training split only: validation and test words
+        # it has not seen map to <unk>, as a user's new words do. The tag set is the labels
+        # of all splits (not a vocabulary to learn), so every gold tag has an id.
+        train_words = [word for sentence in sentences["train"] for word in sentence.words]
+        words = Vocabulary.build(Counter(w.lower() if settings["lowercase"] else w for w in train_words),
+                                 settings["min_freq"])
+        chars = Vocabulary.build(Counter(char for word in train_words for char in word))
+        tag_names = {tag for name in SPLITS for sentence in sentences[name] for tag in sentence.tags}
+        tags = [OUTSIDE, *sorted(tag_names - {OUTSIDE})]  # O is id 0, the value padding positions hold
+        tag_ids = {tag: i for i, tag in enumerate(tags)}
+        encoder = Encoder(words, chars, settings["lowercase"])
+        entry: dict[str, Any] = {"words": words.strings, "chars": chars.strings, "tags": tags, "stats": {}}
+        for name in SPLITS:
+            word_ids = [encoder.word_ids(s.words) for s in sentences[name]]
+            flat_words, offsets = flatten(word_ids)
+            flat_chars, char_offsets = flatten([ids for s in sentences[name] for ids in encoder.char_ids(s.words)])
+            entry[name] = {"words": flat_words, "offsets": offsets,
+                           "tags": flatten([[tag_ids[t] for t in s.tags] for s in sentences[name]])[0],
+                           "chars": flat_chars, "char_offsets": char_offsets}
+            entities = Counter(span.type for s in sentences[name] for span in conll.entity_spans(s.tags))
+            entry["stats"][name] = {"sentences": len(sentences[name]), "tokens": int(offsets[-1]),
+                                    "entities": dict(entities),
+                                    "unknown": float((flat_words == UNK_ID).float().mean())}
+        return entry
+
+    def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
+        # evaluate() turns tag ids back into names; the names travel with the artifacts
+        self.tag_names: list[str] = list(artifacts["tags"])
+        model = self.cfg.model
+        return SequenceTagger(vocab_size=len(artifacts["words"]), num_tags=len(artifacts["tags"]),
+                              embedding_dim=model.embedding_dim, num_chars=len(artifacts["chars"]),
+                              **encoder_kwargs(model), **tagger_kwargs(model))
+
+    def step(self, model: nn.Module, batch: TaggingBatch) -> StepOutput:
+        emissions = model(batch.tokens, batch.lengths, batch.chars)
+        loss = model.loss(emissions, batch.tags, batch.lengths)
+        details = None
+        if not model.training:  # decoding (Viterbi with a CRF) only to evaluate: training steps stay fast
+            lengths = batch.lengths.tolist()
+            predicted = model.decode(emissions, batch.lengths).cpu().tolist()
+            gold = batch.tags.cpu().tolist()
+            details = [(g[:n], p[:n]) for g, p, n in zip(gold, predicted, lengths)]
+        return StepOutput(loss, int(batch.lengths.sum()), len(batch.lengths), details)
+
+    def evaluate(self, outputs: list[StepOutput]) -> dict[str, float]:
+        tokens = sum(o.num_tokens for o in outputs)
+        if tokens == 0:
+            return {"f1": float("nan"), "precision": float("nan"), "recall": float("nan"), "loss": float("nan")}
+        names = self.tag_names
+        pairs = [pair for o in outputs for pair in o.details]
+        scores = entity_scores(([names[i] for i in gold] for gold, _ in pairs),
+                               ([names[i] for i in predicted] for _, predicted in pairs),
+                               types=(tag[2:] for tag in names if tag != OUTSIDE))
+        # the loss is a mean per token, so batches weigh by their tokens
+        loss = sum(float(o.loss) * o.num_tokens for o in outputs) / tokens
+        return {"f1": scores.pop("f1"), "precision": scores.pop("precision"), "recall": scores.pop("recall"),
+                "loss": loss, **scores}
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str) -> dict[str, Any]:
+        model.eval()
+        matches = conll.split_words(text)
+        words = [match.group() for match in matches]
+        if not words:
+            return {"tokens": [], "tags": [], "entities": []}
+        encoder = Encoder(Vocabulary(artifacts["words"]), Vocabulary(artifacts["chars"]), artifacts["lowercase"])
+        device = next(model.parameters()).device
+        tokens, lengths = pad_right([torch.tensor(encoder.word_ids(words))])
+        chars, _ = pad_right([torch.tensor(ids) for ids in encoder.char_ids(words)])
+        tokens, lengths, chars = tokens.to(device), lengths.to(device), chars.unsqueeze(0).to(device)
+        predicted = model.decode(model(tokens, lengths, chars), lengths)[0].tolist()
+        tags = [artifacts["tags"][i] for i in predicted]
+        entities = [{"text": text[matches[span.start].start():matches[span.end - 1].end()], "type": span.type,
+                     "start": span.start, "end": span.end} for span in conll.entity_spans(tags)]
+        return {"tokens": words, "tags": tags, "entities": entities}
+
+    def hparams(self) -> dict[str, Any]:
+        options = tagger_kwargs(self.cfg.model)
+        return {**super().hparams(), "crf": options["crf"], "char_dim": options["char_dim"],
+                "char_filters": options["char_filters"], "min_freq": self.cfg.data.min_freq}
