@@ -49,9 +49,8 @@ def locate(root: Path) -> dict[str, Path]:
     missing = [path.name for path in paths.values() if not path.is_file()]
     if missing:
         raise DataError(f"CoNLL-2003 not found: put {', '.join(FILES.values())} in {folder} "
-                        f"(missing: {', '.join(missing)}; there is no download, the files come with the "
-                        f"Reuters corpus licence), or point data.root (or SEQMODELS_DATA_DIR) at a folder "
-                        f"that holds {FOLDER}/")
+                        f"(missing: {', '.join(missing)}; the dataset has no official download), "
+                        f"or point data.root (or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/")
     return paths
 
 

@@ -43,7 +43,7 @@ class TaggingBatch(Batch):
 
 
 @dataclass(frozen=True)
-class Encoder:
+class Vocabularies:
     """Words -> ids the way training saw them (one place, for the cache and for predict)."""
 
     words: Vocabulary
@@ -100,12 +100,13 @@ class NerTask(Task):
                 tag_ids, _ = pad_right([tags[i] for i in indices], pad_value=0)
                 batch_chars = None
                 if uses_chars:
-                    # the batch's real words in row-major order, which is the order of tokens[mask]
-                    word_index = torch.cat([torch.arange(int(words.offsets[i]), int(words.offsets[i + 1])) for i in indices])
+                    real = torch.arange(tokens.shape[1]) < lengths.unsqueeze(1)
+                    positions = words.offsets[indices].unsqueeze(1) + torch.arange(tokens.shape[1])
+                    word_index = positions[real]  # the batch's real words, in the order of tokens[real]
                     starts = char_offsets[word_index]
                     spelled = _padded_chars(chars, starts, char_offsets[word_index + 1] - starts)
                     batch_chars = torch.zeros(*tokens.shape, spelled.shape[1], dtype=torch.long)
-                    batch_chars[torch.arange(tokens.shape[1]) < lengths.unsqueeze(1)] = spelled
+                    batch_chars[real] = spelled
                 return TaggingBatch(tokens, lengths, tag_ids, batch_chars)
 
             sampler = BucketBatchSampler(words.lengths(), data.batch_size, shuffle=shuffle, seed=self.cfg.seed)
@@ -152,12 +153,12 @@ class NerTask(Task):
         tag_names = {tag for name in SPLITS for sentence in sentences[name] for tag in sentence.tags}
         tags = [OUTSIDE, *sorted(tag_names - {OUTSIDE})]  # O is id 0, the value padding positions hold
         tag_ids = {tag: i for i, tag in enumerate(tags)}
-        encoder = Encoder(words, chars, settings["lowercase"])
+        vocabularies = Vocabularies(words, chars, settings["lowercase"])
         entry: dict[str, Any] = {"words": words.strings, "chars": chars.strings, "tags": tags, "stats": {}}
         for name in SPLITS:
-            word_ids = [encoder.word_ids(s.words) for s in sentences[name]]
+            word_ids = [vocabularies.word_ids(s.words) for s in sentences[name]]
             flat_words, offsets = flatten(word_ids)
-            flat_chars, char_offsets = flatten([ids for s in sentences[name] for ids in encoder.char_ids(s.words)])
+            flat_chars, char_offsets = flatten([ids for s in sentences[name] for ids in vocabularies.char_ids(s.words)])
             entry[name] = {"words": flat_words, "offsets": offsets,
                            "tags": flatten([[tag_ids[t] for t in s.tags] for s in sentences[name]])[0],
                            "chars": flat_chars, "char_offsets": char_offsets}
@@ -207,10 +208,11 @@ class NerTask(Task):
         words = [match.group() for match in matches]
         if not words:
             return {"tokens": [], "tags": [], "entities": []}
-        encoder = Encoder(Vocabulary(artifacts["words"]), Vocabulary(artifacts["chars"]), artifacts["lowercase"])
+        vocabularies = Vocabularies(Vocabulary(artifacts["words"]), Vocabulary(artifacts["chars"]),
+                                    artifacts["lowercase"])
         device = next(model.parameters()).device
-        tokens, lengths = pad_right([torch.tensor(encoder.word_ids(words))])
-        chars, _ = pad_right([torch.tensor(ids) for ids in encoder.char_ids(words)])
+        tokens, lengths = pad_right([torch.tensor(vocabularies.word_ids(words))])
+        chars, _ = pad_right([torch.tensor(ids) for ids in vocabularies.char_ids(words)])
         tokens, lengths, chars = tokens.to(device), lengths.to(device), chars.unsqueeze(0).to(device)
         predicted = model.decode(model(tokens, lengths, chars), lengths)[0].tolist()
         tags = [artifacts["tags"][i] for i in predicted]
