@@ -58,6 +58,7 @@ from seqmodels.data.batching import padding_fraction
 from seqmodels.models.classifier import SequenceClassifier, pool
 from seqmodels.models.encoder import CELLS
 from seqmodels.tasks import get_task
+from seqmodels.training.tensorboard import RunLogger
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training.progress import Progress
 from seqmodels.training.runtime import resolve_device, seed_everything
@@ -131,9 +132,9 @@ def clock(device: torch.device) -> float:
 
 # -- batches --------------------------------------------------------------------------------------
 def bucketed_batches(data: TaskData, count: int) -> Iterator:
-    """The first `count` batches of the task's training loader in epoch 0 order, the order that
-    `Trainer.train_epoch` sees (it calls set_epoch(trainer.epoch), which stays 0 outside fit)."""
-    data.train.set_epoch(0)
+    """The first `count` batches of the task's training loader in epoch 1 order, the order that
+    `Trainer.train_epoch` sees (it trains epoch trainer.epoch + 1, and trainer.epoch stays 0 outside fit)."""
+    data.train.set_epoch(1)
     return islice(iter(data.train), count)
 
 
@@ -231,7 +232,9 @@ def plain_loop(name: str, model: nn.Module, cfg: DictConfig, device: torch.devic
 
 def make_trainer(cfg: DictConfig, task: Task, data: TaskData, run_root: Path, name: str) -> Trainer:
     model = fresh_model(task, data, cfg.seed)
-    return Trainer(cfg, task, data, model, run_root / name)
+    trainer = Trainer(cfg, task, data, model, run_root / name)
+    trainer.logger = RunLogger(run_root / name / "tensorboard")  # fit() would open it
+    return trainer
 
 
 def run_epoch(trainer: Trainer, limit: int) -> dict[str, float]:
@@ -242,7 +245,7 @@ def run_epoch(trainer: Trainer, limit: int) -> dict[str, float]:
 def seqmodels_epoch(trainer: Trainer, warmup: int, batches: int) -> Timing:
     if warmup:
         run_epoch(trainer, warmup)
-    # Epoch 0 again (train_epoch reuses trainer.epoch): the same batches the plain loop gets.
+    # Epoch 1 again (train_epoch trains trainer.epoch + 1, and only fit advances trainer.epoch): the same batches the plain loop gets.
     result = run_epoch(trainer, batches)
     # The trainer's own clock (its Progress, from before the first batch to after the last) and
     # the same real-token count it makes, sum(lengths), here taken exactly from the batch indices.
@@ -261,7 +264,7 @@ def step_breakdown(trainer: Trainer, warmup: int, batches: int) -> dict[str, flo
     seconds = dict.fromkeys(SECTIONS, 0.0)
     total_loss = total_examples = 0.0  # kept only because the trainer pays for them too
     start = clock(device)
-    loader.set_epoch(trainer.epoch)
+    loader.set_epoch(trainer.epoch + 1)
     order = loader.sampler.batches()[:batches]  # once per epoch; counted as assembly
     seconds["batch assembly"] += clock(device) - start
     for indices in order:
@@ -365,10 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         trainer.logger.close()
 
     lengths = data.train.sampler.lengths
-    data.train.set_epoch(0)
+    data.train.set_epoch(1)
     data_stats = {
         "train examples / batches per epoch": f"{len(lengths)} / {available}",
-        "padding, bucketed batches (epoch 0)": f"{padding_fraction(lengths, data.train.sampler.batches()):.1%}",
+        "padding, bucketed batches (epoch 1)": f"{padding_fraction(lengths, data.train.sampler.batches()):.1%}",
         "padding, random batches": f"{padding_fraction(lengths, shuffled):.1%}",
         "startup: task.prepare(), cache exists": f"{startup:.2f} s",
         "first task.prepare() (may build the cache)": f"{first_prepare:.2f} s",

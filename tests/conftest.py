@@ -82,6 +82,40 @@ def write_conll(folder: Path, sizes: dict[str, int] | None = None, seed: int = 0
     return folder
 
 
+SUBJECTS = [["the", "cat"], ["a", "dog"], ["mr.", "<unk>"], ["the", "company"], ["investors"]]
+VERBS = [["sat", "on"], ["ate"], ["bought"], ["said", "it", "sold"], ["watched"]]
+OBJECTS = [["the", "mat"], ["N", "shares"], ["a", "bone"], ["the", "<unk>", "market"], ["bonds"]]
+
+
+def lm_sentence(rng: random.Random) -> list[str]:
+    return [*rng.choice(SUBJECTS), *rng.choice(VERBS), *rng.choice(OBJECTS)]
+
+
+def write_ptb(folder: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """ptb/ptb.{train,valid,test}.txt as in Mikolov's release: one lowercase sentence per line,
+    a space before and after, <unk> and N already in the text."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in (sizes or {"ptb.train.txt": 300, "ptb.valid.txt": 40, "ptb.test.txt": 40}).items():
+        (folder / name).write_text("".join(f" {' '.join(lm_sentence(rng))} \n" for _ in range(count)), encoding="utf-8")
+    return folder
+
+
+def write_wikitext2(folder: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """wikitext-2/wiki.{train,valid,test}.tokens as in the v1 release: " = Title = " headings,
+    lines of a single space between paragraphs, capitals, @-@ for hyphens, <unk>."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, count in (sizes or {"wiki.train.tokens": 30, "wiki.valid.tokens": 4, "wiki.test.tokens": 4}).items():
+        lines = []
+        for article in range(count):
+            lines += [" ", f" = {'Valkyria' if article % 2 else 'Ice @-@ hockey'} = ", " "]
+            words = [word for _ in range(rng.randint(3, 8)) for word in [*lm_sentence(rng), "."]]
+            lines += [" " + " ".join(words).capitalize() + " ", " "]
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
 def tar_directory(directory: Path, archive: Path) -> Path:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(directory, arcname=directory.name)
@@ -90,13 +124,16 @@ def tar_directory(directory: Path, archive: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
-    """A data.root with imdb/aclImdb_v1.tar.gz (read in place, as the real archive is) and
-    conll2003/eng.{train,testa,testb}."""
+    """A data.root with imdb/aclImdb_v1.tar.gz (read in place, as the real archive is),
+    conll2003/eng.{train,testa,testb}, ptb/ptb.{train,valid,test}.txt and
+    wikitext-2/wiki.{train,valid,test}.tokens."""
     root = tmp_path_factory.mktemp("data")
     staging = tmp_path_factory.mktemp("staging")
     (root / "imdb").mkdir()
     tar_directory(write_aclimdb(staging), root / "imdb" / "aclImdb_v1.tar.gz")
     write_conll(root / "conll2003")
+    write_ptb(root / "ptb")
+    write_wikitext2(root / "wikitext-2")
     return root
 
 

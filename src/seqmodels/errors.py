@@ -15,3 +15,7 @@ class DataError(SeqmodelsError):
 
 class CheckpointError(SeqmodelsError):
     """A run directory or checkpoint that cannot be used."""
+
+
+class TrainingError(SeqmodelsError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""

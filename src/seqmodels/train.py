@@ -12,6 +12,7 @@ from seqmodels.errors import ConfigError
 from seqmodels.models import check_model_config
 from seqmodels.models.summary import parameter_table
 from seqmodels.tasks import get_task
+from seqmodels.training.checkpoint import checkpoint_path
 from seqmodels.training.runtime import resolve_device, seed_everything, set_threads
 from seqmodels.training.trainer import Trainer
 
@@ -45,6 +46,6 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     model = task.build_model(data.artifacts)
     log.info("model:\n%s", parameter_table(model))
     trainer = Trainer(cfg, task, data, model, run_dir)
-    if cfg.trainer.resume:
-        trainer.resume(Path(cfg.trainer.resume))
+    if cfg.trainer.resume:  # a run directory (its checkpoints/last.pt) or a checkpoint file
+        trainer.resume(checkpoint_path(Path(cfg.trainer.resume), "last.pt"))
     return trainer.fit()

@@ -9,10 +9,11 @@ from seqmodels.errors import ConfigError
 from seqmodels.models.classifier import POOLINGS, SequenceClassifier
 from seqmodels.models.crf import LinearChainCRF
 from seqmodels.models.encoder import CELLS, RecurrentEncoder
+from seqmodels.models.language_model import LanguageModel
 from seqmodels.models.tagger import SequenceTagger
 
-__all__ = ["CELLS", "POOLINGS", "LinearChainCRF", "RecurrentEncoder", "SequenceClassifier", "SequenceTagger",
-           "check_model_config", "encoder_kwargs", "tagger_kwargs"]
+__all__ = ["CELLS", "POOLINGS", "LanguageModel", "LinearChainCRF", "RecurrentEncoder", "SequenceClassifier",
+           "SequenceTagger", "check_model_config", "encoder_kwargs", "tagger_kwargs"]
 
 
 def check_model_config(model: Mapping[str, Any]) -> None:

@@ -11,6 +11,11 @@ sequence's outputs never depend on the padding around it.
 Each layer and direction is its own single-layer torch RNN so that bidirectional layers
 can be stacked with this reversal between them; the parameters per layer and direction
 are exactly those of the lecture formulas (see `models.summary`).
+
+A unidirectional encoder also takes and returns each layer's recurrent state, so a
+language model can carry it from one window of a long text into the next (truncated
+backpropagation through time). A backward direction has no such state: it would have to
+start from the future.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import torch
 from torch import nn
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+# One layer's recurrent state, each tensor (1, B, hidden): (h,) for RNN and GRU, (h, c) for LSTM.
+LayerState = tuple[torch.Tensor, ...]
 
 
 def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -41,6 +49,9 @@ class EncoderOutput:
     outputs: torch.Tensor  # (B, T, directions * hidden): every time step of the top layer
     final: torch.Tensor  # (B, directions * hidden): forward state at the last real token,
     # backward state at the first token (the end of the backward pass)
+    # Unidirectional only (else None): each layer's state after the last time step, padding
+    # included, so it continues a sequence only when the batch has no padding.
+    state: tuple[LayerState, ...] | None = None
 
 
 class RecurrentEncoder(nn.Module):
@@ -75,18 +86,30 @@ class RecurrentEncoder(nn.Module):
         # Dropout between stacked layers (as nn.LSTM's `dropout` argument does).
         self.between_layers = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
-        """x: (B, T, input_size) right-padded; lengths: (B,) real lengths, all >= 1."""
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor,
+                state: tuple[LayerState, ...] | None = None) -> EncoderOutput:
+        """x: (B, T, input_size) right-padded; lengths: (B,) real lengths, all >= 1; state: the
+        `EncoderOutput.state` of the previous window to continue from (unidirectional only),
+        None to start from zeros."""
+        if state is not None and self.bidirectional:
+            raise ValueError("a bidirectional encoder cannot continue from a state: its backward direction "
+                             "starts at the end of the sequence")
+        last_states: list[LayerState] = []
         for layer in range(self.num_layers):
             if layer > 0:
                 x = self.between_layers(x)
-            forward_out, _ = self.forward_layers[layer](x)
+            initial = None if state is None else state[layer]
+            if initial is not None and self.cell != "lstm":
+                initial = initial[0]
+            forward_out, last = self.forward_layers[layer](x, initial)
+            last_states.append(last if isinstance(last, tuple) else (last,))
             if self.bidirectional:
                 reversed_out, _ = self.backward_layers[layer](reverse_within_lengths(x, lengths))
                 x = torch.cat([forward_out, reverse_within_lengths(reversed_out, lengths)], dim=-1)
             else:
                 x = forward_out
-        return EncoderOutput(outputs=x, final=self._final_states(x, lengths))
+        return EncoderOutput(outputs=x, final=self._final_states(x, lengths),
+                             state=None if self.bidirectional else tuple(last_states))
 
     def _final_states(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, self.hidden_size)

@@ -37,10 +37,14 @@ def count_parameters(module: nn.Module) -> int:
 def parameter_rows(model: nn.Module) -> list[ParameterRow]:
     """One row per leaf layer; recurrent layers carry the formula their count must equal."""
     rows: list[ParameterRow] = []
+    owners: dict[int, str] = {}  # parameter -> the first layer that holds it
     for name, module in model.named_modules():
         if isinstance(module, RecurrentEncoder) or list(module.children()) or not list(module.parameters()):
             continue
-        count = count_parameters(module)
+        shared = sorted({owners[id(p)] for p in module.parameters() if id(p) in owners})
+        count = sum(p.numel() for p in module.parameters() if id(p) not in owners)
+        for parameter in module.parameters():
+            owners.setdefault(id(parameter), name)
         formula = ""
         if isinstance(module, nn.RNNBase):
             cell = {nn.RNN: "rnn", nn.GRU: "gru", nn.LSTM: "lstm"}[type(module)]
@@ -56,6 +60,8 @@ def parameter_rows(model: nn.Module) -> list[ParameterRow]:
             formula = f"{module.in_features}*{module.out_features} + {module.out_features}" if module.bias is not None else ""
         else:
             shape = ""
+        if shared:  # tied weights (e.g. a language model's decoder): counted once, where they first appear
+            formula = f"{count:,} own, the rest shared with {', '.join(shared)}"
         rows.append(ParameterRow(name, type(module).__name__, shape, count, formula))
     return rows
 

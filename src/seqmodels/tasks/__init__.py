@@ -6,10 +6,11 @@ from omegaconf import DictConfig
 
 from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import Task
+from seqmodels.tasks.language_model import LanguageModelTask
 from seqmodels.tasks.ner import NerTask
 from seqmodels.tasks.sentiment import SentimentTask
 
-TASKS: dict[str, type[Task]] = {"sentiment": SentimentTask, "ner": NerTask}
+TASKS: dict[str, type[Task]] = {"sentiment": SentimentTask, "ner": NerTask, "language_model": LanguageModelTask}
 
 
 def get_task(cfg: DictConfig) -> Task:

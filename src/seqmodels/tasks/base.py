@@ -71,7 +71,9 @@ class Task(ABC):
     def evaluate(self, outputs: list[StepOutput]) -> dict[str, float]: ...
 
     @abstractmethod
-    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str) -> dict[str, Any]: ...
+    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
+        """The answer to a user's text. `options` come from the command line (e.g. temperature,
+        top_k, length, seed for sampling); a task uses those it knows and ignores the rest."""
 
     def start_pass(self, model: nn.Module, split: str) -> None:
         """Called before each pass over `split` ("train", "val", "test"): the place to reset

@@ -202,7 +202,7 @@ class NerTask(Task):
                 "loss": loss, **scores}
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str) -> dict[str, Any]:
+    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
         model.eval()
         matches = conll.split_words(text)
         words = [match.group() for match in matches]

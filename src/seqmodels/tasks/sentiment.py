@@ -147,7 +147,7 @@ class SentimentTask(Task):
                 "loss": sum(float(o.loss) * o.num_examples for o in outputs) / total}
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str) -> dict[str, Any]:
+    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
         model.eval()
         ids = torch.tensor(encode(_tokenizer(artifacts["tokenizer"]), [text])[0])
         tokens, lengths = pad_right([ids])

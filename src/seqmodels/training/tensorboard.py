@@ -10,8 +10,8 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 
 class RunLogger:
-    def __init__(self, log_dir: Path) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)

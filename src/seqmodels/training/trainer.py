@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seqmodels.atomic import save_json
-from seqmodels.errors import ConfigError
+from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.tasks.base import StepOutput, Task, TaskData
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
 from seqmodels.training.optim import LRSchedule, build_optimizer
@@ -44,6 +45,15 @@ class Best:
         if self.value is None:
             return True
         return value > self.value if mode == "max" else value < self.value
+
+
+@dataclass
+class Position:
+    """How far into the current epoch training is: what a mid-epoch checkpoint must remember."""
+
+    batches: int = 0
+    loss_sum: float = 0.0
+    examples: int = 0
 
 
 def _limited(loader, limit: int | None):
@@ -72,12 +82,13 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
         steps_per_epoch = _num_batches(data.train, self.tcfg.limit_train_batches)
         self.schedule = LRSchedule(cfg.optim, self.optimizer, steps_per_epoch * self.tcfg.max_epochs, task.mode)
-        self.epoch = 0
+        self.epoch = 0  # completed epochs
+        self.position = Position()  # within epoch `self.epoch + 1`
         self.global_step = 0
         self.best = Best()
         self.history: list[dict[str, Any]] = []
-        self.tokens_per_s: list[float] = []
-        self.logger = RunLogger(self.run_dir / "tensorboard")
+        self.stop_requested = False
+        self.logger: RunLogger | None = None
 
     def _autocast_dtype(self) -> torch.dtype | None:
         precision = str(self.tcfg.precision)
@@ -95,22 +106,28 @@ class Trainer:
 
     # -- one pass ---------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
+        """Train the epoch `self.epoch + 1`, starting after `self.position.batches` batches when a
+        run resumes mid-epoch. Returns early (with `self.stop_requested`) on Ctrl-C."""
         self.model.train()
         loader = self.data.train
+        epoch = self.epoch + 1
         if hasattr(loader, "set_epoch"):
-            loader.set_epoch(self.epoch)  # a new, reproducible batch order each epoch
+            loader.set_epoch(epoch)  # a new, reproducible batch order each epoch
         self.task.start_pass(self.model, "train")
         limit = self.tcfg.limit_train_batches
-        progress = Progress(_num_batches(loader, limit), f"epoch {self.epoch}/{self.tcfg.max_epochs}",
-                            interval=self.tcfg.progress_interval_s)
-        total_loss = total_examples = 0.0
-        for batch in _limited(loader, limit):
+        position = self.position
+        progress = Progress(_num_batches(loader, limit), f"epoch {epoch}/{self.tcfg.max_epochs}",
+                            interval=self.tcfg.progress_interval_s, done=position.batches)
+        for index, batch in enumerate(_limited(loader, limit)):
+            if index < position.batches:
+                continue  # done before the interruption; the order is the same (seeded by epoch)
             batch = batch.to(self.device)
             with self._autocast():
                 out = self.task.step(self.model, batch)
             if not torch.isfinite(out.loss):
-                raise FloatingPointError(f"training loss became {out.loss.item()} at step {self.global_step}; "
-                                         f"lower optim.lr or set trainer.grad_clip")
+                raise TrainingError(f"training loss became {out.loss.item()} at epoch {epoch}, step "
+                                    f"{self.global_step + 1}; lower optim.lr or set trainer.grad_clip (now "
+                                    f"{self.tcfg.grad_clip}). checkpoints/last.pt holds the last good epoch")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -121,16 +138,19 @@ class Trainer:
             self.schedule.after_step()
             self.global_step += 1
             loss = out.loss.item()
-            total_loss += loss * out.num_examples
-            total_examples += out.num_examples
+            position.batches += 1
+            position.loss_sum += loss * out.num_examples
+            position.examples += out.num_examples
             progress.update(loss, out.num_tokens)
             if self.global_step % self.tcfg.log_every_n_steps == 0:
                 self.logger.scalar("train/loss", loss, self.global_step)
                 self.logger.scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
                 self.logger.scalar("train/grad_norm", grad_norm, self.global_step)
+            if self.stop_requested:
+                break
         progress.close()
         log.info("%s", progress.line())
-        return {"loss": total_loss / max(total_examples, 1), "tokens_per_s": progress.tokens_per_s,
+        return {"loss": position.loss_sum / max(position.examples, 1), "tokens_per_s": progress.tokens_per_s,
                 "seconds": progress.elapsed}
 
     @torch.no_grad()
@@ -153,6 +173,7 @@ class Trainer:
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
+            "position": asdict(self.position),
             "global_step": self.global_step,
             "best": {"epoch": self.best.epoch, "value": self.best.value},
             "metrics": metrics,
@@ -163,31 +184,70 @@ class Trainer:
         }
 
     def resume(self, path: Path) -> None:
+        """Continue from a checkpoint of the same task, model and data, exactly where it stopped."""
         state = load_checkpoint(path, map_location=self.device)
+        saved = state["config"]
+        for group in ("task", "model"):
+            mine = OmegaConf.to_container(self.cfg[group], resolve=True)
+            if saved.get(group) != mine:
+                raise CheckpointError(f"{path} was trained with {group}={saved.get(group)}, not {mine}; resume with "
+                                      f"the overrides of the original run (its .hydra/overrides.yaml)")
+        if state["artifacts"] != self.data.artifacts:
+            raise CheckpointError(f"{path} was trained on other prepared data (vocabulary or labels differ); resume "
+                                  f"with the data.* settings of the original run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.position = Position(**state["position"])
         self.best = Best(**state["best"])
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
-        log.info("resumed from %s after epoch %d (best %s at epoch %d)", path, self.epoch, self.best.value,
-                 self.best.epoch)
+        log.info("resumed from %s at epoch %d, batch %d (best %s at epoch %d)", path, self.epoch + 1,
+                 self.position.batches, self.best.value, self.best.epoch)
 
     # -- the loop ---------------------------------------------------------------------------
+    def _request_stop(self, signum, frame) -> None:
+        # The first Ctrl-C finishes the current step and saves; a second one aborts at once.
+        self.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        log.warning("interrupted: saving checkpoints/last.pt after this step (Ctrl-C again to abort)")
+
     def fit(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        # purge_step: a resumed run drops any events logged after its checkpoint
+        self.logger = RunLogger(self.run_dir / "tensorboard", purge_step=self.global_step + 1 if self.global_step else None)
+        self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
+        previous_handler = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            self._epochs()
+        except TrainingError:
+            self._write_metrics("failed", time.perf_counter() - started)
+            self.logger.close()
+            raise
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+        if self.stop_requested:
+            self._write_metrics("interrupted", time.perf_counter() - started)
+            self.logger.close()
+            raise KeyboardInterrupt
+        return self.finish(time.perf_counter() - started)
+
+    def _epochs(self) -> None:
         monitor, mode = self.task.monitor, self.task.mode
         patience = self.tcfg.early_stopping_patience
-        started = time.perf_counter()
-        self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
         while self.epoch < self.tcfg.max_epochs:
-            self.epoch += 1
             train = self.train_epoch()
+            if self.stop_requested:  # mid-epoch: remember the position, the epoch is not done
+                save_checkpoint(self.state({}), self.checkpoints / "last.pt")
+                return
+            self.epoch += 1
+            self.position = Position()
             val = self.evaluate(self.data.val, self.tcfg.limit_val_batches, "val")
             for tag, markdown in self.task.examples(self.model, self.data.artifacts).items():
                 self.logger.text(f"examples/{tag}", markdown, self.epoch)
-            self.tokens_per_s.append(train["tokens_per_s"])
             self.schedule.after_validation(val[monitor])
             self.logger.scalars("val", val, self.epoch)
             self.logger.scalar("train/epoch_loss", train["loss"], self.epoch)
@@ -204,10 +264,29 @@ class Trainer:
             save_checkpoint(state, self.checkpoints / "last.pt")
             if improved:
                 save_checkpoint(state, self.checkpoints / "best.pt")
+            if self.stop_requested:
+                return
             if patience is not None and self.epoch - self.best.epoch >= patience:
                 log.info("early stopping: val %s has not improved for %d epochs", monitor, patience)
-                break
-        return self.finish(time.perf_counter() - started)
+                return
+
+    def _write_metrics(self, status: str, train_seconds: float, **final: Any) -> dict[str, Any]:
+        results = {
+            "status": status,
+            "task": self.cfg.task.name,
+            "monitor": f"val/{self.task.monitor}",
+            "mode": self.task.mode,
+            "best_epoch": self.best.epoch,
+            "epochs_run": self.epoch,
+            **final,
+            "train_seconds": round(train_seconds, 2),
+            "train_tokens_per_s": round(sum(h["tokens_per_s"] for h in self.history) / max(len(self.history), 1), 1),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "history": self.history,
+        }
+        save_json(results, self.run_dir / "metrics.json")
+        return results
 
     def finish(self, train_seconds: float) -> dict[str, Any]:
         """Evaluate the best checkpoint on validation and test; write hparams and metrics.json."""
@@ -221,21 +300,7 @@ class Trainer:
         self.logger.hparams(self.task.hparams(),
                             {f"hparams/val_{monitor}": val[monitor], f"hparams/test_{monitor}": test[monitor]})
         self.logger.close()
-        results = {
-            "task": self.cfg.task.name,
-            "monitor": f"val/{monitor}",
-            "mode": self.task.mode,
-            "best_epoch": self.best.epoch,
-            "epochs_run": self.epoch,
-            "val": val,
-            "test": test,
-            "train_seconds": round(train_seconds, 2),
-            "train_tokens_per_s": round(sum(self.tokens_per_s) / max(len(self.tokens_per_s), 1), 1),
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "device": str(self.device),
-            "history": self.history,
-        }
-        save_json(results, self.run_dir / "metrics.json")
+        results = self._write_metrics("completed", train_seconds, val=val, test=test)
         log.info("best epoch %d | val %s | test %s", self.best.epoch,
                  " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
         return results
