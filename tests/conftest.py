@@ -11,6 +11,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples on every run (a red CI must be reproducible); locally,
+# property tests draw new examples each time and remember failures in .hypothesis/.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -112,7 +112,8 @@ def test_multirun_gives_each_job_its_own_run_directory(tmp_path, env):
 
 
 @pytest.mark.parametrize("override,message", [
-    (["model=transformer"], "Could not find 'model/transformer'"),
+    (["model=transformer"], "error: model=transformer is not a model config; use one of ['bilstm', 'gru', 'lstm', 'rnn']"),
+    (["task=0"], "error: task=0 is not a task config; use one of"),
     (["model.hidden_size=0"], "error: model.hidden_size=0 is impossible; it must be a positive integer"),
     (["model.hiden_size=3"], "Key 'hiden_size' is not in struct"),
     (["trainer.device=tpu"], "error: trainer.device='tpu' is unknown"),

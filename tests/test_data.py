@@ -158,3 +158,20 @@ def test_vocabulary_comes_from_the_training_part_only(data_root, tmp_path):
     train_index, _ = seeded_split(48, 0.1, cfg.data.split_seed)
     train_words = {w.lower().strip(".") for i in train_index for w in splits["train"].texts[i].replace("<br", " ").split()}
     assert set(vocab) - {"<pad>", "<unk>", ".", "/><", "/>"} <= train_words | {"br"}
+
+
+def test_undecodable_and_empty_reviews_are_kept_with_a_counted_warning(tmp_path, caplog):
+    tree = write_aclimdb(tmp_path / "imdb", per_folder=3)
+    (tree / "train" / "pos" / "0_9.txt").write_bytes(b"great \xff\xfe film")
+    (tree / "test" / "neg" / "1_2.txt").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="seqmodels"):
+        splits = imdb.read(tree)
+    assert "great \ufffd\ufffd film" in splits["train"].texts and "" in splits["test"].texts
+    assert "1 IMDB reviews are not valid UTF-8" in caplog.text and "1 IMDB reviews are empty" in caplog.text
+
+
+def test_an_empty_split_is_refused(tmp_path):
+    tree = write_aclimdb(tmp_path / "imdb", per_folder=2)
+    shutil.rmtree(tree / "test")
+    with pytest.raises(DataError, match="has no test/pos and test/neg reviews"):
+        imdb.read(tree)

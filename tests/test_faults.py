@@ -145,3 +145,16 @@ def test_a_damaged_cache_entry_is_rebuilt_not_used(tmp_path):
     (tmp_path / "demo-key.pt").write_bytes((tmp_path / "demo-key.pt").read_bytes()[:50])  # truncated
     entry, was_cached = cached(tmp_path, "demo", "key", lambda: {"ids": torch.arange(5)})
     assert not was_cached and entry["ids"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_archive_members_cannot_write_outside_the_dataset_folder(tmp_path):
+    import zipfile
+    from seqmodels.data import wikitext2
+    root = tmp_path / "root"
+    (root / "wikitext-2").mkdir(parents=True)
+    with zipfile.ZipFile(root / "wikitext-2" / wikitext2.ARCHIVE, "w") as archive:
+        for name in wikitext2.FILES.values():
+            archive.writestr(f"../../escaped/{name}", " a b c \n")
+    paths = wikitext2.locate(root, allow_download=False)
+    assert all(path.parent == root / "wikitext-2" and path.read_text() == " a b c \n" for path in paths.values())
+    assert not (tmp_path / "escaped").exists() and not (root.parent.parent / "escaped").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from omegaconf import DictConfig
 
 from seqmodels.atomic import save_json
 from seqmodels.config import CONFIG_DIR, register_resolvers
-from seqmodels.errors import SeqmodelsError
+from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.train import run
 
 log = logging.getLogger("seqmodels")
@@ -34,8 +35,36 @@ def _resume_command(run_dir: Path) -> str:
     return shlex.join(["python", "train.py", *overrides, f"trainer.resume={run_dir}"])
 
 
+GROUP_CHOICE = re.compile(r"^[+~]?([a-z_]+)=([^()\[\]{}]*)$")  # model=lstm, model=rnn,gru; not choice(...)
+
+
+def check_group_overrides(overrides: list[str]) -> None:
+    """`model=transformer` or `task=0` as one line listing the valid choices. (Hydra's own
+    message for an unknown option is clear, but some values, e.g. numbers, end in its traceback.)
+    Sweep syntax beyond plain comma lists is left to Hydra."""
+    for override in overrides:
+        match = GROUP_CHOICE.match(override)
+        if not match or not (CONFIG_DIR / match.group(1)).is_dir():
+            continue
+        group, values = match.groups()
+        choices = sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml"))
+        for value in values.split(","):
+            if value not in choices:
+                raise ConfigError(f"{group}={value or repr(value)} is not a {group} config; use one of {choices}")
+
+
+def main() -> None:
+    """The console entry: check config group choices, then hand over to Hydra."""
+    try:
+        check_group_overrides([arg for arg in sys.argv[1:] if not arg.startswith("-")])
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    hydra_app()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def hydra_app(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN

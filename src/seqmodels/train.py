@@ -7,32 +7,31 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from seqmodels.checks import require_int
 from seqmodels.errors import ConfigError
 from seqmodels.models import check_model_config
 from seqmodels.models.summary import parameter_table
 from seqmodels.tasks import get_task
 from seqmodels.training.checkpoint import checkpoint_path
+from seqmodels.training.optim import check_optim_config
 from seqmodels.training.runtime import resolve_device, seed_everything, set_threads
-from seqmodels.training.trainer import Trainer
+from seqmodels.training.trainer import Trainer, check_trainer_config
 
 log = logging.getLogger("seqmodels")
 
 
-def check_trainer_config(trainer: DictConfig) -> None:
-    if not isinstance(trainer.max_epochs, int) or trainer.max_epochs < 1:
-        raise ConfigError(f"trainer.max_epochs={trainer.max_epochs} is impossible; use a positive integer")
-    for key in ("limit_train_batches", "limit_val_batches", "early_stopping_patience"):
-        if trainer[key] is not None and (not isinstance(trainer[key], int) or trainer[key] < 1):
-            raise ConfigError(f"trainer.{key}={trainer[key]} is impossible; use a positive integer or null (no limit)")
-    if trainer.grad_clip is not None and trainer.grad_clip <= 0:
-        raise ConfigError(f"trainer.grad_clip={trainer.grad_clip} is impossible; use a positive norm or null (off)")
-
-
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # Fail on a bad config before minutes of data preparation, not after.
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
+    require_int("seed", cfg.seed, minimum=0)
     check_model_config(cfg.model)
     check_trainer_config(cfg.trainer)
+    check_optim_config(cfg.optim)
     device = resolve_device(cfg.trainer.device)
     task = get_task(cfg)
     threads = set_threads(cfg.trainer.num_threads)

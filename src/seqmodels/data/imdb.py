@@ -6,6 +6,7 @@ archive) or `aclImdb.tar.gz` (a repack); archives are read in place, never unpac
 
 from __future__ import annotations
 
+import logging
 import re
 import tarfile
 import zlib
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from seqmodels.data.download import download
 from seqmodels.errors import DataError
+
+log = logging.getLogger("seqmodels")
 
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -43,14 +46,29 @@ def locate(root: Path, allow_download: bool) -> Path:
 
 
 def read(source: Path) -> dict[str, Reviews]:
-    """{'train': Reviews, 'test': Reviews}, each ordered by (label, review id)."""
+    """{'train': Reviews, 'test': Reviews}, each ordered by (label, review id).
+
+    One bad review does not cost the dataset: undecodable bytes become U+FFFD and empty
+    reviews are kept (they tokenize to <unk>), each counted in a warning. A missing split or
+    an unreadable archive is refused.
+    """
     found: dict[str, list[tuple[int, int, str]]] = {"train": [], "test": []}
+    damaged: list[str] = []
+    empty: list[str] = []
 
     def add(name: str, read_text) -> None:
         match = REVIEW.search(name)
         if match:
             split, label, review_id, _rating = match.groups()
-            found[split].append((LABELS.index(label), int(review_id), read_text().decode("utf-8")))
+            raw = read_text()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", errors="replace")
+                damaged.append(name)
+            if not text.strip():
+                empty.append(name)
+            found[split].append((LABELS.index(label), int(review_id), text))
 
     try:
         if source.is_dir():
@@ -61,9 +79,14 @@ def read(source: Path) -> dict[str, Reviews]:
                 for member in archive:
                     if member.isfile() and REVIEW.search(member.name):
                         add(member.name, archive.extractfile(member).read)
-    except (tarfile.TarError, EOFError, zlib.error, OSError, UnicodeDecodeError) as error:
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download "
                         f"{URL} again") from None
+    if damaged:
+        log.warning("%d IMDB reviews are not valid UTF-8 (e.g. %s); bad bytes were replaced by U+FFFD",
+                    len(damaged), damaged[0])
+    if empty:
+        log.warning("%d IMDB reviews are empty (e.g. %s); kept as a single <unk> token", len(empty), empty[0])
     result = {}
     for split, items in found.items():
         if not items or len({label for label, _, _ in items}) < 2:

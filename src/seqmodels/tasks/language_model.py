@@ -24,6 +24,7 @@ from seqmodels.data import ptb, wikitext2
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.corpus import (EOS, IGNORE, UNKNOWN, UNKNOWN_CHAR, StreamWindows, build_vocabulary, encode,
                                    lay_out, read_text, read_words, split_by_fractions)
+from seqmodels.checks import require_bool, require_int, require_number
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModel, encoder_kwargs
 from seqmodels.models.language_model import detach_state, sample
@@ -43,10 +44,6 @@ class TextWindow(Batch):
     targets: torch.Tensor  # (streams, steps): the inputs shifted by one; IGNORE past the end of the text
 
 
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 class LanguageModelTask(Task):
     monitor = "perplexity"
     mode = "min"
@@ -63,17 +60,13 @@ class LanguageModelTask(Task):
             raise ConfigError("model.bidirectional=true cannot predict the next token: the backward direction "
                               "reads the tokens to be predicted; use model.bidirectional=false")
         tie = model.get("tie_weights", False)
-        if not isinstance(tie, bool):
-            raise ConfigError(f"model.tie_weights={tie!r} must be true or false")
+        require_bool("model.tie_weights", tie)
         if tie and model.embedding_dim != model.hidden_size:
             raise ConfigError(f"model.tie_weights=true needs model.embedding_dim == model.hidden_size (got "
                               f"{model.embedding_dim} and {model.hidden_size}); make them equal or untie")
         for key in ("batch_size", "bptt"):
-            if not _positive_int(data[key]):
-                raise ConfigError(f"data.{key}={data[key]!r} is impossible; it must be a positive integer")
-        if data.eval_batch_size is not None and not _positive_int(data.eval_batch_size):
-            raise ConfigError(f"data.eval_batch_size={data.eval_batch_size!r} is impossible; use a positive "
-                              f"integer or null (= data.batch_size)")
+            require_int(f"data.{key}", data[key])
+        require_int("data.eval_batch_size", data.eval_batch_size, allow_none=True)  # null: data.batch_size
         self._settings()
 
     def _settings(self) -> dict[str, Any]:
@@ -87,6 +80,8 @@ class LanguageModelTask(Task):
         if not data.get("path"):
             raise ConfigError("task=chars needs a text file: add data.path=/path/to/file.txt")
         val, test = data.val_fraction, data.test_fraction
+        require_number("data.val_fraction", val, 0.0, 1.0, low_open=True)
+        require_number("data.test_fraction", test, 0.0, 1.0, low_open=True)
         if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
             raise ConfigError(f"data.val_fraction={val} and data.test_fraction={test} are impossible; each must be "
                               f"in (0, 1) and together below 1 (e.g. 0.05 and 0.05)")
@@ -224,10 +219,8 @@ class LanguageModelTask(Task):
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ConfigError(f"temperature={temperature} is impossible; it must be > 0 (below 1 sharpens, "
                               f"above 1 flattens the distribution)")
-        if not _positive_int(top_k):
-            raise ConfigError(f"top_k={top_k} is impossible; it must be a positive integer (1 = greedy)")
-        if not isinstance(length, int) or length < 0:
-            raise ConfigError(f"length={length} is impossible; it must be a non-negative integer")
+        require_int("top_k", top_k)  # 1 = greedy
+        require_int("length", length, minimum=0)
         model.eval()
         vocabulary = artifacts["vocabulary"]
         index = {token: i for i, token in enumerate(vocabulary)}

@@ -22,6 +22,7 @@ from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, 
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.text import UNK_ID, flatten
 from seqmodels.data.vocab import Vocabulary
+from seqmodels.checks import require_bool, require_choice, require_int
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import SequenceTagger, encoder_kwargs, tagger_kwargs
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
@@ -71,11 +72,10 @@ class NerTask(Task):
 
     def _settings(self) -> dict[str, Any]:
         data = self.cfg.data
-        if data.dataset not in DATASETS:
-            raise ConfigError(f"data.dataset={data.dataset!r} is not an NER dataset; use one of {list(DATASETS)}")
+        require_choice("data.dataset", data.dataset, DATASETS)
         for key in ("min_freq", "batch_size"):
-            if not isinstance(data[key], int) or data[key] < 1:
-                raise ConfigError(f"data.{key}={data[key]} is impossible; it must be a positive integer")
+            require_int(f"data.{key}", data[key])
+        require_bool("data.lowercase", data.lowercase)
         return {"dataset": data.dataset, "min_freq": data.min_freq, "lowercase": bool(data.lowercase)}
 
     def prepare(self) -> TaskData:

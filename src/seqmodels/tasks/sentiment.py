@@ -17,7 +17,7 @@ from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, 
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.splits import seeded_split
 from seqmodels.data.text import encode, flatten, tokenizer_from_json, train_word_tokenizer
-from seqmodels.errors import ConfigError
+from seqmodels.checks import require_bool, require_choice, require_int, require_number
 from seqmodels.models import SequenceClassifier, encoder_kwargs
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
 
@@ -46,13 +46,14 @@ class SentimentTask(Task):
 
     def _settings(self) -> dict[str, Any]:
         data = self.cfg.data
-        if data.dataset not in DATASETS:
-            raise ConfigError(f"data.dataset={data.dataset!r} is not a sentiment dataset; use one of {sorted(DATASETS)}")
-        for key in ("vocab_size", "min_freq", "max_length", "batch_size"):
-            if data[key] is not None and data[key] < 1:
-                raise ConfigError(f"data.{key}={data[key]} is impossible; it must be a positive integer")
-        if data.keep not in ("head", "tail"):
-            raise ConfigError(f"data.keep={data.keep!r} is unknown; use head (first tokens) or tail (last tokens)")
+        require_choice("data.dataset", data.dataset, DATASETS)
+        for key in ("vocab_size", "min_freq", "batch_size"):
+            require_int(f"data.{key}", data[key])
+        require_int("data.max_length", data.max_length, allow_none=True)
+        require_choice("data.keep", data.keep, ("head", "tail"), " (head: first tokens, tail: last tokens)")
+        require_bool("data.lowercase", data.lowercase)
+        require_number("data.val_fraction", data.val_fraction, 0.0, 1.0, low_open=True)
+        require_int("data.split_seed", data.split_seed, minimum=0)
         return {k: data[k] for k in ("dataset", "vocab_size", "min_freq", "max_length", "keep", "lowercase",
                                      "val_fraction", "split_seed")}
 

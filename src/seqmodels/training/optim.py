@@ -7,33 +7,46 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
+from seqmodels.checks import is_number, require_choice, require_int, require_number
 from seqmodels.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "plateau")
 
 
+def check_optim_config(cfg: DictConfig) -> None:
+    """Every `optim.*` value a run will use, checked before any data is read."""
+    require_choice("optim.name", cfg.name, OPTIMIZERS, " (e.g. optim=adamw)")
+    require_number("optim.lr", cfg.lr, 0.0, low_open=True)
+    require_number("optim.weight_decay", cfg.weight_decay, 0.0)
+    require_number("optim.momentum", cfg.momentum, 0.0, 1.0)
+    betas = cfg.betas
+    if not isinstance(betas, ListConfig) or len(betas) != 2 or not all(is_number(b) and 0 <= b < 1 for b in betas):
+        raise ConfigError(f"optim.betas={betas!r} is impossible; use two numbers in [0, 1), e.g. [0.9,0.999]")
+    require_choice("optim.schedule", cfg.schedule, SCHEDULES)
+    require_int("optim.warmup_steps", cfg.warmup_steps, minimum=0)
+    require_number("optim.plateau_factor", cfg.plateau_factor, 0.0, 1.0, low_open=True)
+    require_int("optim.plateau_patience", cfg.plateau_patience, minimum=0)
+
+
 def build_optimizer(cfg: DictConfig, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    check_optim_config(cfg)
     name = cfg.name
-    if cfg.lr is None or cfg.lr <= 0:
-        raise ConfigError(f"optim.lr={cfg.lr} is impossible; it must be > 0")
     if name == "adam":
         return torch.optim.Adam(parameters, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     if name == "adamw":
         return torch.optim.AdamW(parameters, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ConfigError(f"optim.name={name!r} is unknown; use one of {list(OPTIMIZERS)} (e.g. optim=adamw)")
+    raise AssertionError(name)  # unreachable: check_optim_config knows the same names
 
 
 class LRSchedule:
     """Warm-up then constant, cosine or linear decay per step; or decay on a validation plateau."""
 
     def __init__(self, cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> None:
-        if cfg.schedule not in SCHEDULES:
-            raise ConfigError(f"optim.schedule={cfg.schedule!r} is unknown; use one of {list(SCHEDULES)}")
         self.name = cfg.schedule
         warmup = int(cfg.get("warmup_steps") or 0)
         total = max(total_steps, 1)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seqmodels.atomic import save_json
+from seqmodels.checks import require_choice, require_int, require_number
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.tasks.base import StepOutput, Task, TaskData
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
@@ -34,6 +35,18 @@ from seqmodels.training.tensorboard import RunLogger
 
 log = logging.getLogger("seqmodels")
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
+def check_trainer_config(trainer: DictConfig) -> None:
+    """Every `trainer.*` value a run will use, checked before any data is read."""
+    for key in ("max_epochs", "log_every_n_steps"):
+        require_int(f"trainer.{key}", trainer[key])
+    for key in ("limit_train_batches", "limit_val_batches", "early_stopping_patience", "num_threads"):
+        require_int(f"trainer.{key}", trainer[key], allow_none=True)
+    require_number("trainer.grad_clip", trainer.grad_clip, 0.0, low_open=True, allow_none=True)
+    require_choice("trainer.precision", str(trainer.precision), PRECISIONS)
+    require_number("trainer.progress_interval_s", trainer.progress_interval_s, 0.0)
+    resolve_device(trainer.device)
 
 
 @dataclass
