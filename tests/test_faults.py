@@ -158,3 +158,23 @@ def test_archive_members_cannot_write_outside_the_dataset_folder(tmp_path):
     paths = wikitext2.locate(root, allow_download=False)
     assert all(path.parent == root / "wikitext-2" and path.read_text() == " a b c \n" for path in paths.values())
     assert not (tmp_path / "escaped").exists() and not (root.parent.parent / "escaped").exists()
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b"not a checkpoint at all", "is not a readable seqmodels checkpoint"),
+    ("pickled code", "is not a readable seqmodels checkpoint"),
+    ({"format": 99}, "is not a seqmodels checkpoint of format 1"),
+])
+def test_predict_refuses_what_is_not_a_checkpoint_without_running_it(tmp_path, env, content, problem):
+    from conftest import run_script
+    path = tmp_path / "run" / "checkpoints" / "best.pt"
+    path.parent.mkdir(parents=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content == "pickled code":
+        torch.save({"format": 1, "payload": Path("/")}, path)  # an object a weights-only load must refuse
+    else:
+        torch.save(content, path)
+    result = run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "text"], env, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {path} {problem}"), result.stderr
