@@ -175,3 +175,12 @@ def test_an_empty_split_is_refused(tmp_path):
     shutil.rmtree(tree / "test")
     with pytest.raises(DataError, match="has no test/pos and test/neg reviews"):
         imdb.read(tree)
+
+
+def test_download_script_reports_ready_datasets_and_what_is_missing(data_root, tmp_path, env):
+    from conftest import ROOT, run_script
+    ready = run_script([str(ROOT / "scripts" / "download_data.py"), "imdb", "conll2003", "--root", str(data_root)], env)
+    assert ready.stdout.splitlines()[0].startswith("imdb: ready (") and "conll2003: ready" in ready.stdout
+    missing = run_script([str(ROOT / "scripts" / "download_data.py"), "conll2003", "--root", str(tmp_path)], env,
+                         check=False)
+    assert missing.returncode == 1 and "conll2003: CoNLL-2003 not found" in missing.stderr

@@ -1,0 +1,46 @@
+"""Fetch the datasets into data.root before training (training also fetches a missing one).
+
+    python scripts/download_data.py                 # imdb ptb wikitext2 into $SEQMODELS_DATA_DIR or data/
+    python scripts/download_data.py ptb --root /data/seqmodels
+
+Each archive comes from its canonical URL and is checked against its published MD5. CoNLL-2003
+has no public download: the script says which files to put where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from seqmodels.config import PROJECT_ROOT
+from seqmodels.data import conll, imdb, ptb, wikitext2
+from seqmodels.errors import SeqmodelsError
+
+DOWNLOADABLE = {"imdb": imdb, "ptb": ptb, "wikitext2": wikitext2}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    known = [*DOWNLOADABLE, "conll2003"]
+    parser.add_argument("datasets", nargs="*", help=f"any of {', '.join(known)} (default: all)")
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("SEQMODELS_DATA_DIR", PROJECT_ROOT / "data")),
+                        help="data.root (default: $SEQMODELS_DATA_DIR, else data/ in the checkout)")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.datasets) - set(known))
+    if unknown:
+        parser.error(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    failed = False
+    for name in args.datasets or known:
+        try:
+            found = conll.locate(args.root) if name == "conll2003" else DOWNLOADABLE[name].locate(args.root, True)
+            print(f"{name}: ready ({found if isinstance(found, Path) else ', '.join(str(p) for p in found.values())})")
+        except SeqmodelsError as error:
+            print(f"{name}: {error}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
