@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +74,14 @@ def test_predict_prints_label_and_probability(finished_run, env):
     assert answer["label"] in ("negative", "positive")
     assert answer["probability"] == max(answer["probabilities"].values()) >= 0.5
     assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-3
+
+
+def test_predict_cuts_a_text_longer_than_any_limit(finished_run, env):
+    run_dir, _ = finished_run
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), str(run_dir), "-"], env=env,
+                            input="a superb film. " * 50_000, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] in ("negative", "positive")
 
 
 def test_predict_on_a_missing_run_is_one_clear_line(tmp_path, env):

@@ -33,7 +33,8 @@ def predict(run: Path, text: str, checkpoint: str = "best.pt", device: str = "cp
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", type=Path, help="a run directory (outputs/DATE/TIME) or a checkpoint file")
-    parser.add_argument("text", help="the text to answer: a review, a sentence, the start of a text")
+    parser.add_argument("text", help="the text to answer: a review, a sentence, the start of a text; "
+                                     "- reads it from standard input (for long texts)")
     parser.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     sampling = parser.add_argument_group("next-token prediction")
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {name: getattr(args, name) for name in ("temperature", "top_k", "length", "seed")
                if getattr(args, name) is not None}
     try:
-        result = predict(args.run, args.text, args.checkpoint, args.device, **options)
+        text = sys.stdin.read() if args.text == "-" else args.text
+        result = predict(args.run, text, args.checkpoint, args.device, **options)
     except SeqmodelsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
