@@ -84,6 +84,15 @@ def test_predict_cuts_a_text_longer_than_any_limit(finished_run, env):
     assert json.loads(result.stdout)["label"] in ("negative", "positive")
 
 
+def test_evaluate_reproduces_the_final_metrics_of_the_best_checkpoint(finished_run, env):
+    run_dir, _ = finished_run
+    result = run_script([str(ROOT / "scripts" / "evaluate.py"), str(run_dir)], env)
+    evaluated = json.loads(result.stdout)
+    final = json.loads((run_dir / "metrics.json").read_text())
+    assert evaluated["epoch"] == final["best_epoch"]
+    assert evaluated["val"] == final["val"] and evaluated["test"] == final["test"]
+
+
 def test_predict_on_a_missing_run_is_one_clear_line(tmp_path, env):
     result = run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "nope"), "text"], env, check=False)
     assert result.returncode == 2

@@ -17,6 +17,7 @@ from seqmodels.atomic import save_json
 from seqmodels.config import CONFIG_DIR, register_resolvers
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.train import run
+from seqmodels.training.runtime import available_cores
 
 log = logging.getLogger("seqmodels")
 register_resolvers()
@@ -53,6 +54,23 @@ def check_group_overrides(overrides: list[str]) -> None:
                 raise ConfigError(f"{group}={value or repr(value)} is not a {group} config; use one of {choices}")
 
 
+def parallel_jobs(hydra_cfg: DictConfig) -> int:
+    """How many jobs of this multirun run at once on this machine: a parallel launcher's `n_jobs`
+    (hydra/launcher=joblib; negative counts back from the cores, as joblib does: -1 = all),
+    at most the number of trials an Optuna sweeper launches together. 1 for the basic launcher."""
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return 1
+    jobs = hydra_cfg.launcher.get("n_jobs")
+    if not isinstance(jobs, int) or jobs == 0:
+        return 1
+    if jobs < 0:
+        jobs = max(1, available_cores() + 1 + jobs)
+    batch = hydra_cfg.sweeper.get("n_jobs")
+    if isinstance(batch, int) and batch > 0:
+        jobs = min(jobs, batch)
+    return jobs
+
+
 def main() -> None:
     """The console entry: check config group choices, then hand over to Hydra."""
     try:
@@ -69,10 +87,13 @@ def hydra_app(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        results = run(cfg, run_dir)
+        results = run(cfg, run_dir, parallel_jobs(hydra_cfg))
     except KeyboardInterrupt as error:
         _record_failure(run_dir, "interrupted", error)
-        message = f"interrupted; checkpoints/last.pt is saved. Resume with: {_resume_command(run_dir)}"
+        if hydra_cfg.runtime.choices.get("hparams_search"):  # a trial: the study goes on, not this run
+            message = "interrupted; run the same command again to continue the search (this trial runs again)"
+        else:
+            message = f"interrupted; checkpoints/last.pt is saved. Resume with: {_resume_command(run_dir)}"
         log.warning("%s", message)
         if multirun:
             raise

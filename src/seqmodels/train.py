@@ -16,13 +16,15 @@ from seqmodels.models.summary import parameter_table
 from seqmodels.tasks import get_task
 from seqmodels.training.checkpoint import checkpoint_path
 from seqmodels.training.optim import check_optim_config
-from seqmodels.training.runtime import resolve_device, seed_everything, set_threads
+from seqmodels.training.runtime import available_cores, job_threads, resolve_device, seed_everything, set_threads
 from seqmodels.training.trainer import Trainer, check_trainer_config
 
 log = logging.getLogger("seqmodels")
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any]:
+    """`parallel_jobs`: how many jobs of a multirun share this machine at once (their threads are
+    split, see `job_threads`)."""
     # Fail on a bad config before minutes of data preparation, not after.
     try:
         OmegaConf.resolve(cfg)
@@ -34,10 +36,11 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     check_optim_config(cfg.optim)
     device = resolve_device(cfg.trainer.device)
     task = get_task(cfg)
-    threads = set_threads(cfg.trainer.num_threads)
+    threads = set_threads(job_threads(cfg.trainer.num_threads, parallel_jobs))
     seed_everything(cfg.seed)
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True).rstrip())
-    log.info("run directory: %s | device: %s | threads: %d", run_dir, device, threads)
+    sharing = f" ({parallel_jobs} parallel jobs share {available_cores()} cores)" if parallel_jobs > 1 else ""
+    log.info("run directory: %s | device: %s | threads: %d%s", run_dir, device, threads, sharing)
     data = task.prepare()
     width = max(len(k) for k in data.summary)
     log.info("data:\n%s", "\n".join(f"  {k.ljust(width)}  {v}" for k, v in data.summary.items()))

@@ -16,6 +16,15 @@ A unidirectional encoder also takes and returns each layer's recurrent state, so
 language model can carry it from one window of a long text into the next (truncated
 backpropagation through time). A backward direction has no such state: it would have to
 start from the future.
+
+For the gradient-flow measurement (`training.gradient_flow`), an encoder can record its top
+layer's hidden states: set `record_steps` to n and the next forward pass runs the last n
+steps of each sequence (and a little more, for batches of mixed length) one step at a time,
+keeping each step's state tensor `h_t` in `recorded`, so that autograd gives the full
+gradient dL/dh_t, through the output at t and through every later step. (The output tensor
+of a fused torch RNN only receives the gradient of its direct use at t, never the gradient
+that flows back from step t+1.) The results are the same; it is only slower, so it is off
+unless a measurement turns it on.
 """
 
 from __future__ import annotations
@@ -42,6 +51,16 @@ def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     index = torch.where(positions < lengths, lengths - 1 - positions, positions)
     index = index.view(batch, steps, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
+
+
+@dataclass(frozen=True)
+class RecordedStates:
+    """One direction of the top layer, as recorded when `RecurrentEncoder.record_steps` is set."""
+
+    states: list[torch.Tensor]  # h at processing steps first_step, first_step + 1, ...; each (1, B, hidden)
+    first_step: int
+    lengths: torch.Tensor  # (B,) real lengths: a sequence's pass ends at processing step length - 1
+    direction: str  # "forward" | "backward" (the backward pass reads each sequence reversed)
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,9 @@ class RecurrentEncoder(nn.Module):
                 self.backward_layers.append(rnn_class(layer_input, hidden_size, batch_first=True, **extra))
         # Dropout between stacked layers (as nn.LSTM's `dropout` argument does).
         self.between_layers = nn.Dropout(dropout)
+        # Opt-in, for measurements only (see the module docstring): record at least this many final steps.
+        self.record_steps: int | None = None
+        self.recorded: list[RecordedStates] = []
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor,
                 state: tuple[LayerState, ...] | None = None) -> EncoderOutput:
@@ -95,21 +117,44 @@ class RecurrentEncoder(nn.Module):
             raise ValueError("a bidirectional encoder cannot continue from a state: its backward direction "
                              "starts at the end of the sequence")
         last_states: list[LayerState] = []
+        self.recorded = []
         for layer in range(self.num_layers):
             if layer > 0:
                 x = self.between_layers(x)
             initial = None if state is None else state[layer]
             if initial is not None and self.cell != "lstm":
                 initial = initial[0]
-            forward_out, last = self.forward_layers[layer](x, initial)
+            record = self.record_steps is not None and layer == self.num_layers - 1
+            forward_out, last = self._run(self.forward_layers[layer], x, initial, lengths, record, "forward")
             last_states.append(last if isinstance(last, tuple) else (last,))
             if self.bidirectional:
-                reversed_out, _ = self.backward_layers[layer](reverse_within_lengths(x, lengths))
+                reversed_out, _ = self._run(self.backward_layers[layer], reverse_within_lengths(x, lengths), None,
+                                            lengths, record, "backward")
                 x = torch.cat([forward_out, reverse_within_lengths(reversed_out, lengths)], dim=-1)
             else:
                 x = forward_out
         return EncoderOutput(outputs=x, final=self._final_states(x, lengths),
                              state=None if self.bidirectional else tuple(last_states))
+
+    def _run(self, rnn: nn.RNNBase, x: torch.Tensor, initial, lengths: torch.Tensor, record: bool, direction: str):
+        """One layer and direction: fused, or, when recording, fused up to the recorded steps and then
+        one step at a time, each step's state being both that step's output and the next step's input."""
+        if not record:
+            return rnn(x, initial)
+        first = max(0, int(lengths.min()) - self.record_steps)
+        outputs: list[torch.Tensor] = []
+        state = initial
+        if first > 0:
+            head, state = rnn(x[:, :first], initial)
+            outputs.append(head)
+        states: list[torch.Tensor] = []
+        for step in range(first, x.shape[1]):
+            _, state = rnn(x[:, step:step + 1], state)
+            h = state[0] if isinstance(state, tuple) else state  # (1, B, hidden)
+            states.append(h)
+            outputs.append(h.transpose(0, 1))
+        self.recorded.append(RecordedStates(states, first, lengths.detach().cpu(), direction))
+        return torch.cat(outputs, dim=1), state
 
     def _final_states(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, self.hidden_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -36,3 +37,19 @@ def set_threads(num_threads: int | None) -> int:
             raise ConfigError(f"trainer.num_threads={num_threads} is impossible; use a positive integer or null")
         torch.set_num_threads(num_threads)
     return torch.get_num_threads()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def job_threads(num_threads: int | None, parallel_jobs: int, cores: int | None = None) -> int | None:
+    """The intra-op threads of one job. An explicit `trainer.num_threads` wins; null in a job that
+    runs beside `parallel_jobs - 1` others gets its share of the cores, at least one."""
+    if num_threads is not None or parallel_jobs <= 1:
+        return num_threads
+    return max(1, (cores or available_cores()) // parallel_jobs)

@@ -1,4 +1,4 @@
-"""TensorBoard logging for one run: scalars, the resolved config as text, and hparams."""
+"""TensorBoard logging for one run: scalars, figures, the resolved config as text, and hparams."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ class RunLogger:
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
         for name, value in values.items():
             self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def figure(self, tag: str, figure, step: int) -> None:
+        """A matplotlib Figure as an image (IMAGES tab), drawn with Agg and without pyplot."""
+        import numpy as np
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        canvas = FigureCanvasAgg(figure)
+        canvas.draw()
+        image = np.asarray(canvas.buffer_rgba())[..., :3]
+        self.writer.add_image(tag, image, step, dataformats="HWC")
 
     def text(self, tag: str, markdown: str, step: int = 0) -> None:
         self.writer.add_text(tag, markdown, step)

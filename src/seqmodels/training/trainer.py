@@ -2,7 +2,8 @@
 of concrete models, datasets or metrics.
 
 One epoch: train on (at most `limit_train_batches`) shuffled, bucketed batches with
-gradient clipping, evaluate on the validation split, write `last.pt` (and `best.pt` when
+gradient clipping, evaluate on the validation split (and measure how far back in time the
+gradient reaches on one validation batch, `training.gradient_flow`), write `last.pt` (and `best.pt` when
 the monitored metric improves), stop early when it has not improved for `patience`
 epochs. At the end the best checkpoint is evaluated on validation and test, and the
 results go to TensorBoard (hparams) and `metrics.json`.
@@ -24,10 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from seqmodels.atomic import save_json
-from seqmodels.checks import require_choice, require_int, require_number
+from seqmodels.checks import require_bool, require_choice, require_int, require_number
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
-from seqmodels.tasks.base import StepOutput, Task, TaskData
+from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
+from seqmodels.training.evaluation import evaluate_split
+from seqmodels.training.gradient_flow import record_gradient_flow
 from seqmodels.training.optim import LRSchedule, build_optimizer
 from seqmodels.training.progress import Progress
 from seqmodels.training.runtime import resolve_device
@@ -39,8 +42,9 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 def check_trainer_config(trainer: DictConfig) -> None:
     """Every `trainer.*` value a run will use, checked before any data is read."""
-    for key in ("max_epochs", "log_every_n_steps"):
+    for key in ("max_epochs", "log_every_n_steps", "gradient_flow_steps"):
         require_int(f"trainer.{key}", trainer[key])
+    require_bool("trainer.gradient_flow", trainer.gradient_flow)
     for key in ("limit_train_batches", "limit_val_batches", "early_stopping_patience", "num_threads"):
         require_int(f"trainer.{key}", trainer[key], allow_none=True)
     require_number("trainer.grad_clip", trainer.grad_clip, 0.0, low_open=True, allow_none=True)
@@ -166,17 +170,17 @@ class Trainer:
         return {"loss": position.loss_sum / max(position.examples, 1), "tokens_per_s": progress.tokens_per_s,
                 "seconds": progress.elapsed}
 
-    @torch.no_grad()
     def evaluate(self, loader, limit: int | None, split: str) -> dict[str, float]:
-        self.model.eval()
-        self.task.start_pass(self.model, split)
-        outputs: list[StepOutput] = []
-        for batch in _limited(loader, limit):
-            with self._autocast():
-                out = self.task.step(self.model, batch.to(self.device))
-            out.loss = out.loss.detach().float().cpu()
-            outputs.append(out)
-        return self.task.evaluate(outputs)
+        return evaluate_split(self.task, self.model, loader, split, self.device, limit, self._autocast)
+
+    def _middle_val_batch(self):
+        """A typical validation batch: the middle one (validation batches are sorted by length)."""
+        limit = self.tcfg.limit_val_batches
+        middle = _num_batches(self.data.val, limit) // 2
+        for index, batch in enumerate(_limited(self.data.val, limit)):
+            if index == middle:
+                return batch.to(self.device)
+        return None
 
     # -- checkpoints ------------------------------------------------------------------------
     def state(self, metrics: dict[str, float]) -> dict[str, Any]:
@@ -261,6 +265,9 @@ class Trainer:
             val = self.evaluate(self.data.val, self.tcfg.limit_val_batches, "val")
             for tag, markdown in self.task.examples(self.model, self.data.artifacts).items():
                 self.logger.text(f"examples/{tag}", markdown, self.epoch)
+            if self.tcfg.gradient_flow:  # ||dL/dh_t|| against distance, on one validation batch
+                record_gradient_flow(self.task, self.model, self._middle_val_batch(), self.epoch,
+                                     self.tcfg.gradient_flow_steps, self.run_dir, self.logger)
             self.schedule.after_validation(val[monitor])
             self.logger.scalars("val", val, self.epoch)
             self.logger.scalar("train/epoch_loss", train["loss"], self.epoch)

@@ -1,0 +1,29 @@
+"""One evaluation pass: the task's steps in eval mode, without gradients, turned into metrics."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+
+import torch
+from torch import nn
+
+from seqmodels.tasks.base import Batch, StepOutput, Task
+
+
+@torch.no_grad()
+def evaluate_split(task: Task, model: nn.Module, loader: Iterable[Batch], split: str, device: torch.device,
+                   limit: int | None = None,
+                   autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> dict[str, float]:
+    model.eval()
+    task.start_pass(model, split)
+    outputs: list[StepOutput] = []
+    for index, batch in enumerate(loader):
+        if limit is not None and index >= limit:
+            break
+        with autocast():
+            out = task.step(model, batch.to(device))
+        out.loss = out.loss.detach().float().cpu()
+        outputs.append(out)
+    return task.evaluate(outputs)
