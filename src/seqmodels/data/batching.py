@@ -76,6 +76,15 @@ def padding_fraction(lengths: Sequence[int] | torch.Tensor, batches: Sequence[Se
     return 1.0 - real / padded if padded else 0.0
 
 
+def padding_report(lengths: torch.Tensor, sampler: BucketBatchSampler) -> dict[str, str]:
+    """The start-up summary's padding lines: one epoch of bucketed batches against the same
+    batch size drawn at random (what bucketing saves)."""
+    order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0))
+    random_batches = [order[i:i + sampler.batch_size].tolist() for i in range(0, len(order), sampler.batch_size)]
+    return {"padding, bucketed batches": f"{padding_fraction(lengths, sampler.batches()):.1%}",
+            "padding, random batches": f"{padding_fraction(lengths, random_batches):.1%}"}
+
+
 def pad_right(sequences: Sequence[torch.Tensor], pad_value: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, T) int64 ids padded on the right, and the (B,) lengths."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)

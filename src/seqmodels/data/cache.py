@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import torch
 
 from seqmodels.atomic import save_torch
+
+log = logging.getLogger("seqmodels")
 
 FORMAT_VERSION = 1
 
@@ -43,9 +46,12 @@ def cached(cache_dir: Path, name: str, key: str, build: Callable[[], dict[str, A
     path = Path(cache_dir) / f"{name}-{key}.pt"
     if path.exists():
         try:
-            return torch.load(path, weights_only=True), True
+            entry = torch.load(path, weights_only=True)
+            log.info("%s data loaded from cache %s", name, path)
+            return entry, True
         except Exception:  # a damaged entry is rebuilt, not trusted
             path.unlink(missing_ok=True)
     entry = build()
     save_torch(entry, path)
+    log.info("%s data built into cache %s", name, path)
     return entry, False

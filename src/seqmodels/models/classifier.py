@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seqmodels.models.encoder import RecurrentEncoder
+from seqmodels.models.encoder import RecurrentEncoder, length_mask
 
 POOLINGS = ("last", "mean", "max", "meanmax")
 
@@ -14,8 +14,7 @@ def pool(outputs: torch.Tensor, final: torch.Tensor, lengths: torch.Tensor, how:
     """Summarise (B, T, H) encoder outputs over each sequence's real tokens only."""
     if how == "last":
         return final
-    steps = torch.arange(outputs.shape[1], device=outputs.device)
-    real = (steps.unsqueeze(0) < lengths.to(outputs.device).unsqueeze(1)).unsqueeze(-1)
+    real = length_mask(lengths.to(outputs.device), outputs.shape[1]).unsqueeze(-1)
     mean = (outputs * real).sum(1) / lengths.to(outputs.device, outputs.dtype).unsqueeze(1)
     if how == "mean":
         return mean

@@ -40,6 +40,11 @@ CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.L
 LayerState = tuple[torch.Tensor, ...]
 
 
+def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, steps) True at the real positions of right-padded sequences."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
 def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Reverse each sequence of a right-padded (B, T, ...) batch in its first `length` steps.
 

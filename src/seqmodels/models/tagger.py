@@ -15,12 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqmodels.models.crf import LinearChainCRF
-from seqmodels.models.encoder import RecurrentEncoder
-
-
-def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """(B, steps) True at the real positions of right-padded sequences."""
-    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+from seqmodels.models.encoder import RecurrentEncoder, length_mask
 
 
 class CharCNN(nn.Module):

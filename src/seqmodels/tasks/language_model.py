@@ -103,9 +103,7 @@ class LanguageModelTask(Task):
         sources = self._sources(settings)
         key = cache_key(list(sources.values()), settings)
         name = settings["dataset"]
-        entry, was_cached = cached(Path(data.cache_dir), name, key, lambda: self._build_cache(sources, settings))
-        log.info("%s data %s cache %s", name, "loaded from" if was_cached else "built into",
-                 Path(data.cache_dir) / f"{name}-{key}.pt")
+        entry, _ = cached(Path(data.cache_dir), name, key, lambda: self._build_cache(sources, settings))
         streams = {"train": lay_out(entry["train"], data.batch_size)}
         for split in ("val", "test"):
             streams[split] = lay_out(entry[split], data.eval_batch_size or data.batch_size)

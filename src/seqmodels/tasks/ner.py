@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from seqmodels.data import conll
-from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_fraction
+from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_report
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.text import UNK_ID, flatten
 from seqmodels.data.vocab import Vocabulary
@@ -84,10 +84,7 @@ class NerTask(Task):
         data = self.cfg.data
         paths = conll.locate(Path(data.root))
         key = cache_key(paths.values(), settings)
-        entry, was_cached = cached(Path(data.cache_dir), settings["dataset"], key,
-                                   lambda: self._build_cache(paths, settings))
-        log.info("%s data %s cache %s", settings["dataset"], "loaded from" if was_cached else "built into",
-                 Path(data.cache_dir) / f"{settings['dataset']}-{key}.pt")
+        entry, _ = cached(Path(data.cache_dir), settings["dataset"], key, lambda: self._build_cache(paths, settings))
 
         def loader(name: str, shuffle: bool) -> BatchLoader:
             split = entry[name]
@@ -114,9 +111,6 @@ class NerTask(Task):
 
         train = loader("train", shuffle=True)
         train_lengths = entry["train"]["offsets"].diff()
-        random_order = torch.randperm(len(train_lengths), generator=torch.Generator().manual_seed(0))
-        random_batches = [random_order[i:i + data.batch_size].tolist()
-                          for i in range(0, len(random_order), data.batch_size)]
         stats = entry["stats"]
         summary = {
             "dataset": f"{settings['dataset']} ({paths['train'].parent})",
@@ -128,8 +122,7 @@ class NerTask(Task):
                           f"{len(entry['chars']):,} characters",
             "unknown words val / test": " / ".join(f"{stats[s]['unknown']:.1%}" for s in ("val", "test")),
             "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
-            "padding, bucketed batches": f"{padding_fraction(train_lengths, train.sampler.batches()):.1%}",
-            "padding, random batches": f"{padding_fraction(train_lengths, random_batches):.1%}",
+            **padding_report(train_lengths, train.sampler),
         }
         artifacts = {"words": entry["words"], "chars": entry["chars"], "tags": entry["tags"],
                      "lowercase": settings["lowercase"]}

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqmodels.data import imdb
-from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_fraction
+from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_report
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.splits import seeded_split
 from seqmodels.data.text import encode, flatten, tokenizer_from_json, train_word_tokenizer
@@ -63,10 +63,8 @@ class SentimentTask(Task):
         reader = DATASETS[settings["dataset"]]
         source = reader.locate(Path(data.root), allow_download=data.download)
         key = cache_key([source], settings)
-        entry, was_cached = cached(Path(data.cache_dir), settings["dataset"], key,
-                                   lambda: self._build_cache(reader, source, settings))
-        log.info("%s data %s cache %s", settings["dataset"], "loaded from" if was_cached else "built into",
-                 Path(data.cache_dir) / f"{settings['dataset']}-{key}.pt")
+        entry, _ = cached(Path(data.cache_dir), settings["dataset"], key,
+                          lambda: self._build_cache(reader, source, settings))
         splits = {name: (RaggedIds(entry[name]["flat"], entry[name]["offsets"]), entry[name]["labels"])
                   for name in ("train", "val", "test")}
 
@@ -82,9 +80,6 @@ class SentimentTask(Task):
 
         train = loader("train", shuffle=True)
         train_lengths = splits["train"][0].lengths()
-        random_order = torch.randperm(len(train_lengths), generator=torch.Generator().manual_seed(0))
-        random_batches = [random_order[i:i + data.batch_size].tolist()
-                          for i in range(0, len(random_order), data.batch_size)]
         summary = {
             "dataset": f"{settings['dataset']} ({source})",
             **{f"{name} examples": len(splits[name][1]) for name in ("train", "val", "test")},
@@ -92,8 +87,7 @@ class SentimentTask(Task):
             "train tokens": int(train_lengths.sum()),
             "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
             "truncated to max_length": f"{entry['truncated']:.1%}",
-            "padding, bucketed batches": f"{padding_fraction(train_lengths, train.sampler.batches()):.1%}",
-            "padding, random batches": f"{padding_fraction(train_lengths, random_batches):.1%}",
+            **padding_report(train_lengths, train.sampler),
         }
         artifacts = {"tokenizer": entry["tokenizer"], "labels": LABEL_NAMES[settings["dataset"]],
                      "vocab_size": entry["vocab_size"]}
