@@ -198,10 +198,11 @@ def test_crf_learns_a_transition_that_emissions_cannot_show():
 
 
 # -- the tagger ---------------------------------------------------------------------------------
-def make_tagger(cell="lstm", bidirectional=False, layers=1, crf=False, char_dim=0, **extra) -> SequenceTagger:
+def make_tagger(cell="lstm", bidirectional=False, layers=1, crf=False, char_dim=0, shape_dim=0, **extra) -> SequenceTagger:
     return SequenceTagger(vocab_size=40, num_tags=5, cell=cell, embedding_dim=6, hidden_size=5, num_layers=layers,
                           bidirectional=bidirectional, dropout=0.2, crf=crf, num_chars=30, char_dim=char_dim,
-                          char_filters=4 if char_dim else 0, **extra)
+                          char_filters=4 if char_dim else 0, num_shapes=len(conll.SHAPES), shape_dim=shape_dim,
+                          **extra)
 
 
 def random_chars(lengths: list[int], width: int, longest: int) -> torch.Tensor:
@@ -213,14 +214,16 @@ def random_chars(lengths: list[int], width: int, longest: int) -> torch.Tensor:
     return chars
 
 
-@pytest.mark.parametrize("crf,char_dim", [(False, 0), (True, 0), (False, 3), (True, 3)])
+@pytest.mark.parametrize("crf,char_dim,shape_dim", [(False, 0, 0), (True, 0, 0), (False, 3, 2), (True, 3, 2)])
 @pytest.mark.parametrize("cell,bidirectional,layers", VARIANTS)
-def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(cell, bidirectional, layers, crf, char_dim):
+def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(cell, bidirectional, layers, crf, char_dim,
+                                                                    shape_dim):
     torch.manual_seed(0)
-    model = make_tagger(cell, bidirectional, layers, crf, char_dim).eval()
+    model = make_tagger(cell, bidirectional, layers, crf, char_dim, shape_dim, word_dropout=0.5).eval()
     sentence = torch.randint(2, 40, (5,))
     sentence_chars = random_chars([0] * 5, 6, 6)
-    alone = model(sentence.unsqueeze(0), torch.tensor([5]), sentence_chars.unsqueeze(0))
+    sentence_shapes = torch.randint(1, len(conll.SHAPES), (5,))
+    alone = model(sentence.unsqueeze(0), torch.tensor([5]), sentence_chars.unsqueeze(0), sentence_shapes.unsqueeze(0))
     # batched with longer sentences and longer words, the padding filled with junk
     lengths = torch.tensor([9, 5, 7])
     tokens = torch.randint(2, 40, (3, 9))
@@ -228,7 +231,9 @@ def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(cell, bidirec
     chars = torch.stack([random_chars([0] * 9, 12, 12) for _ in range(3)])
     chars[1] = 0
     chars[1, :5, :6] = sentence_chars
-    together = model(tokens, lengths, chars)
+    shapes = torch.randint(0, len(conll.SHAPES), (3, 9))
+    shapes[1, :5] = sentence_shapes
+    together = model(tokens, lengths, chars, shapes)
     assert torch.allclose(alone[0], together[1, :5], atol=1e-5)
     assert model.decode(alone, torch.tensor([5]))[0].tolist() == model.decode(together, lengths)[1, :5].tolist()
     if crf:
@@ -263,12 +268,39 @@ def test_char_cnn_ignores_word_padding_and_zeroes_padding_words():
     assert cnn(padded)[0, 1].eq(0).all()
 
 
+def test_word_dropout_turns_only_real_training_words_into_unk():
+    torch.manual_seed(0)
+    model = make_tagger(word_dropout=0.5, unk_id=UNK_ID)
+    seen = []
+    model.embedding.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    tokens = torch.randint(2, 40, (64, 20))
+    tokens[:, 15:] = 0
+    model(tokens, torch.full((64,), 15))
+    dropped = seen[-1] != tokens
+    assert seen[-1][dropped].eq(UNK_ID).all() and not dropped[:, 15:].any()
+    assert 0.4 < dropped[:, :15].float().mean() < 0.6
+    model.eval()
+    model(tokens, torch.full((64,), 15))
+    assert torch.equal(seen[-1], tokens)  # never when evaluating
+
+
+def test_word_shapes_keep_capitals_and_digits():
+    shapes = {word: conll.SHAPES[conll.word_shape(word)] for word in
+              ["the", "London", "EU", "I", "McDonald", "1996", "1996-08-30", "3.5", "B52", ",", "U.S."]}
+    assert shapes == {"the": "lower", "London": "title", "EU": "upper", "I": "title", "McDonald": "mixed",
+                      "1996": "number", "1996-08-30": "number", "3.5": "number", "B52": "has digit", ",": "other",
+                      "U.S.": "upper"}
+
+
 def test_tagger_options_are_checked():
     base = {"crf": False, "char_dim": 0, "char_filters": 50, "char_kernel_size": 3}
-    assert tagger_kwargs(base) == {"crf": False, "char_dim": 0, "char_filters": 0, "char_kernel_size": 3}
+    assert tagger_kwargs(base) == {"crf": False, "char_dim": 0, "char_filters": 0, "char_kernel_size": 3,
+                                   "shape_dim": 0, "word_dropout": 0.0}
     assert tagger_kwargs({**base, "char_dim": 8})["char_filters"] == 50
     for key, value, message in [("crf", "yes", "model.crf='yes' must be true or false"),
                                 ("char_dim", -1, "model.char_dim=-1 is impossible"),
+                                ("shape_dim", -2, "model.shape_dim=-2 is impossible"),
+                                ("word_dropout", 1.0, r"model.word_dropout=1.0 is impossible; it must be a number in \[0, 1\)"),
                                 ("char_kernel_size", 4, "model.char_kernel_size=4 must be odd")]:
         with pytest.raises(ConfigError, match=message):
             tagger_kwargs({**base, "char_dim": 8, key: value})
@@ -325,15 +357,21 @@ def test_prepare_builds_vocabularies_from_training_and_tags_from_the_data(small_
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
-def test_lowercase_maps_words_but_characters_keep_capitals(small_conll, tmp_path):
-    data = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1", "data.lowercase=true")).prepare()
+def test_lowercase_maps_words_but_characters_and_shapes_keep_capitals(small_conll, tmp_path):
+    data = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1", "data.lowercase=true",
+                            "model.shape_dim=3")).prepare()
     assert "harry" in data.artifacts["words"] and "Harry" not in data.artifacts["words"]
     assert "H" in data.artifacts["chars"]
+    (test,) = list(data.test)  # "The Ministry"
+    assert [conll.SHAPES[i] for i in test.shapes[0].tolist()] == ["title", "title"]
+    for batch in data.train:
+        real = torch.arange(batch.tokens.shape[1]) < batch.lengths.unsqueeze(1)
+        assert batch.shapes[~real].eq(0).all() and batch.shapes[real].ne(0).all()
 
 
 def test_without_character_features_batches_carry_no_characters(small_conll, tmp_path):
     data = get_task(ner_cfg(small_conll, tmp_path / "cache")).prepare()
-    assert all(batch.chars is None for batch in data.train)
+    assert all(batch.chars is None and batch.shapes is None for batch in data.train)
 
 
 def test_evaluate_scores_tags_and_weighs_the_loss_by_tokens(small_conll, tmp_path):
@@ -355,7 +393,7 @@ def test_evaluate_scores_tags_and_weighs_the_loss_by_tokens(small_conll, tmp_pat
 
 # -- end to end ---------------------------------------------------------------------------------
 NER_TINY = ["task=conll2003", "model=gru", "model.bidirectional=true", "model.num_layers=2", "model.crf=true",
-            "model.char_dim=6", "model.char_filters=5"]
+            "model.char_dim=6", "model.char_filters=5", "model.shape_dim=3", "model.word_dropout=0.1"]
 
 
 @pytest.fixture(scope="module")

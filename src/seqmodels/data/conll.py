@@ -127,6 +127,30 @@ def to_iob2(tags: list[str]) -> list[str]:
     return converted
 
 
+# A word's shape, for taggers whose word vectors are lowercased or <unk>: an unseen word in
+# capitals is most likely a name (Collobert et al. 2011's "caps" feature). Id 0 is padding.
+SHAPES = ("<pad>", "lower", "title", "upper", "mixed", "number", "has digit", "other")
+
+
+def word_shape(word: str) -> int:
+    """The id in SHAPES of a word's capitalisation and digits."""
+    if any(char.isdigit() for char in word):
+        return SHAPES.index("number") if NUMBER.fullmatch(word) else SHAPES.index("has digit")
+    letters = [char for char in word if char.isalpha()]
+    if not letters:
+        return SHAPES.index("other")
+    if all(char.islower() for char in letters):
+        return SHAPES.index("lower")
+    if all(char.isupper() for char in letters):
+        return SHAPES.index("upper") if len(letters) > 1 else SHAPES.index("title")
+    if letters[0].isupper() and all(char.islower() for char in letters[1:]):
+        return SHAPES.index("title")
+    return SHAPES.index("mixed")
+
+
+NUMBER = re.compile(r"[+-]?\d+(?:[.,:/-]\d+)*")
+
+
 def split_words(text: str) -> list[re.Match[str]]:
     """A user's raw text as CoNLL-style tokens; each match keeps its place in the text."""
     return list(WORD.finditer(text))

@@ -40,12 +40,16 @@ def encoder_kwargs(model: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def tagger_kwargs(model: Mapping[str, Any]) -> dict[str, Any]:
-    """The tagger's output layer and character features from a `model` config group (the
-    NER task config adds these keys: crf, char_dim, char_filters, char_kernel_size)."""
-    crf, char_dim = model.get("crf", False), model.get("char_dim", 0)
+    """The tagger's output layer and word features from a `model` config group (the NER task
+    config adds these keys: crf, char_dim, char_filters, char_kernel_size, shape_dim, word_dropout)."""
+    crf, char_dim, shape_dim = model.get("crf", False), model.get("char_dim", 0), model.get("shape_dim", 0)
+    word_dropout = model.get("word_dropout", 0.0)
     require_bool("model.crf", crf)
     require_int("model.char_dim", char_dim, minimum=0)  # 0: no character features
-    options = {"crf": crf, "char_dim": char_dim, "char_filters": 0, "char_kernel_size": 3}
+    require_int("model.shape_dim", shape_dim, minimum=0)  # 0: no word-shape feature
+    require_number("model.word_dropout", word_dropout, 0.0, 1.0)
+    options = {"crf": crf, "char_dim": char_dim, "char_filters": 0, "char_kernel_size": 3,
+               "shape_dim": shape_dim, "word_dropout": float(word_dropout)}
     if char_dim > 0:
         for key in ("char_filters", "char_kernel_size"):
             require_int(f"model.{key}", model.get(key))

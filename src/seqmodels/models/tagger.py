@@ -1,6 +1,6 @@
 """Many-to-many: a tag for every token.
 
-    word embedding [+ character CNN] -> recurrent encoder -> linear emissions [-> CRF]
+    word embedding [+ character CNN] [+ word shape] -> recurrent encoder -> linear emissions [-> CRF]
 
 Without a CRF each token's tag is the argmax of its emissions and the loss is per-token
 cross-entropy; with one, tags are decoded jointly (Viterbi) and the loss is the CRF's
@@ -61,25 +61,44 @@ class SequenceTagger(nn.Module):
         char_dim: int = 0,
         char_filters: int = 0,
         char_kernel_size: int = 3,
+        num_shapes: int = 0,
+        shape_dim: int = 0,
+        word_dropout: float = 0.0,
         padding_idx: int = 0,
+        unk_id: int = 1,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
         self.chars = CharCNN(num_chars, char_dim, char_filters, char_kernel_size) if char_dim > 0 else None
+        # a word's shape (capitals, digits) as a small vector: what <unk> and lowercased words lose
+        self.shapes = nn.Embedding(num_shapes, shape_dim, padding_idx=0) if shape_dim > 0 else None
+        # Training words turn into <unk> at this rate, so <unk> learns what the words it stands
+        # for in validation and test look like (Lample et al. 2016 drop singletons the same way).
+        self.word_dropout, self.padding_idx, self.unk_id = word_dropout, padding_idx, unk_id
         self.dropout = nn.Dropout(dropout)
-        input_size = embedding_dim + (self.chars.output_size if self.chars is not None else 0)
+        input_size = (embedding_dim + (self.chars.output_size if self.chars is not None else 0)
+                      + (shape_dim if self.shapes is not None else 0))
         self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
         self.head = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = LinearChainCRF(num_tags) if crf else None
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens: (B, T) right-padded ids; lengths: (B,); chars: (B, T, W) when the model
-        uses characters. Returns (B, T, num_tags) emission scores."""
-        features = self.embedding(tokens)
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None,
+                shapes: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: (B, T) right-padded ids; lengths: (B,); chars: (B, T, W) and shapes (B, T)
+        when the model uses them. Returns (B, T, num_tags) emission scores."""
+        if self.training and self.word_dropout > 0:
+            dropped = (torch.rand(tokens.shape, device=tokens.device) < self.word_dropout) & (tokens != self.padding_idx)
+            tokens = tokens.masked_fill(dropped, self.unk_id)
+        features = [self.embedding(tokens)]
         if self.chars is not None:
             if chars is None:
                 raise ValueError("this tagger reads characters: pass chars (B, T, W)")
-            features = torch.cat([features, self.chars(chars)], dim=-1)
+            features.append(self.chars(chars))
+        if self.shapes is not None:
+            if shapes is None:
+                raise ValueError("this tagger reads word shapes: pass shapes (B, T)")
+            features.append(self.shapes(shapes))
+        features = torch.cat(features, dim=-1)
         encoded = self.encoder(self.dropout(features), lengths)
         return self.head(self.dropout(encoded.outputs))
 

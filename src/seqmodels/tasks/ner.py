@@ -41,6 +41,7 @@ class TaggingBatch(Batch):
     lengths: torch.Tensor  # (B,)
     tags: torch.Tensor  # (B, T) tag ids; padding positions hold 0 and are masked out
     chars: torch.Tensor | None = None  # (B, T, W) character ids, only when the model reads them
+    shapes: torch.Tensor | None = None  # (B, T) conll.SHAPES ids, only when the model reads them
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class Vocabularies:
 
     def char_ids(self, words: list[str]) -> list[list[int]]:
         return [self.chars.ids(word) for word in words]  # spelling keeps its capitals
+
+    @staticmethod
+    def shape_ids(words: list[str]) -> list[int]:
+        return [conll.word_shape(word) for word in words]  # capitals, whatever lowercase did to the words
 
 
 def _padded_chars(flat: torch.Tensor, starts: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -80,16 +85,18 @@ class NerTask(Task):
 
     def prepare(self) -> TaskData:
         settings = self._settings()
-        uses_chars = tagger_kwargs(self.cfg.model)["char_dim"] > 0  # checked before reading any data
+        options = tagger_kwargs(self.cfg.model)  # checked before reading any data
+        uses_chars, uses_shapes = options["char_dim"] > 0, options["shape_dim"] > 0
         data = self.cfg.data
         paths = conll.locate(Path(data.root))
-        key = cache_key(paths.values(), settings)
+        key = cache_key(paths.values(), {**settings, "shapes": conll.SHAPES})
         entry, _ = cached(Path(data.cache_dir), settings["dataset"], key, lambda: self._build_cache(paths, settings))
 
         def loader(name: str, shuffle: bool) -> BatchLoader:
             split = entry[name]
             words = RaggedIds(split["words"], split["offsets"])
             tags = RaggedIds(split["tags"], split["offsets"])
+            shapes = RaggedIds(split["shapes"], split["offsets"])
             chars, char_offsets = split["chars"], split["char_offsets"]
 
             def make_batch(indices: list[int]) -> TaggingBatch:
@@ -104,7 +111,8 @@ class NerTask(Task):
                     spelled = _padded_chars(chars, starts, char_offsets[word_index + 1] - starts)
                     batch_chars = torch.zeros(*tokens.shape, spelled.shape[1], dtype=torch.long)
                     batch_chars[real] = spelled
-                return TaggingBatch(tokens, lengths, tag_ids, batch_chars)
+                batch_shapes = pad_right([shapes[i] for i in indices])[0] if uses_shapes else None
+                return TaggingBatch(tokens, lengths, tag_ids, batch_chars, batch_shapes)
 
             sampler = BucketBatchSampler(words.lengths(), data.batch_size, shuffle=shuffle, seed=self.cfg.seed)
             return BatchLoader(sampler, make_batch)
@@ -154,7 +162,8 @@ class NerTask(Task):
             flat_chars, char_offsets = flatten([ids for s in sentences[name] for ids in vocabularies.char_ids(s.words)])
             entry[name] = {"words": flat_words, "offsets": offsets,
                            "tags": flatten([[tag_ids[t] for t in s.tags] for s in sentences[name]])[0],
-                           "chars": flat_chars, "char_offsets": char_offsets}
+                           "chars": flat_chars, "char_offsets": char_offsets,
+                           "shapes": flatten([vocabularies.shape_ids(s.words) for s in sentences[name]])[0]}
             entities = Counter(span.type for s in sentences[name] for span in conll.entity_spans(s.tags))
             entry["stats"][name] = {"sentences": len(sentences[name]), "tokens": int(offsets[-1]),
                                     "entities": dict(entities),
@@ -167,10 +176,11 @@ class NerTask(Task):
         model = self.cfg.model
         return SequenceTagger(vocab_size=len(artifacts["words"]), num_tags=len(artifacts["tags"]),
                               embedding_dim=model.embedding_dim, num_chars=len(artifacts["chars"]),
+                              num_shapes=len(conll.SHAPES), unk_id=UNK_ID,
                               **encoder_kwargs(model), **tagger_kwargs(model))
 
     def step(self, model: nn.Module, batch: TaggingBatch) -> StepOutput:
-        emissions = model(batch.tokens, batch.lengths, batch.chars)
+        emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
         loss = model.loss(emissions, batch.tags, batch.lengths)
         details = None
         if not model.training:  # decoding (Viterbi with a CRF) only to evaluate: training steps stay fast
@@ -206,8 +216,9 @@ class NerTask(Task):
         device = next(model.parameters()).device
         tokens, lengths = pad_right([torch.tensor(vocabularies.word_ids(words))])
         chars, _ = pad_right([torch.tensor(ids) for ids in vocabularies.char_ids(words)])
+        shapes = torch.tensor([vocabularies.shape_ids(words)], device=device)
         tokens, lengths, chars = tokens.to(device), lengths.to(device), chars.unsqueeze(0).to(device)
-        predicted = model.decode(model(tokens, lengths, chars), lengths)[0].tolist()
+        predicted = model.decode(model(tokens, lengths, chars, shapes), lengths)[0].tolist()
         tags = [artifacts["tags"][i] for i in predicted]
         entities = [{"text": text[matches[span.start].start():matches[span.end - 1].end()], "type": span.type,
                      "start": span.start, "end": span.end} for span in conll.entity_spans(tags)]
@@ -216,4 +227,6 @@ class NerTask(Task):
     def hparams(self) -> dict[str, Any]:
         options = tagger_kwargs(self.cfg.model)
         return {**super().hparams(), "crf": options["crf"], "char_dim": options["char_dim"],
-                "char_filters": options["char_filters"], "min_freq": self.cfg.data.min_freq}
+                "char_filters": options["char_filters"], "shape_dim": options["shape_dim"],
+                "word_dropout": options["word_dropout"], "min_freq": self.cfg.data.min_freq,
+                "lowercase": bool(self.cfg.data.lowercase)}
