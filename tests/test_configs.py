@@ -42,7 +42,7 @@ def test_every_experiment_composes_and_is_valid(experiment):
 
 
 def test_the_best_imdb_experiment_is_a_bidirectional_lstm():
-    cfg = composed("experiment=imdb_bilstm")
+    cfg = composed("experiment=imdb_best")
     assert (cfg.model.cell, cfg.model.bidirectional, cfg.optim.name) == ("lstm", True, "adamw")
 
 

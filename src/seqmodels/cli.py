@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -17,7 +20,8 @@ from seqmodels.atomic import save_json
 from seqmodels.config import CONFIG_DIR, register_resolvers
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.train import run
-from seqmodels.training.runtime import available_cores
+from seqmodels.training import distributed
+from seqmodels.training.runtime import available_cores, resolve_device
 
 log = logging.getLogger("seqmodels")
 register_resolvers()
@@ -27,7 +31,7 @@ def _record_failure(run_dir: Path, status: str, error: BaseException) -> None:
     """Leave the reason in the run directory, so a failed sweep job shows as failed, not missing.
     A metrics.json the trainer already wrote (with the history so far) is kept."""
     path = run_dir / "metrics.json"
-    if not path.exists():
+    if not path.exists() and distributed.environment_world().is_main:
         save_json({"status": status, "error": str(error) or type(error).__name__}, path)
 
 
@@ -71,13 +75,34 @@ def parallel_jobs(hydra_cfg: DictConfig) -> int:
     return jobs
 
 
+def _fail(message: str, code: int) -> None:
+    if distributed.environment_world().is_main:  # under torchrun the same error once, not once per rank
+        print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def _quiet_rank_overrides() -> list[str]:
+    """Under torchrun every rank runs this program; rank 0's Hydra output directory is the run's.
+    The other ranks get a scratch directory for Hydra (deleted at exit), no .hydra/ and no log file;
+    they learn rank 0's run directory when they join the process group."""
+    world = distributed.environment_world()
+    if world.is_main:
+        return []
+    if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
+        _fail("error: torchrun trains one model; for a sweep of data-parallel jobs use a launcher that starts the "
+              "ranks, e.g. hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=N (README: Scaling out)", 2)
+    scratch = tempfile.mkdtemp(prefix=f"seqmodels-rank{world.rank}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return [f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+
+
 def main() -> None:
     """The console entry: check config group choices, then hand over to Hydra."""
     try:
         check_group_overrides([arg for arg in sys.argv[1:] if not arg.startswith("-")])
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"error: {error}", 2)
+    sys.argv += _quiet_rank_overrides()
     hydra_app()
 
 
@@ -87,6 +112,9 @@ def hydra_app(cfg: DictConfig) -> float:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        if distributed.environment_world().enabled:
+            distributed.init(resolve_device(cfg.trainer.device))
+            run_dir = Path(distributed.broadcast(str(run_dir)))  # rank 0's directory is the run's
         results = run(cfg, run_dir, parallel_jobs(hydra_cfg))
     except KeyboardInterrupt as error:
         _record_failure(run_dir, "interrupted", error)
@@ -97,16 +125,16 @@ def hydra_app(cfg: DictConfig) -> float:
         log.warning("%s", message)
         if multirun:
             raise
-        print(message, file=sys.stderr)
-        sys.exit(130)
+        _fail(message, 130)
     except SeqmodelsError as error:
         _record_failure(run_dir, "failed", error)
         if multirun:
             log.error("%s", error)
             raise  # Hydra records the job as failed and goes on with the others
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"error: {error}", 2)
     except Exception as error:  # a bug: keep the traceback, but still mark the run as failed
         _record_failure(run_dir, "failed", error)
         raise
+    finally:
+        distributed.shutdown()
     return results["val"][results["monitor"].split("/", 1)[1]]

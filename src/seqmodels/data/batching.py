@@ -5,6 +5,9 @@ slow way round (GUIDE.md). So sequences of similar length are batched together: 
 training order is shuffled, cut into pools of `pool_batches` batches, each pool is sorted
 by length and cut into batches, and the batches are shuffled. Every epoch draws a new
 order from (seed, epoch), so runs are reproducible and resumable.
+
+Data-parallel training (`shard`) deals every rank its own batches of that same order, so
+buckets stay buckets within a rank and the ranks together read the epoch exactly once.
 """
 
 from __future__ import annotations
@@ -30,11 +33,35 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.pool_batches = pool_batches
         self.drop_last = drop_last
         self.epoch = 0
+        self.rank, self.num_ranks = 0, 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def shard(self, rank: int, num_ranks: int) -> None:
+        """From now on yield only rank `rank`'s share of each epoch (of `num_ranks`)."""
+        if not 0 <= rank < num_ranks:
+            raise ValueError(f"rank must be in [0, {num_ranks}), got {rank}")
+        self.rank, self.num_ranks = rank, num_ranks
+
     def batches(self) -> list[list[int]]:
+        """This rank's batches of the current epoch, in order."""
+        everyone = self._all_batches()
+        if self.num_ranks == 1:
+            return everyone
+        if not self.shuffle:  # evaluation: every example once; ranks may differ by a batch
+            return everyone[self.rank::self.num_ranks]
+        # Training ranks must take the same number of steps (each step waits for every rank's
+        # gradients): whole batches are dealt round-robin, and the examples of the last few
+        # batches, too few to go round, are split evenly (dropped only if fewer than the ranks).
+        dealt = len(everyone) // self.num_ranks * self.num_ranks
+        mine = everyone[:dealt][self.rank::self.num_ranks]
+        rest = [index for batch in everyone[dealt:] for index in batch]
+        if len(rest) >= self.num_ranks:
+            mine.append(rest[self.rank::self.num_ranks])
+        return mine
+
+    def _all_batches(self) -> list[list[int]]:
         n = len(self.lengths)
         if not self.shuffle:  # evaluation: fully sorted, the least padding possible
             order = torch.sort(self.lengths, stable=True).indices
@@ -56,7 +83,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         return iter(self.batches())
 
     def __len__(self) -> int:
-        if self.drop_last:
+        if self.drop_last or self.num_ranks > 1:
             return len(self.batches())
         n, size = len(self.lengths), self.batch_size
         if not self.shuffle:
@@ -124,6 +151,9 @@ class BatchLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
+
+    def shard(self, rank: int, num_ranks: int) -> None:
+        self.sampler.shard(rank, num_ranks)
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -117,6 +117,15 @@ class StreamWindows:
         self.bptt = bptt
         self.make_batch = make_batch
 
+    def shard(self, rank: int, num_ranks: int) -> None:
+        """Keep only rank `rank`'s streams (of `num_ranks`): every rank reads the same windows of
+        its own rows, so together the ranks still predict every token exactly once."""
+        rows = torch.arange(self.streams.inputs.shape[0]).tensor_split(num_ranks)[rank]
+        if len(rows) == 0:
+            raise ValueError(f"{self.streams.inputs.shape[0]} streams cannot be shared by {num_ranks} processes; "
+                             f"use a batch size of at least {num_ranks}")
+        self.streams = Streams(self.streams.inputs[rows], self.streams.targets[rows])
+
     def __len__(self) -> int:
         return -(-self.streams.inputs.shape[1] // self.bptt)
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from seqmodels.tasks.base import Batch, StepOutput, Task
+from seqmodels.training import distributed
 
 
 @torch.no_grad()
@@ -26,4 +27,6 @@ def evaluate_split(task: Task, model: nn.Module, loader: Iterable[Batch], split:
             out = task.step(model, batch.to(device))
         out.loss = out.loss.detach().float().cpu()
         outputs.append(out)
-    return task.evaluate(outputs)
+    # Under torchrun each rank evaluated its shard: the metrics are those of all shards together,
+    # computed from every rank's outputs, so they equal a single process's on the whole split.
+    return task.evaluate([out for shard in distributed.gather(outputs) for out in shard])

@@ -10,8 +10,10 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 
 class RunLogger:
-    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+    """`enabled=False` (ranks other than 0 of a data-parallel run) writes nothing."""
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None, enabled: bool = True) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step) if enabled else _Discard()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
@@ -48,3 +50,13 @@ class RunLogger:
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+class _Discard:
+    """Stands in for a SummaryWriter: accepts every call and writes nothing."""
+
+    def __getattr__(self, name: str):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return None

@@ -7,6 +7,10 @@ gradient reaches on one validation batch, `training.gradient_flow`), write `last
 the monitored metric improves), stop early when it has not improved for `patience`
 epochs. At the end the best checkpoint is evaluated on validation and test, and the
 results go to TensorBoard (hparams) and `metrics.json`.
+
+Under torchrun each rank runs this same loop on its shard of the data (the loaders were
+sharded before) with a DistributedDataParallel replica of the model; evaluation gathers the
+ranks' outputs so metrics are those of the whole split, and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from seqmodels.atomic import save_json
 from seqmodels.checks import require_bool, require_choice, require_int, require_number
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.tasks.base import Task, TaskData
+from seqmodels.training import distributed
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
 from seqmodels.training.evaluation import evaluate_split
 from seqmodels.training.gradient_flow import record_gradient_flow
@@ -93,7 +98,9 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoints = self.run_dir / "checkpoints"
         self.device = resolve_device(self.tcfg.device)
+        self.world = distributed.world()
         self.model = model.to(self.device)
+        self.train_model = distributed.replicate(self.model, self.device)  # the model itself in one process
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
@@ -130,7 +137,7 @@ class Trainer:
         epoch = self.epoch + 1
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)  # a new, reproducible batch order each epoch
-        self.task.start_pass(self.model, "train")
+        self.task.start_pass(self.train_model, "train")
         limit = self.tcfg.limit_train_batches
         position = self.position
         progress = Progress(_num_batches(loader, limit), f"epoch {epoch}/{self.tcfg.max_epochs}",
@@ -140,8 +147,8 @@ class Trainer:
                 continue  # done before the interruption; the order is the same (seeded by epoch)
             batch = batch.to(self.device)
             with self._autocast():
-                out = self.task.step(self.model, batch)
-            if not torch.isfinite(out.loss):
+                out = self.task.step(self.train_model, batch)
+            if distributed.any_rank(not torch.isfinite(out.loss), self.device):
                 raise TrainingError(f"training loss became {out.loss.item()} at epoch {epoch}, step "
                                     f"{self.global_step + 1}; lower optim.lr or set trainer.grad_clip (now "
                                     f"{self.tcfg.grad_clip}). checkpoints/last.pt holds the last good epoch")
@@ -159,6 +166,8 @@ class Trainer:
             position.loss_sum += loss * out.num_examples
             position.examples += out.num_examples
             progress.update(loss, out.num_tokens)
+            if self.world.enabled and distributed.any_rank(self.stop_requested, self.device):
+                self.stop_requested = True  # Ctrl-C reaches the ranks at different steps; all stop at one
             if self.global_step % self.tcfg.log_every_n_steps == 0:
                 self.logger.scalar("train/loss", loss, self.global_step)
                 self.logger.scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
@@ -167,7 +176,9 @@ class Trainer:
                 break
         progress.close()
         log.info("%s", progress.line())
-        return {"loss": position.loss_sum / max(position.examples, 1), "tokens_per_s": progress.tokens_per_s,
+        loss_sum, examples, tokens = distributed.total([position.loss_sum, position.examples, progress.tokens],
+                                                      self.device)  # all ranks' share of the epoch
+        return {"loss": loss_sum / max(examples, 1), "tokens_per_s": tokens / max(progress.elapsed, 1e-9),
                 "seconds": progress.elapsed}
 
     def evaluate(self, loader, limit: int | None, split: str) -> dict[str, float]:
@@ -191,6 +202,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "position": asdict(self.position),
+            "ranks": self.world.size,  # position.batches counts one rank's batches
             "global_step": self.global_step,
             "best": {"epoch": self.best.epoch, "value": self.best.value},
             "metrics": metrics,
@@ -218,6 +230,12 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.position = Position(**state["position"])
+        ranks = state.get("ranks", 1)
+        if ranks != self.world.size and self.position.batches:
+            # each rank read position.batches of the epoch's batches dealt round-robin: skip as many in all
+            self.position.batches = -(-self.position.batches * ranks // self.world.size)
+            log.warning("checkpoint of %d processes resumed by %d: the rest of epoch %d starts at the same place "
+                        "but its batches are dealt differently", ranks, self.world.size, self.epoch + 1)
         self.best = Best(**state["best"])
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
@@ -234,7 +252,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         started = time.perf_counter()
         # purge_step: a resumed run drops any events logged after its checkpoint
-        self.logger = RunLogger(self.run_dir / "tensorboard", purge_step=self.global_step + 1 if self.global_step else None)
+        self.logger = RunLogger(self.run_dir / "tensorboard", purge_step=self.global_step + 1 if self.global_step else None,
+                                enabled=self.world.is_main)
         self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
         previous_handler = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._request_stop)
@@ -258,14 +277,15 @@ class Trainer:
         while self.epoch < self.tcfg.max_epochs:
             train = self.train_epoch()
             if self.stop_requested:  # mid-epoch: remember the position, the epoch is not done
-                save_checkpoint(self.state({}), self.checkpoints / "last.pt")
+                self._save(self.state({}), "last.pt")
                 return
             self.epoch += 1
             self.position = Position()
             val = self.evaluate(self.data.val, self.tcfg.limit_val_batches, "val")
-            for tag, markdown in self.task.examples(self.model, self.data.artifacts).items():
-                self.logger.text(f"examples/{tag}", markdown, self.epoch)
-            if self.tcfg.gradient_flow:  # ||dL/dh_t|| against distance, on one validation batch
+            if self.world.is_main:  # samples and the gradient-flow plot are for the logs rank 0 writes
+                for tag, markdown in self.task.examples(self.model, self.data.artifacts).items():
+                    self.logger.text(f"examples/{tag}", markdown, self.epoch)
+            if self.tcfg.gradient_flow and self.world.is_main:  # ||dL/dh_t|| against distance, on a val batch
                 record_gradient_flow(self.task, self.model, self._middle_val_batch(), self.epoch,
                                      self.tcfg.gradient_flow_steps, self.run_dir, self.logger)
             self.schedule.after_validation(val[monitor])
@@ -281,14 +301,18 @@ class Trainer:
             log.info("epoch %d: train loss %.4f | val %s%s", self.epoch, train["loss"],
                      " ".join(f"{k} {v:.4f}" for k, v in val.items()), " (best)" if improved else "")
             state = self.state(val)
-            save_checkpoint(state, self.checkpoints / "last.pt")
+            self._save(state, "last.pt")
             if improved:
-                save_checkpoint(state, self.checkpoints / "best.pt")
+                self._save(state, "best.pt")
             if self.stop_requested:
                 return
             if patience is not None and self.epoch - self.best.epoch >= patience:
                 log.info("early stopping: val %s has not improved for %d epochs", monitor, patience)
                 return
+
+    def _save(self, state: dict[str, Any], name: str) -> None:
+        if self.world.is_main:  # the ranks' weights are the same; one copy is written
+            save_checkpoint(state, self.checkpoints / name)
 
     def _write_metrics(self, status: str, train_seconds: float, **final: Any) -> dict[str, Any]:
         results = {
@@ -303,15 +327,18 @@ class Trainer:
             "train_tokens_per_s": round(sum(h["tokens_per_s"] for h in self.history) / max(len(self.history), 1), 1),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
+            "processes": self.world.size,
             "history": self.history,
         }
-        save_json(results, self.run_dir / "metrics.json")
+        if self.world.is_main:
+            save_json(results, self.run_dir / "metrics.json")
         return results
 
     def finish(self, train_seconds: float) -> dict[str, Any]:
         """Evaluate the best checkpoint on validation and test; write hparams and metrics.json."""
-        best = load_checkpoint(self.checkpoints / "best.pt", map_location=self.device)
-        self.model.load_state_dict(best["model"])
+        # rank 0 reads best.pt and hands the weights on: other machines need not see its disk
+        best = load_checkpoint(self.checkpoints / "best.pt", map_location="cpu")["model"] if self.world.is_main else None
+        self.model.load_state_dict(distributed.broadcast(best))
         limit = self.tcfg.limit_val_batches
         val = self.evaluate(self.data.val, limit, "val")
         test = self.evaluate(self.data.test, limit, "test")
