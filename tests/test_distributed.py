@@ -152,3 +152,28 @@ def test_language_model_under_torchrun_evaluates_every_token_once(data_root, tmp
     single = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "run")], env).stdout)
     for split in ("val", "test"):
         assert single[split]["perplexity"] == pytest.approx(metrics[split]["perplexity"], rel=1e-6)
+
+
+# -- Hydra's submitit launcher --------------------------------------------------------------------
+def test_a_multirun_through_submitit_local_completes_every_job(data_root, tmp_path):
+    env = {**__import__("os").environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "c")}
+    overrides = [o for o in TINY if not o.startswith("trainer.num_threads")]
+    run_script([str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *overrides, "model=rnn,gru",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}"], env)
+    jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [job.name.split("_")[0] for job in jobs] == ["0", "1"]
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+        assert (job / "checkpoints" / "best.pt").is_file() and any((job / "tensorboard").iterdir())
+        # submitit_local starts both jobs at once: each takes one of the cores
+        assert "threads: 1 (" in (job / "train.log").read_text()
+
+
+def test_a_submitit_job_of_two_tasks_trains_data_parallel(data_root, tmp_path):
+    env = {**__import__("os").environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "c")}
+    run_script([str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+                "hydra.launcher.cpus_per_task=1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], env)
+    (job,) = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["processes"] == 2
+    assert "data-parallel: 2 processes (gloo)" in (job / "train.log").read_text()

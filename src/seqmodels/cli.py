@@ -58,12 +58,26 @@ def check_group_overrides(overrides: list[str]) -> None:
                 raise ConfigError(f"{group}={value or repr(value)} is not a {group} config; use one of {choices}")
 
 
+def _submitit_cpus(hydra_cfg: DictConfig) -> int | None:
+    """hydra.launcher.cpus_per_task of a submitit launcher: the cores each task (rank) of a job has."""
+    if hydra_cfg.mode != RunMode.MULTIRUN or "submitit" not in str(hydra_cfg.launcher.get("_target_", "")):
+        return None
+    cpus = hydra_cfg.launcher.get("cpus_per_task")
+    return cpus if isinstance(cpus, int) and cpus > 0 else None
+
+
 def parallel_jobs(hydra_cfg: DictConfig) -> int:
     """How many jobs of this multirun run at once on this machine: a parallel launcher's `n_jobs`
     (hydra/launcher=joblib; negative counts back from the cores, as joblib does: -1 = all),
-    at most the number of trials an Optuna sweeper launches together. 1 for the basic launcher."""
+    at most the number of trials an Optuna sweeper launches together. With submitit, a job whose
+    tasks have `cpus_per_task` cores counts as alone (its threads follow cpus_per_task); without it,
+    submitit_local starts all of a sweep's jobs at once, so each gets one core. 1 for the basic launcher."""
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return 1
+    if _submitit_cpus(hydra_cfg) is not None:
+        return 1  # the job has cpus_per_task cores of its own (see hydra_app)
+    if "submitit" in str(hydra_cfg.launcher.get("_target_", "")):
+        return available_cores()  # submitit_local starts a sweep's jobs all at once: one core each
     jobs = hydra_cfg.launcher.get("n_jobs")
     if not isinstance(jobs, int) or jobs == 0:
         return 1
@@ -111,6 +125,8 @@ def hydra_app(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if _submitit_cpus(hydra_cfg) is not None and cfg.trainer.num_threads is None:
+        cfg.trainer.num_threads = _submitit_cpus(hydra_cfg)  # the cores SLURM gave each task
     try:
         if distributed.environment_world().enabled:
             distributed.init(resolve_device(cfg.trainer.device))

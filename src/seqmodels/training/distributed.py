@@ -1,9 +1,9 @@
 """Data-parallel training with torch.distributed: the few collective operations the trainer needs.
 
 `torchrun --nproc_per_node=N train.py ...` starts N processes (ranks) and tells each who it is
-through RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE; a SLURM job of several tasks
-(hydra/launcher=submitit_slurm with tasks_per_node > 1) is turned into the same variables by
-submitit. Every rank trains a replica of the model on its own shard of each epoch, gradients are
+through RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE; a submitit job of several tasks
+(hydra/launcher=submitit_slurm with tasks_per_node > 1) is turned into the same variables.
+Every rank trains a replica of the model on its own shard of each epoch, gradients are
 averaged across ranks (DistributedDataParallel, NCCL on CUDA, gloo on CPU), and only rank 0 writes
 files. Without those variables everything here is a no-op, so a single process pays nothing.
 """
@@ -43,19 +43,22 @@ class World:
         return self.rank == 0
 
 
-def _slurm_to_torch_environment() -> None:
-    """A SLURM job step of several tasks (submitit) sets SLURM_* variables, not torchrun's:
-    submitit translates them (it also picks MASTER_ADDR and MASTER_PORT)."""
-    if "RANK" in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) <= 1 or "SUBMITIT_FOLDER" not in os.environ:
+def _submitit_to_torch_environment() -> None:
+    """A submitit job of several tasks (hydra/launcher=submitit_slurm or submitit_local with
+    tasks_per_node > 1) has SLURM-style variables, not torchrun's: submitit translates them (and
+    picks MASTER_ADDR and MASTER_PORT), so each task is one rank."""
+    if "RANK" in os.environ or not os.environ.get("SUBMITIT_EXECUTOR"):
         return
+    from submitit import JobEnvironment
     from submitit.helpers import TorchDistributedEnvironment
 
-    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    if JobEnvironment().num_tasks > 1:
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def environment_world() -> World:
-    """Who this process is, from the environment torchrun (or submitit on SLURM) sets."""
-    _slurm_to_torch_environment()
+    """Who this process is, from the environment torchrun (or submitit) sets."""
+    _submitit_to_torch_environment()
     size = int(os.environ.get("WORLD_SIZE", "1"))
     return World(rank=int(os.environ.get("RANK", "0")), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                  local_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
