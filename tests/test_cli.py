@@ -173,3 +173,15 @@ def test_resuming_from_last_checkpoint_continues_exactly(finished_run, tmp_path,
     assert resumed["epochs_run"] == 2
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
     assert resumed["test"] == straight["test"]
+    # the new run directory is complete: it holds the best checkpoint even when that epoch was before the resume
+    assert (tmp_path / "rest" / "checkpoints" / "best.pt").is_file()
+
+
+def test_resuming_into_a_new_directory_brings_the_best_checkpoint_along(tmp_path, env):
+    train(tmp_path / "first", [], env)
+    train(tmp_path / "again", [f"trainer.resume={tmp_path / 'first'}"], env)  # nothing left to train
+    first = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["status"] == "completed" and again["test"] == first["test"]
+    assert (tmp_path / "again" / "checkpoints" / "best.pt").read_bytes() == (
+        tmp_path / "first" / "checkpoints" / "best.pt").read_bytes()

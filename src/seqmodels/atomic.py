@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +35,8 @@ def save_torch(obj: Any, path: Path) -> None:
 
 def save_json(obj: Any, path: Path) -> None:
     _atomic_write(path, lambda handle: handle.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()))
+
+
+def copy_file(source: Path, path: Path) -> None:
+    with open(source, "rb") as original:
+        _atomic_write(path, lambda handle: shutil.copyfileobj(original, handle))

@@ -61,7 +61,8 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     log.info("data:\n%s", "\n".join(f"  {k.ljust(width)}  {v}" for k, v in data.summary.items()))
     seed_everything(cfg.seed)  # the model's initial weights do not depend on whether data was cached
     model = task.build_model(data.artifacts)
-    seed_everything(cfg.seed + world.rank)  # the same weights everywhere, each rank its own dropout
+    if world.enabled:
+        seed_everything(cfg.seed + world.rank)  # the same weights everywhere, each rank its own dropout
     log.info("model:\n%s", parameter_table(model))
     trainer = Trainer(cfg, task, data, model, run_dir)
     if cfg.trainer.resume:  # a run directory (its checkpoints/last.pt) or a checkpoint file

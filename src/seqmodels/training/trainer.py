@@ -28,7 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seqmodels.atomic import save_json
+from seqmodels.atomic import copy_file, save_json
 from seqmodels.checks import require_bool, require_choice, require_int, require_number
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.tasks.base import Task, TaskData
@@ -239,6 +239,11 @@ class Trainer:
         self.best = Best(**state["best"])
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
+        source_best, best = Path(path).parent / "best.pt", self.checkpoints / "best.pt"
+        if self.world.is_main and source_best.is_file() and not best.exists():
+            # resumed into a new run directory: the best epoch so far comes along, so this run's
+            # final evaluation (and predict) finds it even if no later epoch is better
+            copy_file(source_best, best)
         log.info("resumed from %s at epoch %d, batch %d (best %s at epoch %d)", path, self.epoch + 1,
                  self.position.batches, self.best.value, self.best.epoch)
 
