@@ -4,6 +4,7 @@ two CPU processes (gloo) end to end on the tiny fixtures."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -82,7 +83,7 @@ def ddp_run(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("ddp")
     scratch = tmp / "tmp"
     scratch.mkdir()
-    env = {**__import__("os").environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp / "cache"),
+    env = {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp / "cache"),
            "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}
     overrides = [o for o in TINY if not o.startswith("trainer.num_threads")]
     torchrun(str(ROOT / "tests" / "helpers" / "ddp_probe.py"),
@@ -142,9 +143,7 @@ def test_resume_from_a_two_process_checkpoint_in_one_process(ddp_run, tmp_path):
     assert metrics["epochs_run"] == 3 and metrics["processes"] == 1 and len(metrics["history"]) == 3
 
 
-def test_language_model_under_torchrun_evaluates_every_token_once(data_root, tmp_path):
-    env = {**__import__("os").environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "c"),
-           "PYTHONUNBUFFERED": "1"}
+def test_language_model_under_torchrun_evaluates_every_token_once(tmp_path, env):
     overrides = [o for o in TINY if not o.startswith("trainer.num_threads")]
     torchrun(str(ROOT / "train.py"), [*overrides, "task=ptb", "data.bptt=5", "data.eval_batch_size=3",
                                       f"hydra.run.dir={tmp_path / 'run'}"], env)
@@ -155,8 +154,7 @@ def test_language_model_under_torchrun_evaluates_every_token_once(data_root, tmp
 
 
 # -- Hydra's submitit launcher --------------------------------------------------------------------
-def test_a_multirun_through_submitit_local_completes_every_job(data_root, tmp_path):
-    env = {**__import__("os").environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "c")}
+def test_a_multirun_through_submitit_local_completes_every_job(tmp_path, env):
     overrides = [o for o in TINY if not o.startswith("trainer.num_threads")]
     run_script([str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *overrides, "model=rnn,gru",
                 f"hydra.sweep.dir={tmp_path / 'sweep'}"], env)
@@ -169,8 +167,7 @@ def test_a_multirun_through_submitit_local_completes_every_job(data_root, tmp_pa
         assert "threads: 1 (" in (job / "train.log").read_text()
 
 
-def test_a_submitit_job_of_two_tasks_trains_data_parallel(data_root, tmp_path):
-    env = {**__import__("os").environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "c")}
+def test_a_submitit_job_of_two_tasks_trains_data_parallel(tmp_path, env):
     run_script([str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
                 "hydra.launcher.cpus_per_task=1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], env)
     (job,) = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith(".")]
