@@ -52,12 +52,13 @@ def uninterrupted(tmp_path_factory, data_root):
     return metrics(tmp / "run")
 
 
-def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(uninterrupted, tmp_path, env):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; torchrun's or SLURM's stop
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(stop_signal, uninterrupted, tmp_path, env):
     run_dir = tmp_path / "run"
     process = start(run_dir, SLOW, env)
     log = run_dir / "train.log"
     wait_for(lambda: log.exists() and "epoch 1/2 [20/" in log.read_text(), process)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop_signal)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
     assert "interrupted; checkpoints/last.pt is saved. Resume with: python train.py" in stderr

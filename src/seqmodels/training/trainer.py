@@ -248,11 +248,17 @@ class Trainer:
                  self.position.batches, self.best.value, self.best.epoch)
 
     # -- the loop ---------------------------------------------------------------------------
+    # Ctrl-C, and SIGTERM: what torchrun sends its processes when it is interrupted, and SLURM a
+    # job it preempts or that runs out of time
+    STOP_SIGNALS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
     def _request_stop(self, signum, frame) -> None:
-        # The first Ctrl-C finishes the current step and saves; a second one aborts at once.
+        # The first signal finishes the current step and saves; a second one aborts at once.
         self.stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        log.warning("interrupted: saving checkpoints/last.pt after this step (Ctrl-C again to abort)")
+        for stop_signal, default in self.STOP_SIGNALS.items():
+            signal.signal(stop_signal, default)
+        log.warning("interrupted (%s): saving checkpoints/last.pt after this step (Ctrl-C again to abort)",
+                    signal.Signals(signum).name)
 
     def fit(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -260,8 +266,9 @@ class Trainer:
         self.logger = RunLogger(self.run_dir / "tensorboard", purge_step=self.global_step + 1 if self.global_step else None,
                                 enabled=self.world.is_main)
         self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
-        previous_handler = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._request_stop)
+        previous_handlers = {stop_signal: signal.getsignal(stop_signal) for stop_signal in self.STOP_SIGNALS}
+        for stop_signal in self.STOP_SIGNALS:
+            signal.signal(stop_signal, self._request_stop)
         try:
             self._epochs()
         except TrainingError:
@@ -269,7 +276,8 @@ class Trainer:
             self.logger.close()
             raise
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            for stop_signal, handler in previous_handlers.items():
+                signal.signal(stop_signal, handler)
         if self.stop_requested:
             self._write_metrics("interrupted", time.perf_counter() - started)
             self.logger.close()
