@@ -60,9 +60,9 @@ def test_every_line_is_its_words_and_an_eos_empty_lines_too(tmp_path):
     assert read_words(path) == ["the", "cat", EOS, EOS, "=", "Title", "=", EOS]
 
 
-def test_the_vocabulary_is_the_texts_own_in_first_seen_order():
-    assert build_vocabulary(["b", "a", "b", EOS]) == ["b", "a", EOS]
-    assert build_vocabulary("abca", unknown=UNKNOWN) == [UNKNOWN, "a", "b", "c"]
+def test_the_vocabulary_is_the_texts_own_most_frequent_first():
+    assert build_vocabulary(["c", "a", "b", "a", EOS, "b", "a"]) == ["a", "b", "c", EOS]  # frequency, then first seen
+    assert build_vocabulary("abcab", unknown=UNKNOWN) == [UNKNOWN, "a", "b", "c"]
     assert encode(["a", "z"], [UNKNOWN, "a"], UNKNOWN).tolist() == [1, 0]
     with pytest.raises(DataError, match="'z' is not in the training vocabulary"):
         encode(["a", "z"], ["a"], None)
@@ -166,6 +166,8 @@ def test_the_state_carries_across_windows_and_resets_at_each_pass(ptb_task):
     task, data, model = ptb_task()
     model.eval()
     with torch.no_grad():
+        for weight in model.parameters():
+            weight.mul_(10)  # an untrained model's outputs barely depend on its state: make them
         task.start_pass(model, "val")
         outputs = [task.step(model, window) for window in data.val]
         expected_sum, expected_count = whole_stream_loss(model, data.val.streams)
@@ -228,6 +230,36 @@ def test_perplexity_is_exp_of_the_mean_token_loss_computed_by_hand(ptb_task):
                 negative_log_likelihood -= math.log(float(probabilities[target]))
     assert metrics["loss"] == pytest.approx(negative_log_likelihood / 7, rel=1e-5)
     assert metrics["perplexity"] == pytest.approx(math.exp(negative_log_likelihood / 7), rel=1e-5)
+
+
+def test_an_adaptive_softmax_scores_a_distribution_and_its_loss_is_the_targets_log_likelihood(ptb_task):
+    task, data, model = ptb_task("model.adaptive_cutoffs=[4,10]", "model.hidden_size=16")
+    assert model.adaptive is not None and model.decoder is None
+    model.eval()
+    window = next(iter(data.val))
+    with torch.no_grad():
+        task.start_pass(model, "val")
+        scores, _ = model(window.inputs)
+        assert scores.shape == (*window.inputs.shape, data.artifacts["vocab_size"])
+        assert torch.allclose(scores.exp().sum(-1), torch.ones(window.inputs.shape), atol=1e-5)  # log-probabilities
+        real = window.targets != IGNORE
+        by_hand = -scores[real].gather(1, window.targets[real].unsqueeze(1)).sum()
+        out = task.step(model, window)
+    assert out.details[0] == pytest.approx(float(by_hand), rel=1e-5) and out.details[1] == int(real.sum())
+
+
+def test_the_adaptive_softmax_needs_sensible_cutoffs_and_no_tied_weights(data_root, tmp_path):
+    task = get_task(lm_cfg(data_root, tmp_path, "model.adaptive_cutoffs=[4,100]", "model.hidden_size=16"))
+    with pytest.raises(ConfigError, match=r"model.adaptive_cutoffs=\[4, 100\] is impossible for a vocabulary of 23"):
+        task.build_model({"vocab_size": 23})
+    task = get_task(lm_cfg(data_root, tmp_path, "model.adaptive_cutoffs=[4,10]", "model.hidden_size=12"))
+    with pytest.raises(ConfigError, match=r"too many for model.hidden_size=12 .* use at most 1 cutoffs"):
+        task.build_model({"vocab_size": 23})
+    for overrides, message in [(["model.adaptive_cutoffs=4"], "must be a list of word counts"),
+                               (["model.adaptive_cutoffs=[4,10]", "model.tie_weights=true", "model.hidden_size=8"],
+                                "model.tie_weights=true needs a full softmax")]:
+        with pytest.raises(ConfigError, match=message):
+            get_task(lm_cfg(data_root, tmp_path, *overrides))
 
 
 # -- model options and refusals ----------------------------------------------------------------
@@ -405,11 +437,16 @@ def test_predict_script_prints_next_words_and_a_reproducible_continuation(ptb_ru
     assert len(first["continuation"].split()) == 6 and first["temperature"] == 0.8
 
 
-def test_train_wikitext2_with_a_deep_gru(data_root, tmp_path):
+def test_train_wikitext2_with_a_deep_gru_and_an_adaptive_softmax(data_root, tmp_path):
+    env = env_for(data_root, tmp_path)
     train(tmp_path / "run", ["task=wikitext2", "model=gru", "model.num_layers=2", "data.batch_size=4",
-                             "trainer.limit_train_batches=3"], env_for(data_root, tmp_path))
+                             "model.adaptive_cutoffs=[4,12]", "model.hidden_size=16", "trainer.limit_train_batches=3"], env)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test"]["perplexity"] > 1
+    assert "adaptive.tail.1.1" in (tmp_path / "run" / "train.log").read_text()  # in the parameter table
+    answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "The cat",
+                                    "--top-k", "3", "--length", "4", "--seed", "0"], env).stdout)
+    assert len(answer["next"]) == 3 and len(answer["continuation"].split()) == 4
 
 
 def test_train_and_predict_characters_of_any_text_file(data_root, tmp_path):

@@ -16,6 +16,7 @@ or rows end in a few padding positions whose targets are `IGNORE`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,11 @@ def split_by_fractions(text: str, val_fraction: float, test_fraction: float) -> 
 
 
 def build_vocabulary(tokens: Iterable[str], unknown: str | None = None) -> list[str]:
-    """Every distinct token in first-seen order (so the same text gives the same ids),
-    after `unknown` when one is asked for."""
-    return list(dict.fromkeys([*([unknown] if unknown else []), *tokens]))
+    """Every distinct token, most frequent first (ties in first-seen order, so the same text gives
+    the same ids), after `unknown` when one is asked for. Frequency order is what an adaptive
+    softmax's clusters (model.adaptive_cutoffs) rely on: id < cutoff means a frequent word."""
+    counts = Counter(tokens)  # insertion order is first-seen order; most_common keeps it for ties
+    return [*([unknown] if unknown else []), *(token for token, _ in counts.most_common() if token != unknown)]
 
 
 def encode(tokens: list[str], vocabulary: list[str], unknown: str | None) -> torch.Tensor:

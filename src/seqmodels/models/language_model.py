@@ -1,5 +1,10 @@
 """Next-token prediction: embedding -> unidirectional recurrent encoder -> dropout -> a linear
-decoder over the vocabulary, and sampling from it.
+decoder over the vocabulary (or an adaptive softmax), and sampling from it.
+
+An adaptive softmax (Grave et al. 2017, `nn.AdaptiveLogSoftmaxWithLoss`) scores the frequent
+words in full and the rarer ones in clusters of smaller vectors; with a 33k-word vocabulary it
+makes a training step on CPU several times faster (the full softmax is most of the work). It
+needs ids in frequency order, which is how the corpus vocabulary is built.
 
 Left to right only: a backward direction would read the very tokens the model must predict.
 The recurrent state is taken and returned, so a long text can be read window by window
@@ -9,6 +14,7 @@ The recurrent state is taken and returned, so a long text can be read window by 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from seqmodels.models.encoder import LayerState, RecurrentEncoder
@@ -33,20 +39,31 @@ class LanguageModel(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         tie_weights: bool = False,
+        adaptive_cutoffs: list[int] | None = None,
+        ignore_index: int = -100,
     ) -> None:
         super().__init__()
         if tie_weights and embedding_dim != hidden_size:
             raise ValueError(f"tied weights need embedding_dim == hidden_size, got {embedding_dim} and {hidden_size}")
+        if tie_weights and adaptive_cutoffs:
+            raise ValueError("tied weights need a full softmax decoder, not an adaptive softmax")
+        self.ignore_index = ignore_index  # targets that are no token (padding at the end of a stream)
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         # On the embeddings, between layers (inside the encoder) and before the decoder, as in
         # Zaremba et al. 2014: never on the recurrent connections.
         self.dropout = nn.Dropout(dropout)
         self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional=False,
                                         dropout=dropout)
-        self.decoder = nn.Linear(hidden_size, vocab_size)
         # pytorch/examples' initialisation: small uniform embeddings and output weights (the
         # default N(0, 1) embedding makes early SGD steps with a large learning rate unstable).
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if adaptive_cutoffs:
+            self.decoder = None
+            # div_value 4: each rarer cluster's vectors are 4 times shorter than the last
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, list(adaptive_cutoffs), div_value=4.0)
+            return
+        self.adaptive = None
+        self.decoder = nn.Linear(hidden_size, vocab_size)
         nn.init.zeros_(self.decoder.bias)
         if tie_weights:
             # One matrix both reads and predicts words (Press & Wolf 2017; Inan et al. 2017).
@@ -54,13 +71,25 @@ class LanguageModel(nn.Module):
         else:
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
 
-    def forward(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, tokens: torch.Tensor, state: State | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         """tokens: (B, T) ids, no padding before a real token; state: the state returned for the
-        previous window, or None to start from zeros. Returns (B, T, vocab) logits and the new state."""
+        previous window, or None to start from zeros. Returns the new state and (B, T, vocab)
+        scores (logits, or log-probabilities with an adaptive softmax: either gives the same
+        distribution through a softmax) -- or, given (B, T) `targets`, the summed negative
+        log-likelihood of the targets that are tokens, without scoring the whole vocabulary."""
         batch, steps = tokens.shape
         lengths = torch.full((batch,), steps, dtype=torch.int64, device=tokens.device)
         encoded = self.encoder(self.dropout(self.embedding(tokens)), lengths, state)
-        return self.decoder(self.dropout(encoded.outputs)), encoded.state
+        hidden = self.dropout(encoded.outputs)
+        if targets is None:
+            if self.adaptive is None:
+                return self.decoder(hidden), encoded.state
+            return self.adaptive.log_prob(hidden.flatten(0, 1).float()).view(batch, steps, -1), encoded.state
+        real = targets != self.ignore_index
+        if self.adaptive is None:
+            return F.cross_entropy(self.decoder(hidden)[real].float(), targets[real], reduction="sum"), encoded.state
+        return -self.adaptive(hidden[real].float(), targets[real]).output.sum(), encoded.state
 
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator) -> torch.Tensor:

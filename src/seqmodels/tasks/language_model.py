@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seqmodels.data import ptb, wikitext2
@@ -61,6 +61,14 @@ class LanguageModelTask(Task):
                               "reads the tokens to be predicted; use model.bidirectional=false")
         tie = model.get("tie_weights", False)
         require_bool("model.tie_weights", tie)
+        cutoffs = model.get("adaptive_cutoffs")
+        if cutoffs is not None and (not isinstance(cutoffs, Sequence) or isinstance(cutoffs, str)
+                                    or not all(isinstance(c, int) and not isinstance(c, bool) for c in cutoffs)):
+            raise ConfigError(f"model.adaptive_cutoffs={cutoffs!r} must be a list of word counts, e.g. [2000,10000], "
+                              f"or null for a full softmax")
+        if tie and cutoffs:
+            raise ConfigError("model.tie_weights=true needs a full softmax: set model.adaptive_cutoffs=null or "
+                              "model.tie_weights=false")
         if tie and model.embedding_dim != model.hidden_size:
             raise ConfigError(f"model.tie_weights=true needs model.embedding_dim == model.hidden_size (got "
                               f"{model.embedding_dim} and {model.hidden_size}); make them equal or untie")
@@ -101,7 +109,7 @@ class LanguageModelTask(Task):
         settings = self._settings()
         data = self.cfg.data
         sources = self._sources(settings)
-        key = cache_key(list(sources.values()), settings)
+        key = cache_key(list(sources.values()), {**settings, "vocabulary": "most frequent first"})
         name = settings["dataset"]
         entry, _ = cached(Path(data.cache_dir), name, key, lambda: self._build_cache(sources, settings))
         streams = {"train": lay_out(entry["train"], data.batch_size)}
@@ -158,16 +166,30 @@ class LanguageModelTask(Task):
         kwargs = encoder_kwargs(model)
         del kwargs["bidirectional"]  # refused in _check_config
         return LanguageModel(vocab_size=artifacts["vocab_size"], embedding_dim=model.embedding_dim,
-                             tie_weights=bool(model.get("tie_weights", False)), **kwargs)
+                             tie_weights=bool(model.get("tie_weights", False)),
+                             adaptive_cutoffs=self._cutoffs(artifacts["vocab_size"]), ignore_index=IGNORE, **kwargs)
+
+    def _cutoffs(self, vocab_size: int) -> list[int] | None:
+        cutoffs = self.cfg.model.get("adaptive_cutoffs")
+        if not cutoffs:
+            return None
+        cutoffs = list(cutoffs)
+        if cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size:
+            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} is impossible for a vocabulary of {vocab_size:,}: "
+                              f"give increasing word counts between 1 and {vocab_size - 1}, e.g. [2000, 10000]")
+        hidden = self.cfg.model.hidden_size
+        if hidden // 4 ** len(cutoffs) < 1:  # each rarer cluster's vectors are 4 times shorter
+            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} makes {len(cutoffs)} clusters of rarer words, too many "
+                              f"for model.hidden_size={hidden} (the last would have vectors of size 0): use at most "
+                              f"{max(int(math.log(hidden, 4)), 0)} cutoffs or a larger hidden size")
+        return cutoffs
 
     def start_pass(self, model: nn.Module, split: str) -> None:
         self._state = None  # every pass reads its split from the beginning
 
     def step(self, model: nn.Module, batch: TextWindow) -> StepOutput:
-        logits, state = model(batch.inputs, self._state)
+        loss_sum, state = model(batch.inputs, self._state, batch.targets)
         self._state = detach_state(state)
-        loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), batch.targets.flatten(), ignore_index=IGNORE,
-                                   reduction="sum")
         count = int((batch.targets != IGNORE).sum())
         # Weighted by target tokens, so the trainer's epoch loss is the mean token loss too.
         return StepOutput(loss_sum / count, count, count, details=(loss_sum.item(), count))
@@ -181,7 +203,8 @@ class LanguageModelTask(Task):
 
     def hparams(self) -> dict[str, Any]:
         return {**super().hparams(), "bptt": self.cfg.data.bptt,
-                "tie_weights": bool(self.cfg.model.get("tie_weights", False))}
+                "tie_weights": bool(self.cfg.model.get("tie_weights", False)),
+                "adaptive_cutoffs": str(self.cfg.model.get("adaptive_cutoffs"))}
 
     # -- text in, text out ------------------------------------------------------------------
     @staticmethod
