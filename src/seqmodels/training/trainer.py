@@ -141,7 +141,8 @@ class Trainer:
         limit = self.tcfg.limit_train_batches
         position = self.position
         progress = Progress(_num_batches(loader, limit), f"epoch {epoch}/{self.tcfg.max_epochs}",
-                            interval=self.tcfg.progress_interval_s, done=position.batches)
+                            interval=self.tcfg.progress_interval_s, done=position.batches,
+                            live=None if self.world.is_main else False)  # one bar on a terminal, rank 0's
         for index, batch in enumerate(_limited(loader, limit)):
             if index < position.batches:
                 continue  # done before the interruption; the order is the same (seeded by epoch)
