@@ -45,8 +45,9 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     threads = set_threads(job_threads(cfg.trainer.num_threads, sharers))
     seed_everything(cfg.seed)
     log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True).rstrip())
-    sharers_named = [f"{parallel_jobs} parallel jobs"] * (parallel_jobs > 1) + [f"{world.local_size} ranks"] * (world.local_size > 1)
-    sharing = f" ({' x '.join(sharers_named)} share {available_cores()} cores)" if sharers > 1 else ""
+    who = [f"{parallel_jobs} parallel jobs"] if parallel_jobs > 1 else []
+    who += [f"{world.local_size} ranks"] if world.local_size > 1 else []
+    sharing = f" ({' x '.join(who)} share {available_cores()} cores)" if sharers > 1 else ""
     ranks = f" | data-parallel: {world.size} processes ({distributed.backend()})" if world.enabled else ""
     log.info("run directory: %s | device: %s | threads: %d%s%s", run_dir, device, threads, sharing, ranks)
     with distributed.local_main_first():  # the data cache is built once per machine, not in a race

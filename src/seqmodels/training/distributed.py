@@ -11,7 +11,6 @@ files. Without those variables everything here is a no-op, so a single process p
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,8 +21,6 @@ import torch.distributed as dist
 from torch import nn
 
 from seqmodels.errors import ConfigError
-
-log = logging.getLogger("seqmodels")
 
 
 @dataclass(frozen=True)
