@@ -58,9 +58,13 @@ def check_group_overrides(overrides: list[str]) -> None:
                 raise ConfigError(f"{group}={value or repr(value)} is not a {group} config; use one of {choices}")
 
 
+def _submitit(hydra_cfg: DictConfig) -> bool:
+    return hydra_cfg.mode == RunMode.MULTIRUN and "submitit" in str(hydra_cfg.launcher.get("_target_", ""))
+
+
 def _submitit_cpus(hydra_cfg: DictConfig) -> int | None:
     """hydra.launcher.cpus_per_task of a submitit launcher: the cores each task (rank) of a job has."""
-    if hydra_cfg.mode != RunMode.MULTIRUN or "submitit" not in str(hydra_cfg.launcher.get("_target_", "")):
+    if not _submitit(hydra_cfg):
         return None
     cpus = hydra_cfg.launcher.get("cpus_per_task")
     return cpus if isinstance(cpus, int) and cpus > 0 else None
@@ -76,7 +80,7 @@ def parallel_jobs(hydra_cfg: DictConfig) -> int:
         return 1
     if _submitit_cpus(hydra_cfg) is not None:
         return 1  # the job has cpus_per_task cores of its own (see hydra_app)
-    if "submitit" in str(hydra_cfg.launcher.get("_target_", "")):
+    if _submitit(hydra_cfg):
         return available_cores()  # submitit_local starts a sweep's jobs all at once: one core each
     jobs = hydra_cfg.launcher.get("n_jobs")
     if not isinstance(jobs, int) or jobs == 0:
@@ -125,8 +129,9 @@ def hydra_app(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    if _submitit_cpus(hydra_cfg) is not None and cfg.trainer.num_threads is None:
-        cfg.trainer.num_threads = _submitit_cpus(hydra_cfg)  # the cores SLURM gave each task
+    cpus = _submitit_cpus(hydra_cfg)
+    if cpus is not None and cfg.trainer.num_threads is None:
+        cfg.trainer.num_threads = cpus  # the cores SLURM gave each task
     try:
         if distributed.environment_world().enabled:
             distributed.init(resolve_device(cfg.trainer.device))

@@ -77,10 +77,7 @@ def init(device: torch.device) -> World:
 
 def world() -> World:
     """The current world: joined by `init`, or a single process."""
-    if not dist.is_initialized():
-        return World()
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
-                 int(os.environ.get("LOCAL_WORLD_SIZE", str(dist.get_world_size()))))
+    return environment_world() if dist.is_initialized() else World()
 
 
 @contextlib.contextmanager
