@@ -24,6 +24,7 @@ from seqmodels.data.corpus import (EOS, IGNORE, UNKNOWN, UNKNOWN_CHAR, StreamWin
                                    read_text, read_words, split_by_fractions)
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModel
+from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.encoder import RecurrentEncoder
 from seqmodels.models.language_model import sample
 from seqmodels.models.summary import parameter_rows
@@ -404,6 +405,63 @@ def test_tokenized_streams_are_cached_once(ptb_task, tmp_path):
     assert len(list((tmp_path / "cache").glob("ptb-*.pt"))) == 1
 
 
+# -- the continuous cache ----------------------------------------------------------------------
+def cache_by_hand(hidden, targets, model_probs, size, theta, lam):
+    """Grave et al.'s formula for each stream read whole, one position at a time."""
+    mixed = torch.zeros(targets.shape)
+    for stream in range(targets.shape[0]):
+        for t in range(targets.shape[1]):
+            earlier = [i for i in range(max(0, t - size), t) if targets[stream, i] != IGNORE]
+            if not earlier:
+                mixed[stream, t] = model_probs[stream, t]
+                continue
+            weights = torch.softmax(torch.stack([theta * hidden[stream, t] @ hidden[stream, i] for i in earlier]), 0)
+            pointed = sum(float(w) for w, i in zip(weights, earlier) if targets[stream, i] == targets[stream, t])
+            mixed[stream, t] = (1 - lam) * model_probs[stream, t] + lam * pointed
+    return mixed
+
+
+@pytest.mark.parametrize("size", [1, 4, 100])
+def test_the_cache_points_at_earlier_states_followed_by_the_target(size):
+    torch.manual_seed(0)
+    hidden, targets = torch.randn(2, 12, 5), torch.randint(0, 4, (2, 12))  # 4 words: many repeats
+    targets[1, 10:] = IGNORE  # the end of the second stream
+    model_probs = torch.rand(2, 12)
+    cache = ContinuousCache(size, theta=0.7, lam=0.3, ignore_index=IGNORE)
+    windowed = torch.cat([cache.probabilities(hidden[:, s:s + 5], targets[:, s:s + 5], model_probs[:, s:s + 5])
+                          for s in range(0, 12, 5)], dim=1)  # read window by window, as evaluation does
+    by_hand = cache_by_hand(hidden, targets, model_probs, size, 0.7, 0.3)
+    real = targets != IGNORE
+    assert torch.allclose(windowed[real], by_hand[real], atol=1e-6)
+    assert not torch.equal(windowed[real], model_probs[real])  # the cache changed something
+    assert torch.equal(windowed[:, 0], model_probs[:, 0])  # nothing remembered at the start
+    cache.reset()
+    assert torch.allclose(cache.probabilities(hidden, targets, model_probs)[real], by_hand[real], atol=1e-6)
+
+
+def test_a_cache_of_weight_zero_changes_nothing_and_a_cache_helps_a_repetitive_text(ptb_task):
+    task, data, model = ptb_task()
+    model.eval()
+
+    def perplexity():
+        task.start_pass(model, "val")
+        with torch.no_grad():
+            return task.evaluate([task.step(model, window) for window in data.val])["perplexity"]
+
+    plain = perplexity()
+    task.use_cache(50, 0.5, 0.0)
+    assert perplexity() == pytest.approx(plain, rel=1e-6)
+    task.use_cache(50, 0.5, 0.3)  # an untrained model: the text's own repetitions are what it can predict
+    assert perplexity() < plain
+    task.use_cache(0, 0.5, 0.3)
+    assert task.cache is None and perplexity() == pytest.approx(plain, rel=1e-6)
+    for args, message in [((-1, 0.5, 0.1), "--cache-size=-1 is impossible"),
+                          ((10, 0.0, 0.1), r"--cache-theta=0.0 is impossible; it must be a number in \(0, inf\)"),
+                          ((10, 0.5, 1.5), r"--cache-lambda=1.5 is impossible; it must be a number in \[0, 1\]")]:
+        with pytest.raises(ConfigError, match=message):
+            task.use_cache(*args)
+
+
 # -- train.py and predict.py -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ptb_run(tmp_path_factory, data_root):
@@ -435,6 +493,29 @@ def test_predict_script_prints_next_words_and_a_reproducible_continuation(ptb_ru
     assert first == second
     assert len(first["next"]) == 3 and 0 < sum(e["probability"] for e in first["next"]) <= 1.0
     assert len(first["continuation"].split()) == 6 and first["temperature"] == 0.8
+
+
+def test_evaluate_script_tunes_a_cache_on_validation_and_reports_test(ptb_run, data_root, tmp_path):
+    env = env_for(data_root, tmp_path)
+    plain = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run)], env).stdout)
+    fixed = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--cache-size", "100",
+                                   "--cache-theta", "0.5", "--cache-lambda", "0"], env).stdout)
+    assert fixed["cache"] == {"size": 100, "theta": 0.5, "lambda": 0.0}
+    assert fixed["test"]["perplexity"] == pytest.approx(plain["test"]["perplexity"], rel=1e-6)
+    tuned = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--cache-size", "100",
+                                   "--tune-cache"], env).stdout)
+    search = tuned["cache_search"]
+    best = min(search, key=lambda row: row["val"])
+    assert [row["theta"] for row in search[:5]] == [0.1, 0.2, 0.3, 0.5, 0.8]  # each with lambda 0.1
+    best_theta = min(search[:5], key=lambda row: row["val"])["theta"]
+    assert [(row["theta"], row["lambda"]) for row in search[5:]] == [(best_theta, lam) for lam in (0, 0.05, 0.15, 0.2, 0.3)]
+    assert search[5]["val"] == pytest.approx(plain["val"]["perplexity"])  # lambda 0: the model alone
+    assert tuned["cache"] == {"size": 100, "theta": best["theta"], "lambda": best["lambda"]}
+    assert tuned["val"]["perplexity"] == pytest.approx(best["val"]) and best["val"] <= search[5]["val"]
+    refused = run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--tune-cache"], env, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == ["error: --tune-cache needs --cache-size N (e.g. 2000): how many "
+                                                   "states the cache remembers"]
 
 
 def test_train_wikitext2_with_a_deep_gru_and_an_adaptive_softmax(data_root, tmp_path):

@@ -284,6 +284,22 @@ def test_word_dropout_turns_only_real_training_words_into_unk():
     assert torch.equal(seen[-1], tokens)  # never when evaluating
 
 
+def test_singleton_dropout_turns_only_rare_words_into_unk():
+    torch.manual_seed(0)
+    model = make_tagger(singleton_dropout=0.5, singletons_from=30, unk_id=UNK_ID)
+    seen = []
+    model.embedding.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].clone()))
+    tokens = torch.randint(2, 40, (64, 20))
+    tokens[:, 15:] = 0
+    model(tokens, torch.full((64,), 15))
+    dropped, rare = seen[-1] != tokens, tokens >= 30
+    assert seen[-1][dropped].eq(UNK_ID).all() and not dropped[~rare].any()  # frequent words and padding stay
+    assert 0.4 < dropped[rare].float().mean() < 0.6
+    model.eval()
+    model(tokens, torch.full((64,), 15))
+    assert torch.equal(seen[-1], tokens)
+
+
 def test_word_shapes_keep_capitals_and_digits():
     shapes = {word: conll.SHAPES[conll.word_shape(word)] for word in
               ["the", "London", "EU", "I", "McDonald", "1996", "1996-08-30", "3.5", "B52", ",", "U.S."]}
@@ -295,12 +311,13 @@ def test_word_shapes_keep_capitals_and_digits():
 def test_tagger_options_are_checked():
     base = {"crf": False, "char_dim": 0, "char_filters": 50, "char_kernel_size": 3}
     assert tagger_kwargs(base) == {"crf": False, "char_dim": 0, "char_filters": 0, "char_kernel_size": 3,
-                                   "shape_dim": 0, "word_dropout": 0.0}
+                                   "shape_dim": 0, "word_dropout": 0.0, "singleton_dropout": 0.0}
     assert tagger_kwargs({**base, "char_dim": 8})["char_filters"] == 50
     for key, value, message in [("crf", "yes", "model.crf='yes' must be true or false"),
                                 ("char_dim", -1, "model.char_dim=-1 is impossible"),
                                 ("shape_dim", -2, "model.shape_dim=-2 is impossible"),
                                 ("word_dropout", 1.0, r"model.word_dropout=1.0 is impossible; it must be a number in \[0, 1\)"),
+                                ("singleton_dropout", -0.1, "model.singleton_dropout=-0.1 is impossible"),
                                 ("char_kernel_size", 4, "model.char_kernel_size=4 must be odd")]:
         with pytest.raises(ConfigError, match=message):
             tagger_kwargs({**base, "char_dim": 8, key: value})
@@ -335,7 +352,7 @@ def test_prepare_builds_vocabularies_from_training_and_tags_from_the_data(small_
     assert artifacts["words"] == ["<pad>", "<unk>", "Harry", "met", "Ron"]  # min_freq 2, train only
     assert "D" not in artifacts["chars"] and "H" in artifacts["chars"]  # characters from train only
     assert artifacts["tags"] == ["O", "B-LOC", "B-ORG", "B-PER", "I-PER"]  # IOB2, all splits, O first
-    assert all(isinstance(v, (str, bool, list)) for v in artifacts.values())  # checkpoint-safe
+    assert all(isinstance(v, (str, bool, int, list)) for v in artifacts.values())  # checkpoint-safe
     assert data.summary["sentences train / val / test"] == "3 / 1 / 1"
     (val,) = list(data.val)
     assert val.tokens.tolist() == [[UNK_ID, 3, 2]]  # Draco is unknown; Harry and met are not
@@ -355,6 +372,15 @@ def test_prepare_builds_vocabularies_from_training_and_tags_from_the_data(small_
     assert len(list((tmp_path / "cache").iterdir())) == 1
     get_task(ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1")).prepare()
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_words_seen_once_are_counted_for_singleton_dropout(small_conll, tmp_path):
+    data = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1", "model.singleton_dropout=0.5")).prepare()
+    words, first = data.artifacts["words"], data.artifacts["singletons_from"]
+    assert words[2:first] == ["Harry", "met", "Ron"]  # seen 3, 2 and 2 times
+    assert sorted(words[first:]) == [".", "Paris", "Potter", "left"]  # seen once
+    with pytest.raises(ConfigError, match="data.min_freq=2 already maps them to <unk>; set data.min_freq=1"):
+        get_task(ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=2", "model.singleton_dropout=0.5")).prepare()
 
 
 def test_lowercase_maps_words_but_characters_and_shapes_keep_capitals(small_conll, tmp_path):
@@ -393,7 +419,8 @@ def test_evaluate_scores_tags_and_weighs_the_loss_by_tokens(small_conll, tmp_pat
 
 # -- end to end ---------------------------------------------------------------------------------
 NER_TINY = ["task=conll2003", "model=gru", "model.bidirectional=true", "model.num_layers=2", "model.crf=true",
-            "model.char_dim=6", "model.char_filters=5", "model.shape_dim=3", "model.word_dropout=0.1"]
+            "model.char_dim=6", "model.char_filters=5", "model.shape_dim=3", "model.word_dropout=0.1",
+            "data.min_freq=1", "model.singleton_dropout=0.5"]
 
 
 @pytest.fixture(scope="module")

@@ -78,18 +78,32 @@ class LanguageModel(nn.Module):
         scores (logits, or log-probabilities with an adaptive softmax: either gives the same
         distribution through a softmax) -- or, given (B, T) `targets`, the summed negative
         log-likelihood of the targets that are tokens, without scoring the whole vocabulary."""
+        if targets is None:
+            hidden, state = self._encode(tokens, state)
+            if self.adaptive is None:
+                return self.decoder(hidden), state
+            return self.adaptive.log_prob(hidden.flatten(0, 1).float()).view(*tokens.shape, -1), state
+        log_probs, _, state = self.score(tokens, state, targets)
+        return -log_probs.sum(), state
+
+    def score(self, tokens: torch.Tensor, state: State | None,
+              targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """(B, T) log-probability of each target (0 where the target is no token), the (B, T,
+        hidden) outputs that predicted them, and the new state."""
+        hidden, state = self._encode(tokens, state)
+        real = targets != self.ignore_index
+        log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
+        if self.adaptive is None:
+            log_probs[real] = -F.cross_entropy(self.decoder(hidden)[real].float(), targets[real], reduction="none")
+        else:
+            log_probs[real] = self.adaptive(hidden[real].float(), targets[real]).output
+        return log_probs, hidden, state
+
+    def _encode(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         batch, steps = tokens.shape
         lengths = torch.full((batch,), steps, dtype=torch.int64, device=tokens.device)
         encoded = self.encoder(self.dropout(self.embedding(tokens)), lengths, state)
-        hidden = self.dropout(encoded.outputs)
-        if targets is None:
-            if self.adaptive is None:
-                return self.decoder(hidden), encoded.state
-            return self.adaptive.log_prob(hidden.flatten(0, 1).float()).view(batch, steps, -1), encoded.state
-        real = targets != self.ignore_index
-        if self.adaptive is None:
-            return F.cross_entropy(self.decoder(hidden)[real].float(), targets[real], reduction="sum"), encoded.state
-        return -self.adaptive(hidden[real].float(), targets[real]).output.sum(), encoded.state
+        return self.dropout(encoded.outputs), encoded.state
 
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator) -> torch.Tensor:

@@ -64,6 +64,8 @@ class SequenceTagger(nn.Module):
         num_shapes: int = 0,
         shape_dim: int = 0,
         word_dropout: float = 0.0,
+        singleton_dropout: float = 0.0,
+        singletons_from: int | None = None,
         padding_idx: int = 0,
         unk_id: int = 1,
     ) -> None:
@@ -72,9 +74,12 @@ class SequenceTagger(nn.Module):
         self.chars = CharCNN(num_chars, char_dim, char_filters, char_kernel_size) if char_dim > 0 else None
         # a word's shape (capitals, digits) as a small vector: what <unk> and lowercased words lose
         self.shapes = nn.Embedding(num_shapes, shape_dim, padding_idx=0) if shape_dim > 0 else None
-        # Training words turn into <unk> at this rate, so <unk> learns what the words it stands
-        # for in validation and test look like (Lample et al. 2016 drop singletons the same way).
+        # Training words turn into <unk> at word_dropout, and the words training saw only once
+        # (ids from singletons_from on) at singleton_dropout (Lample et al. 2016: 0.5), so <unk>
+        # learns what the words it stands for in validation and test look like: mostly names.
         self.word_dropout, self.padding_idx, self.unk_id = word_dropout, padding_idx, unk_id
+        self.singleton_dropout = singleton_dropout
+        self.singletons_from = vocab_size if singletons_from is None else singletons_from
         self.dropout = nn.Dropout(dropout)
         input_size = (embedding_dim + (self.chars.output_size if self.chars is not None else 0)
                       + (shape_dim if self.shapes is not None else 0))
@@ -86,8 +91,10 @@ class SequenceTagger(nn.Module):
                 shapes: torch.Tensor | None = None) -> torch.Tensor:
         """tokens: (B, T) right-padded ids; lengths: (B,); chars: (B, T, W) and shapes (B, T)
         when the model uses them. Returns (B, T, num_tags) emission scores."""
-        if self.training and self.word_dropout > 0:
-            dropped = (torch.rand(tokens.shape, device=tokens.device) < self.word_dropout) & (tokens != self.padding_idx)
+        if self.training and (self.word_dropout > 0 or self.singleton_dropout > 0):
+            rate = torch.where(tokens >= self.singletons_from, max(self.word_dropout, self.singleton_dropout),
+                               self.word_dropout)
+            dropped = (torch.rand(tokens.shape, device=tokens.device) < rate) & (tokens != self.padding_idx)
             tokens = tokens.masked_fill(dropped, self.unk_id)
         features = [self.embedding(tokens)]
         if self.chars is not None:

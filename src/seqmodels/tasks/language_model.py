@@ -27,6 +27,7 @@ from seqmodels.data.corpus import (EOS, IGNORE, UNKNOWN, UNKNOWN_CHAR, StreamWin
 from seqmodels.checks import require_bool, require_int, require_number
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModel, encoder_kwargs
+from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.language_model import detach_state, sample
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
 
@@ -52,6 +53,7 @@ class LanguageModelTask(Task):
         super().__init__(cfg)
         self._check_config()  # a bad config fails before any data is read
         self._state = None  # the recurrent state carried from one window to the next
+        self.cache: ContinuousCache | None = None  # evaluation with a continuous cache: use_cache()
 
     # -- configuration ----------------------------------------------------------------------
     def _check_config(self) -> None:
@@ -184,11 +186,26 @@ class LanguageModelTask(Task):
                               f"{max(int(math.log(hidden, 4)), 0)} cutoffs or a larger hidden size")
         return cutoffs
 
+    def use_cache(self, size: int, theta: float, lam: float) -> None:
+        """Evaluate from now on with a continuous cache over the model's predictions
+        (seqmodels.models.cache; Grave et al. 2017); size 0: without one. Training never uses it."""
+        require_int("--cache-size", size, minimum=0)
+        require_number("--cache-theta", theta, 0.0, math.inf, low_open=True)
+        require_number("--cache-lambda", lam, 0.0, 1.0, high_open=False)
+        self.cache = ContinuousCache(size, theta, lam, IGNORE) if size else None
+
     def start_pass(self, model: nn.Module, split: str) -> None:
         self._state = None  # every pass reads its split from the beginning
+        if self.cache is not None:
+            self.cache.reset()
 
     def step(self, model: nn.Module, batch: TextWindow) -> StepOutput:
-        loss_sum, state = model(batch.inputs, self._state, batch.targets)
+        if self.cache is not None and not model.training:
+            log_probs, hidden, state = model.score(batch.inputs, self._state, batch.targets)
+            probs = self.cache.probabilities(hidden, batch.targets, log_probs.exp())
+            loss_sum = -probs[batch.targets != IGNORE].log().sum()
+        else:
+            loss_sum, state = model(batch.inputs, self._state, batch.targets)
         self._state = detach_state(state)
         count = int((batch.targets != IGNORE).sum())
         # Weighted by target tokens, so the trainer's epoch loss is the mean token loss too.

@@ -86,10 +86,13 @@ class NerTask(Task):
     def prepare(self) -> TaskData:
         settings = self._settings()
         options = tagger_kwargs(self.cfg.model)  # checked before reading any data
+        if options["singleton_dropout"] > 0 and settings["min_freq"] > 1:
+            raise ConfigError(f"model.singleton_dropout needs words seen once in the vocabulary, but "
+                              f"data.min_freq={settings['min_freq']} already maps them to <unk>; set data.min_freq=1")
         uses_chars, uses_shapes = options["char_dim"] > 0, options["shape_dim"] > 0
         data = self.cfg.data
         paths = conll.locate(Path(data.root))
-        key = cache_key(paths.values(), {**settings, "shapes": conll.SHAPES})
+        key = cache_key(paths.values(), {**settings, "shapes": conll.SHAPES, "singletons": "counted"})
         entry, _ = cached(Path(data.cache_dir), settings["dataset"], key, lambda: self._build_cache(paths, settings))
 
         def loader(name: str, shuffle: bool) -> BatchLoader:
@@ -133,7 +136,7 @@ class NerTask(Task):
             **padding_report(train_lengths, train.sampler),
         }
         artifacts = {"words": entry["words"], "chars": entry["chars"], "tags": entry["tags"],
-                     "lowercase": settings["lowercase"]}
+                     "lowercase": settings["lowercase"], "singletons_from": entry["singletons_from"]}
         return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
 
     @staticmethod
@@ -148,14 +151,17 @@ class NerTask(Task):
         # it has not seen map to <unk>, as a user's new words do. The tag set is the labels
         # of all splits (not a vocabulary to learn), so every gold tag has an id.
         train_words = [word for sentence in sentences["train"] for word in sentence.words]
-        words = Vocabulary.build(Counter(w.lower() if settings["lowercase"] else w for w in train_words),
-                                 settings["min_freq"])
+        counts = Counter(w.lower() if settings["lowercase"] else w for w in train_words)
+        words = Vocabulary.build(counts, settings["min_freq"])
         chars = Vocabulary.build(Counter(char for word in train_words for char in word))
         tag_names = {tag for name in SPLITS for sentence in sentences[name] for tag in sentence.tags}
         tags = [OUTSIDE, *sorted(tag_names - {OUTSIDE})]  # O is id 0, the value padding positions hold
         tag_ids = {tag: i for i, tag in enumerate(tags)}
         vocabularies = Vocabularies(words, chars, settings["lowercase"])
-        entry: dict[str, Any] = {"words": words.strings, "chars": chars.strings, "tags": tags, "stats": {}}
+        entry: dict[str, Any] = {"words": words.strings, "chars": chars.strings, "tags": tags, "stats": {},
+                                 # most frequent first, so the words seen once are the ids from here on
+                                 "singletons_from": next((i for i, w in enumerate(words.strings)
+                                                          if i > UNK_ID and counts[w] == 1), len(words))}
         for name in SPLITS:
             word_ids = [vocabularies.word_ids(s.words) for s in sentences[name]]
             flat_words, offsets = flatten(word_ids)
@@ -177,6 +183,8 @@ class NerTask(Task):
         return SequenceTagger(vocab_size=len(artifacts["words"]), num_tags=len(artifacts["tags"]),
                               embedding_dim=model.embedding_dim, num_chars=len(artifacts["chars"]),
                               num_shapes=len(conll.SHAPES), unk_id=UNK_ID,
+                              # checkpoints from before singletons were counted: none known
+                              singletons_from=artifacts.get("singletons_from", len(artifacts["words"])),
                               **encoder_kwargs(model), **tagger_kwargs(model))
 
     def step(self, model: nn.Module, batch: TaggingBatch) -> StepOutput:
@@ -228,5 +236,6 @@ class NerTask(Task):
         options = tagger_kwargs(self.cfg.model)
         return {**super().hparams(), "crf": options["crf"], "char_dim": options["char_dim"],
                 "char_filters": options["char_filters"], "shape_dim": options["shape_dim"],
-                "word_dropout": options["word_dropout"], "min_freq": self.cfg.data.min_freq,
+                "word_dropout": options["word_dropout"], "singleton_dropout": options["singleton_dropout"],
+                "min_freq": self.cfg.data.min_freq,
                 "lowercase": bool(self.cfg.data.lowercase)}
