@@ -44,41 +44,73 @@ def build_optimizer(cfg: DictConfig, parameters: Iterable[torch.nn.Parameter]) -
 
 
 class LRSchedule:
-    """Warm-up then constant, cosine or linear decay per step; or decay on a validation plateau."""
+    """Warm-up, then a constant, cosine or linear learning rate set every step; or, with
+    "plateau", the rate multiplied by `plateau_factor` when validation has not improved for
+    more than `plateau_patience` epochs (torch's ReduceLROnPlateau rule, relative threshold 1e-4).
+
+    One LambdaLR sets every step's rate as base x warm-up/decay x plateau scale. (The plateau
+    decay cannot be a second scheduler that edits the rate: the per-step one would set it back
+    to the base rate at the next step.)"""
+
+    THRESHOLD = 1e-4
 
     def __init__(self, cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int, mode: str) -> None:
-        self.name = cfg.schedule
+        self.name, self.mode = cfg.schedule, mode
+        self.plateau_factor, self.plateau_patience = cfg.get("plateau_factor", 0.25), cfg.get("plateau_patience", 0)
+        self.scale = 1.0  # the plateau decay so far
+        self.best: float | None = None  # the best validation metric so far, for "plateau"
+        self.bad_epochs = 0
         warmup = int(cfg.get("warmup_steps") or 0)
         total = max(total_steps, 1)
 
         def factor(step: int) -> float:
             if step < warmup:
-                return (step + 1) / warmup
+                return (step + 1) / warmup * self.scale
             progress = min((step - warmup) / max(total - warmup, 1), 1.0)
             if self.name == "cosine":
                 return 0.5 * (1.0 + math.cos(math.pi * progress))
             if self.name == "linear":
                 return 1.0 - progress
-            return 1.0
+            return self.scale
 
+        self.factor = factor
+        self.optimizer = optimizer
         self.per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        self.plateau = None
-        if self.name == "plateau":
-            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode=mode, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
 
     def after_step(self) -> None:
         self.per_step.step()
 
     def after_validation(self, metric: float) -> None:
-        if self.plateau is not None:
-            self.plateau.step(metric)
+        if self.name != "plateau":
+            return
+        if self.best is None or self._improves(metric):
+            self.best, self.bad_epochs = metric, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs > self.plateau_patience:
+            self.scale *= self.plateau_factor
+            self.bad_epochs = 0
+            for group, base in zip(self.optimizer.param_groups, self.per_step.base_lrs):
+                group["lr"] = base * self.factor(self.per_step.last_epoch)  # from the next step on
+
+    def _improves(self, metric: float) -> bool:
+        if self.mode == "min":
+            return metric < self.best * (1 - self.THRESHOLD)
+        return metric > self.best * (1 + self.THRESHOLD)
 
     def state_dict(self) -> dict[str, Any]:
         return {"per_step": self.per_step.state_dict(),
-                "plateau": self.plateau.state_dict() if self.plateau is not None else None}
+                "plateau": {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.per_step.load_state_dict(state["per_step"])
-        if self.plateau is not None and state.get("plateau") is not None:
-            self.plateau.load_state_dict(state["plateau"])
+        plateau = state.get("plateau")
+        if plateau is not None and "scale" not in plateau:
+            # a checkpoint written when the plateau was a ReduceLROnPlateau: the same facts
+            best = plateau["best"]
+            plateau = {"scale": plateau["_last_lr"][0] / self.per_step.base_lrs[0],
+                       "best": None if math.isinf(best) else best, "bad_epochs": plateau["num_bad_epochs"]}
+        if plateau is not None:
+            self.scale, self.best, self.bad_epochs = plateau["scale"], plateau["best"], plateau["bad_epochs"]
+        for group, base in zip(self.optimizer.param_groups, self.per_step.base_lrs):
+            group["lr"] = base * self.factor(self.per_step.last_epoch)
