@@ -183,6 +183,49 @@ def test_crf_viterbi_and_partition_equal_brute_force():
     assert (nll > 0).all()  # a probability below 1
 
 
+TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def test_iob2_forbids_inside_tags_that_continue_no_entity_of_their_type():
+    transitions, start = conll.forbidden_iob2(TAGS)
+    forbidden = {(TAGS[i], TAGS[j]) for i in range(5) for j in range(5) if transitions[i][j]}
+    assert forbidden == {("O", "I-PER"), ("O", "I-LOC"), ("B-LOC", "I-PER"), ("I-LOC", "I-PER"),
+                         ("B-PER", "I-LOC"), ("I-PER", "I-LOC")}
+    assert [TAGS[i] for i in range(5) if start[i]] == ["I-PER", "I-LOC"]
+
+
+def is_valid_iob2(tags: list[str]) -> bool:
+    return all(not tag.startswith("I-") or (i > 0 and tags[i - 1] in (f"B-{tag[2:]}", tag))
+               for i, tag in enumerate(tags))
+
+
+@pytest.mark.parametrize("crf", [False, True])
+def test_valid_tags_decoding_is_the_best_valid_sequence_by_brute_force(crf):
+    torch.manual_seed(3)
+    model = make_tagger(crf=crf, forbidden=conll.forbidden_iob2(TAGS)).eval()
+    free = make_tagger(crf=crf).eval()
+    free.load_state_dict(model.state_dict())  # the forbidden transitions are not weights
+    if crf:
+        with torch.no_grad():
+            for parameter in model.crf.parameters():
+                parameter.normal_()
+    lengths = torch.tensor([5, 1, 4])
+    emissions = torch.randn(3, 5, 5) * 3  # strong, independent per-token scores: invalid argmaxes abound
+    paths = model.decode(emissions, lengths)
+    invalid_without = 0
+    for row, length in enumerate(lengths.tolist()):
+        def score(tags):
+            if crf:
+                return (model.crf.start[tags[0]] + model.crf.end[tags[-1]] + sum(emissions[row, t, tags[t]] for t in
+                        range(length)) + sum(model.crf.transitions[tags[t - 1], tags[t]] for t in range(1, length)))
+            return sum(emissions[row, t].log_softmax(-1)[tags[t]] for t in range(length))
+        valid = [tags for tags in itertools.product(range(5), repeat=length) if is_valid_iob2([TAGS[i] for i in tags])]
+        assert paths[row, :length].tolist() == list(max(valid, key=score))
+        assert paths[row, length:].eq(0).all()
+        invalid_without += not is_valid_iob2([TAGS[i] for i in free.decode(emissions, lengths)[row, :length]])
+    assert crf or invalid_without > 0  # the example would catch decoding that ignores the constraints
+
+
 def test_crf_learns_a_transition_that_emissions_cannot_show():
     # Emissions are uninformative; the only signal is that tag 1 always follows tag 0.
     torch.manual_seed(0)
@@ -214,12 +257,14 @@ def random_chars(lengths: list[int], width: int, longest: int) -> torch.Tensor:
     return chars
 
 
-@pytest.mark.parametrize("crf,char_dim,shape_dim", [(False, 0, 0), (True, 0, 0), (False, 3, 2), (True, 3, 2)])
+@pytest.mark.parametrize("crf,char_dim,shape_dim,valid_tags", [(False, 0, 0, False), (True, 0, 0, False),
+                                                                (False, 3, 2, True), (True, 3, 2, True)])
 @pytest.mark.parametrize("cell,bidirectional,layers", VARIANTS)
 def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(cell, bidirectional, layers, crf, char_dim,
-                                                                    shape_dim):
+                                                                    shape_dim, valid_tags):
     torch.manual_seed(0)
-    model = make_tagger(cell, bidirectional, layers, crf, char_dim, shape_dim, word_dropout=0.5).eval()
+    model = make_tagger(cell, bidirectional, layers, crf, char_dim, shape_dim, word_dropout=0.5,
+                        forbidden=conll.forbidden_iob2(TAGS) if valid_tags else None).eval()
     sentence = torch.randint(2, 40, (5,))
     sentence_chars = random_chars([0] * 5, 6, 6)
     sentence_shapes = torch.randint(1, len(conll.SHAPES), (5,))
@@ -310,10 +355,11 @@ def test_word_shapes_keep_capitals_and_digits():
 
 def test_tagger_options_are_checked():
     base = {"crf": False, "char_dim": 0, "char_filters": 50, "char_kernel_size": 3}
-    assert tagger_kwargs(base) == {"crf": False, "char_dim": 0, "char_filters": 0, "char_kernel_size": 3,
+    assert tagger_kwargs(base) == {"crf": False, "valid_tags": False, "char_dim": 0, "char_filters": 0, "char_kernel_size": 3,
                                    "shape_dim": 0, "word_dropout": 0.0, "singleton_dropout": 0.0}
     assert tagger_kwargs({**base, "char_dim": 8})["char_filters"] == 50
     for key, value, message in [("crf", "yes", "model.crf='yes' must be true or false"),
+                                ("valid_tags", 1, "model.valid_tags=1 must be true or false"),
                                 ("char_dim", -1, "model.char_dim=-1 is impossible"),
                                 ("shape_dim", -2, "model.shape_dim=-2 is impossible"),
                                 ("word_dropout", 1.0, r"model.word_dropout=1.0 is impossible; it must be a number in \[0, 1\)"),
@@ -420,7 +466,7 @@ def test_evaluate_scores_tags_and_weighs_the_loss_by_tokens(small_conll, tmp_pat
 # -- end to end ---------------------------------------------------------------------------------
 NER_TINY = ["task=conll2003", "model=gru", "model.bidirectional=true", "model.num_layers=2", "model.crf=true",
             "model.char_dim=6", "model.char_filters=5", "model.shape_dim=3", "model.word_dropout=0.1",
-            "data.min_freq=1", "model.singleton_dropout=0.5"]
+            "data.min_freq=1", "model.singleton_dropout=0.5", "model.valid_tags=true"]
 
 
 @pytest.fixture(scope="module")

@@ -129,6 +129,15 @@ def to_iob2(tags: list[str]) -> list[str]:
 
 # A word's shape, for taggers whose word vectors are lowercased or <unk>: an unseen word in
 # capitals is most likely a name (Collobert et al. 2011's "caps" feature). Id 0 is padding.
+def forbidden_iob2(tags: list[str]) -> tuple[list[list[bool]], list[bool]]:
+    """[before][after]: may `after` not follow `before`, and [tag]: may `tag` not start a
+    sentence, in IOB2, where `I-X` only continues an X entity (after `B-X` or `I-X`)."""
+    def continues(before: str | None, after: str) -> bool:
+        return not after.startswith("I-") or before in (f"B-{after[2:]}", after)
+
+    return [[not continues(before, after) for after in tags] for before in tags], [not continues(None, t) for t in tags]
+
+
 SHAPES = ("<pad>", "lower", "title", "upper", "mixed", "number", "has digit", "other")
 
 

@@ -50,24 +50,38 @@ class LinearChainCRF(nn.Module):
         return self.log_partition(emissions, mask) - self.score(emissions, tags, mask)
 
     @torch.no_grad()
-    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) the highest-scoring tag sequences; padding positions hold 0."""
-        emissions, mask = emissions.float(), mask.bool()
-        batch, steps, _ = emissions.shape
-        best = self.start + emissions[:, 0]  # (B, K): the best path ending in each tag
-        backpointers = []  # per step t >= 1: (B, K) the best previous tag for each tag
-        for t in range(1, steps):
-            candidates, previous = (best.unsqueeze(2) + self.transitions).max(dim=1)
-            best = torch.where(mask[:, t:t + 1], candidates + emissions[:, t], best)
-            backpointers.append(previous)
-        best_last = (best + self.end).argmax(1)
-        lengths = mask.sum(1)
-        path = torch.zeros(batch, steps, dtype=torch.long, device=emissions.device)
-        tag = best_last
-        for t in range(steps - 1, -1, -1):
-            # a sentence's backtrace starts at its own last token, and only real steps are written
-            tag = torch.where(lengths - 1 == t, best_last, tag)
-            path[:, t] = torch.where(t < lengths, tag, 0)
-            if t > 0:
-                tag = backpointers[t - 1].gather(1, tag.unsqueeze(1)).squeeze(1)
-        return path
+    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor,
+                forbidden: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, T) the highest-scoring tag sequences; padding positions hold 0. `forbidden`:
+        (K, K) transitions and (K,) first tags that no decoded sequence may contain."""
+        transitions, start = self.transitions, self.start
+        if forbidden is not None:
+            transitions = transitions.masked_fill(forbidden[0], float("-inf"))
+            start = start.masked_fill(forbidden[1], float("-inf"))
+        return viterbi(emissions, mask, transitions, start, self.end)
+
+
+@torch.no_grad()
+def viterbi(emissions: torch.Tensor, mask: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor,
+            end: torch.Tensor) -> torch.Tensor:
+    """(B, T) the tag sequences maximising start + emissions + transitions + end; padding
+    positions hold 0. -inf scores forbid a transition or a first tag."""
+    emissions, mask = emissions.float(), mask.bool()
+    batch, steps, _ = emissions.shape
+    best = start + emissions[:, 0]  # (B, K): the best path ending in each tag
+    backpointers = []  # per step t >= 1: (B, K) the best previous tag for each tag
+    for t in range(1, steps):
+        candidates, previous = (best.unsqueeze(2) + transitions).max(dim=1)
+        best = torch.where(mask[:, t:t + 1], candidates + emissions[:, t], best)
+        backpointers.append(previous)
+    best_last = (best + end).argmax(1)
+    lengths = mask.sum(1)
+    path = torch.zeros(batch, steps, dtype=torch.long, device=emissions.device)
+    tag = best_last
+    for t in range(steps - 1, -1, -1):
+        # a sentence's backtrace starts at its own last token, and only real steps are written
+        tag = torch.where(lengths - 1 == t, best_last, tag)
+        path[:, t] = torch.where(t < lengths, tag, 0)
+        if t > 0:
+            tag = backpointers[t - 1].gather(1, tag.unsqueeze(1)).squeeze(1)
+    return path

@@ -4,7 +4,9 @@
 
 Without a CRF each token's tag is the argmax of its emissions and the loss is per-token
 cross-entropy; with one, tags are decoded jointly (Viterbi) and the loss is the CRF's
-sentence negative log-likelihood. Either loss is divided by the number of real tokens,
+sentence negative log-likelihood. Given the tag transitions the scheme forbids (`I-PER`
+after `O` in IOB2), decoding returns the best sequence without them: the likeliest under the
+per-token distributions, or the CRF's best among the valid ones. Either loss is divided by the number of real tokens,
 so its scale does not depend on the batch's sentence lengths.
 """
 
@@ -14,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqmodels.models.crf import LinearChainCRF
+from seqmodels.models.crf import LinearChainCRF, viterbi
 from seqmodels.models.encoder import RecurrentEncoder, length_mask
 
 
@@ -66,6 +68,7 @@ class SequenceTagger(nn.Module):
         word_dropout: float = 0.0,
         singleton_dropout: float = 0.0,
         singletons_from: int | None = None,
+        forbidden: tuple[list[list[bool]], list[bool]] | None = None,
         padding_idx: int = 0,
         unk_id: int = 1,
     ) -> None:
@@ -86,6 +89,13 @@ class SequenceTagger(nn.Module):
         self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
         self.head = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = LinearChainCRF(num_tags) if crf else None
+        # Tag transitions (K, K) and first tags (K,) that decoding never outputs (e.g. I-PER after
+        # O), or None: each token's own best tag. Derived from the tag names, so not saved.
+        self.forbidden = None
+        if forbidden is not None:
+            self.register_buffer("forbidden_transitions", torch.tensor(forbidden[0]), persistent=False)
+            self.register_buffer("forbidden_start", torch.tensor(forbidden[1]), persistent=False)
+            self.forbidden = (self.forbidden_transitions, self.forbidden_start)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None,
                 shapes: torch.Tensor | None = None) -> torch.Tensor:
@@ -121,5 +131,10 @@ class SequenceTagger(nn.Module):
         """(B, T) predicted tag ids; padding positions hold 0."""
         mask = length_mask(lengths.to(emissions.device), emissions.shape[1])
         if self.crf is not None:
-            return self.crf.viterbi(emissions, mask)
+            return self.crf.viterbi(emissions, mask, self.forbidden)
+        if self.forbidden is not None:
+            # the likeliest sequence of valid tags under the per-token distributions
+            transitions, start = (torch.zeros(f.shape, device=emissions.device).masked_fill(f, float("-inf"))
+                                  for f in (self.forbidden_transitions, self.forbidden_start))
+            return viterbi(emissions.float().log_softmax(-1), mask, transitions, start, torch.zeros_like(start))
         return emissions.argmax(-1).masked_fill(~mask, 0)

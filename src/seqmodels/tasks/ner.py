@@ -180,12 +180,15 @@ class NerTask(Task):
         # evaluate() turns tag ids back into names; the names travel with the artifacts
         self.tag_names: list[str] = list(artifacts["tags"])
         model = self.cfg.model
+        options = tagger_kwargs(model)
+        valid_tags = options.pop("valid_tags")
         return SequenceTagger(vocab_size=len(artifacts["words"]), num_tags=len(artifacts["tags"]),
                               embedding_dim=model.embedding_dim, num_chars=len(artifacts["chars"]),
                               num_shapes=len(conll.SHAPES), unk_id=UNK_ID,
                               # checkpoints from before singletons were counted: none known
                               singletons_from=artifacts.get("singletons_from", len(artifacts["words"])),
-                              **encoder_kwargs(model), **tagger_kwargs(model))
+                              forbidden=conll.forbidden_iob2(self.tag_names) if valid_tags else None,
+                              **encoder_kwargs(model), **options)
 
     def step(self, model: nn.Module, batch: TaggingBatch) -> StepOutput:
         emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
@@ -234,7 +237,7 @@ class NerTask(Task):
 
     def hparams(self) -> dict[str, Any]:
         options = tagger_kwargs(self.cfg.model)
-        return {**super().hparams(), "crf": options["crf"], "char_dim": options["char_dim"],
+        return {**super().hparams(), "crf": options["crf"], "valid_tags": options["valid_tags"], "char_dim": options["char_dim"],
                 "char_filters": options["char_filters"], "shape_dim": options["shape_dim"],
                 "word_dropout": options["word_dropout"], "singleton_dropout": options["singleton_dropout"],
                 "min_freq": self.cfg.data.min_freq,
