@@ -506,11 +506,12 @@ def test_evaluate_script_tunes_a_cache_on_validation_and_reports_test(ptb_run, d
                                    "--tune-cache"], env).stdout)
     search = tuned["cache_search"]
     best = min(search, key=lambda row: row["val"])
-    assert [row["theta"] for row in search[:7]] == [0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0]  # each with lambda 0.1
-    assert {row["lambda"] for row in search[:7]} == {0.1}
-    best_theta = min(search[:7], key=lambda row: row["val"])["theta"]
-    assert [(row["theta"], row["lambda"]) for row in search[7:]] == [(best_theta, lam) for lam in (0, 0.05, 0.15, 0.2, 0.3)]
-    assert search[7]["val"] == pytest.approx(plain["val"]["perplexity"])  # lambda 0: the model alone
+    assert [row["theta"] for row in search[:9]] == [0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0, 5.0]  # at lambda 0.1
+    assert {row["lambda"] for row in search[:9]} == {0.1}
+    best_theta = min(search[:9], key=lambda row: row["val"])["theta"]
+    assert [(row["theta"], row["lambda"]) for row in search[9:]] == [(best_theta, lam)
+                                                                     for lam in (0, 0.05, 0.15, 0.2, 0.3, 0.4)]
+    assert search[9]["val"] == pytest.approx(plain["val"]["perplexity"])  # lambda 0: the model alone
     assert tuned["cache"] == {"size": 100, "theta": best["theta"], "lambda": best["lambda"]}
     assert tuned["val"]["perplexity"] == pytest.approx(best["val"]) and best["val"] <= search[5]["val"]
     refused = run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--tune-cache"], env, check=False)

@@ -32,8 +32,8 @@ log = logging.getLogger("seqmodels")
 # --tune-cache: theta along its grid with lambda at 0.1, then lambda along its grid with the best
 # theta (one validation pass each), and lambda 0 (no cache), so the search never ends worse than
 # the model alone
-CACHE_THETAS = (0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0)
-CACHE_LAMBDAS = (0.0, 0.05, 0.15, 0.2, 0.3)
+CACHE_THETAS = (0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0, 5.0)
+CACHE_LAMBDAS = (0.0, 0.05, 0.15, 0.2, 0.3, 0.4)
 FIRST_LAMBDA = 0.1
 
 
