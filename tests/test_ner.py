@@ -490,6 +490,13 @@ def test_ner_run_reports_entity_metrics(ner_run):
     assert state["artifacts"]["tags"][0] == "O" and state["config"]["model"]["crf"] is True
 
 
+def test_a_continuous_cache_is_refused_for_a_tagger(ner_run, env):
+    result = run_script([str(ROOT / "scripts" / "evaluate.py"), str(ner_run), "--cache-size", "10"], env, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("error: a continuous cache is for language models; ")
+    assert result.stderr.strip().endswith("is a conll2003 model")
+
+
 def test_predict_prints_tokens_tags_and_entities(ner_run, env):
     text = "Yesterday, Harry Potter met Hermione Granger in London."
     result = run_script([str(ROOT / "scripts" / "predict.py"), str(ner_run), text], env)
@@ -497,6 +504,7 @@ def test_predict_prints_tokens_tags_and_entities(ner_run, env):
     assert answer["tokens"] == ["Yesterday", ",", "Harry", "Potter", "met", "Hermione", "Granger", "in", "London", "."]
     assert len(answer["tags"]) == len(answer["tokens"])
     assert all(tag == "O" or tag[:2] in ("B-", "I-") for tag in answer["tags"])
+    assert is_valid_iob2(answer["tags"])  # the run decodes with model.valid_tags=true
     spans = entity_spans(answer["tags"])
     assert [(e["type"], e["start"], e["end"]) for e in answer["entities"]] == [(s.type, s.start, s.end) for s in spans]
     for entity in answer["entities"]:  # the entity's own words, as written in the text
