@@ -211,7 +211,7 @@ def test_valid_tags_decoding_is_the_best_valid_sequence_by_brute_force(crf):
                 parameter.normal_()
     lengths = torch.tensor([5, 1, 4])
     emissions = torch.randn(3, 5, 5) * 3  # strong, independent per-token scores: invalid argmaxes abound
-    paths = model.decode(emissions, lengths)
+    paths, free_paths = model.decode(emissions, lengths), free.decode(emissions, lengths)
     invalid_without = 0
     for row, length in enumerate(lengths.tolist()):
         def score(tags):
@@ -222,7 +222,7 @@ def test_valid_tags_decoding_is_the_best_valid_sequence_by_brute_force(crf):
         valid = [tags for tags in itertools.product(range(5), repeat=length) if is_valid_iob2([TAGS[i] for i in tags])]
         assert paths[row, :length].tolist() == list(max(valid, key=score))
         assert paths[row, length:].eq(0).all()
-        invalid_without += not is_valid_iob2([TAGS[i] for i in free.decode(emissions, lengths)[row, :length]])
+        invalid_without += not is_valid_iob2([TAGS[i] for i in free_paths[row, :length]])
     assert crf or invalid_without > 0  # the example would catch decoding that ignores the constraints
 
 

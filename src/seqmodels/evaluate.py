@@ -48,6 +48,8 @@ def evaluate_checkpoint(run: Path, checkpoint: str = "best.pt", data_root: Path 
     if data_root is not None:
         cfg.data.root = str(data_root)
     task = get_task(cfg)
+    if (cache is not None or tune_cache_size is not None) and not hasattr(task, "use_cache"):
+        raise ConfigError(f"a continuous cache is for language models; {path} is a {cfg.task.name} model")
     data = task.prepare()
     if data.artifacts != state["artifacts"]:
         raise CheckpointError(f"the data prepared now differs from {path}'s (vocabulary or labels); "
@@ -57,8 +59,6 @@ def evaluate_checkpoint(run: Path, checkpoint: str = "best.pt", data_root: Path 
     model.to(device)
     result: dict[str, Any] = {"checkpoint": str(path), "epoch": state["epoch"]}
     if cache is not None or tune_cache_size is not None:
-        if not hasattr(task, "use_cache"):
-            raise ConfigError(f"a continuous cache is for language models; {path} is a {cfg.task.name} model")
         if tune_cache_size is not None:
             result["cache_search"] = search = []
 

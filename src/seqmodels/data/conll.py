@@ -127,8 +127,6 @@ def to_iob2(tags: list[str]) -> list[str]:
     return converted
 
 
-# A word's shape, for taggers whose word vectors are lowercased or <unk>: an unseen word in
-# capitals is most likely a name (Collobert et al. 2011's "caps" feature). Id 0 is padding.
 def forbidden_iob2(tags: list[str]) -> tuple[list[list[bool]], list[bool]]:
     """[before][after]: may `after` not follow `before`, and [tag]: may `tag` not start a
     sentence, in IOB2, where `I-X` only continues an X entity (after `B-X` or `I-X`)."""
@@ -138,6 +136,8 @@ def forbidden_iob2(tags: list[str]) -> tuple[list[list[bool]], list[bool]]:
     return [[not continues(before, after) for after in tags] for before in tags], [not continues(None, t) for t in tags]
 
 
+# A word's shape, for taggers whose word vectors are lowercased or <unk>: an unseen word in
+# capitals is most likely a name (Collobert et al. 2011's "caps" feature). Id 0 is padding.
 SHAPES = ("<pad>", "lower", "title", "upper", "mixed", "number", "has digit", "other")
 
 

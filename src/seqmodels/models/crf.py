@@ -51,14 +51,12 @@ class LinearChainCRF(nn.Module):
 
     @torch.no_grad()
     def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor,
-                forbidden: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """(B, T) the highest-scoring tag sequences; padding positions hold 0. `forbidden`:
-        (K, K) transitions and (K,) first tags that no decoded sequence may contain."""
-        transitions, start = self.transitions, self.start
-        if forbidden is not None:
-            transitions = transitions.masked_fill(forbidden[0], float("-inf"))
-            start = start.masked_fill(forbidden[1], float("-inf"))
-        return viterbi(emissions, mask, transitions, start, self.end)
+                penalties: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """(B, T) the highest-scoring tag sequences; padding positions hold 0. `penalties`:
+        (K, K) and (K,) scores added to the transitions and first tags (-inf forbids one)."""
+        if penalties is None:
+            return viterbi(emissions, mask, self.transitions, self.start, self.end)
+        return viterbi(emissions, mask, self.transitions + penalties[0], self.start + penalties[1], self.end)
 
 
 @torch.no_grad()

@@ -6,8 +6,8 @@ Without a CRF each token's tag is the argmax of its emissions and the loss is pe
 cross-entropy; with one, tags are decoded jointly (Viterbi) and the loss is the CRF's
 sentence negative log-likelihood. Given the tag transitions the scheme forbids (`I-PER`
 after `O` in IOB2), decoding returns the best sequence without them: the likeliest under the
-per-token distributions, or the CRF's best among the valid ones. Either loss is divided by the number of real tokens,
-so its scale does not depend on the batch's sentence lengths.
+per-token distributions, or the CRF's best among the valid ones. Either loss is divided by
+the number of real tokens, so its scale does not depend on the batch's sentence lengths.
 """
 
 from __future__ import annotations
@@ -89,13 +89,16 @@ class SequenceTagger(nn.Module):
         self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
         self.head = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = LinearChainCRF(num_tags) if crf else None
-        # Tag transitions (K, K) and first tags (K,) that decoding never outputs (e.g. I-PER after
-        # O), or None: each token's own best tag. Derived from the tag names, so not saved.
-        self.forbidden = None
-        if forbidden is not None:
-            self.register_buffer("forbidden_transitions", torch.tensor(forbidden[0]), persistent=False)
-            self.register_buffer("forbidden_start", torch.tensor(forbidden[1]), persistent=False)
-            self.forbidden = (self.forbidden_transitions, self.forbidden_start)
+        # Scores added in decoding: -inf for the tag transitions (K, K) and first tags (K,) it must
+        # never output (e.g. I-PER after O), 0 elsewhere; None: each token's own best tag. Derived
+        # from the tag names, so not saved.
+        def penalty(rule: list) -> torch.Tensor:
+            forbids = torch.tensor(rule)
+            return torch.zeros(forbids.shape).masked_fill(forbids, float("-inf"))
+
+        transition_penalty, start_penalty = (None, None) if forbidden is None else map(penalty, forbidden)
+        self.register_buffer("transition_penalty", transition_penalty, persistent=False)
+        self.register_buffer("start_penalty", start_penalty, persistent=False)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None,
                 shapes: torch.Tensor | None = None) -> torch.Tensor:
@@ -130,11 +133,10 @@ class SequenceTagger(nn.Module):
     def decode(self, emissions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) predicted tag ids; padding positions hold 0."""
         mask = length_mask(lengths.to(emissions.device), emissions.shape[1])
+        penalties = None if self.transition_penalty is None else (self.transition_penalty, self.start_penalty)
         if self.crf is not None:
-            return self.crf.viterbi(emissions, mask, self.forbidden)
-        if self.forbidden is not None:
+            return self.crf.viterbi(emissions, mask, penalties)
+        if penalties is not None:
             # the likeliest sequence of valid tags under the per-token distributions
-            transitions, start = (torch.zeros(f.shape, device=emissions.device).masked_fill(f, float("-inf"))
-                                  for f in (self.forbidden_transitions, self.forbidden_start))
-            return viterbi(emissions.float().log_softmax(-1), mask, transitions, start, torch.zeros_like(start))
+            return viterbi(emissions.float().log_softmax(-1), mask, *penalties, torch.zeros_like(self.start_penalty))
         return emissions.argmax(-1).masked_fill(~mask, 0)

@@ -90,8 +90,7 @@ class LRSchedule:
         if self.bad_epochs > self.plateau_patience:
             self.scale *= self.plateau_factor
             self.bad_epochs = 0
-            for group, base in zip(self.optimizer.param_groups, self.per_step.base_lrs):
-                group["lr"] = base * self.factor(self.per_step.last_epoch)  # from the next step on
+            self._set_rate()  # from the next step on
 
     def _improves(self, metric: float) -> bool:
         if self.mode == "min":
@@ -112,5 +111,9 @@ class LRSchedule:
                        "best": None if math.isinf(best) else best, "bad_epochs": plateau["num_bad_epochs"]}
         if plateau is not None:
             self.scale, self.best, self.bad_epochs = plateau["scale"], plateau["best"], plateau["bad_epochs"]
+        self._set_rate()
+
+    def _set_rate(self) -> None:
+        """The rate of the next step, as the LambdaLR would set it."""
         for group, base in zip(self.optimizer.param_groups, self.per_step.base_lrs):
             group["lr"] = base * self.factor(self.per_step.last_epoch)
