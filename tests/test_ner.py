@@ -46,7 +46,7 @@ DOCUMENTS = [
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
-def test_reader_converts_iob1_to_iob2_and_skips_document_markers(tmp_path, newline):
+def test_reader_converts_iob1_to_iob2_and_numbers_documents(tmp_path, newline):
     path = tmp_path / "eng.train"
     path.write_bytes(newline.join(DOCUMENTS).encode())
     sentences = conll.read(path)
@@ -55,6 +55,7 @@ def test_reader_converts_iob1_to_iob2_and_skips_document_markers(tmp_path, newli
         ["Paris", "1996-08-30"], ["Reuters"]]
     assert [s.tags for s in sentences] == [
         ["B-PER", "I-PER", "B-PER", "O", "O", "B-ORG", "I-ORG", "B-LOC", "O"], ["B-LOC", "O"], ["B-ORG"]]
+    assert [s.document for s in sentences] == [0, 1, 2]  # each -DOCSTART- opens the next document
 
 
 def test_latin1_files_are_read_too(tmp_path):
@@ -69,6 +70,16 @@ def test_a_malformed_line_is_named_with_its_number(tmp_path, line):
     path.write_text(conll_lines(["-DOCSTART- -X- -X- O", "", "Ron NNP I-NP I-PER", line]))
     with pytest.raises(DataError, match=f"eng.train:4: expected 'word POS chunk NER'"):
         conll.read(path)
+
+
+@pytest.mark.parametrize("lengths,documents,max_tokens,starts", [
+    ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 7, [0, 2, 3]),  # fill up to 7 tokens, never across documents
+    ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 0, [0, 1, 2, 3, 4]),  # 0: every sentence alone
+    ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 1000, [0, 3]),  # whole documents
+    ([10, 2, 2], [0, 0, 0], 5, [0, 1]),  # a sentence longer than the limit is a run of its own, whole
+])
+def test_document_context_runs(lengths, documents, max_tokens, starts):
+    assert conll.context_starts(lengths, documents, max_tokens) == starts
 
 
 @pytest.mark.parametrize("tags,iob2", [
@@ -463,6 +474,29 @@ def test_evaluate_scores_tags_and_weighs_the_loss_by_tokens(small_conll, tmp_pat
     assert math.isnan(task.evaluate([])["f1"])
 
 
+def test_document_context_reads_sentences_together_and_scores_them_one_by_one(small_conll, tmp_path):
+    # training is one document of sentences with 3, 4 and 4 tokens: up to 7 tokens, the first two go together
+    alone = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.batch_size=1")).prepare()
+    task = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.batch_size=1", "data.context_tokens=7",
+                            "model.crf=true"))
+    data = task.prepare()
+    assert data.summary["examples"] == "runs of sentences of one document, up to 7 tokens: 2 in training"
+    sentences = {tuple(b.tokens[0].tolist()): b for b in alone.train}
+    runs = sorted((b for b in data.train), key=lambda b: -len(b.tokens[0]))
+    assert [b.sentences for b in runs] == [[[3, 4]], [[4]]]
+    first, second = (tuple(t) for t in (runs[0].tokens[0, :3].tolist(), runs[0].tokens[0, 3:].tolist()))
+    assert first in sentences and second in sentences  # the two sentences, one after the other
+    assert runs[0].tags[0].tolist() == sentences[first].tags[0].tolist() + sentences[second].tags[0].tolist()
+    model = task.build_model(data.artifacts).eval()
+    with torch.no_grad():
+        details = [pair for batch in data.train for pair in task.step(model, batch).details]
+    gold = sorted(tuple(g) for g, _ in details)  # one (gold, predicted) pair per sentence, as conlleval scores
+    assert gold == sorted(tuple(b.tags[0].tolist()) for b in alone.train)
+    assert all(len(g) == len(p) for g, p in details)
+    with pytest.raises(ConfigError, match=r"data.context_tokens=-1 is impossible; it must be an integer >= 0"):
+        get_task(ner_cfg(small_conll, tmp_path / "cache", "data.context_tokens=-1")).prepare()
+
+
 # -- end to end ---------------------------------------------------------------------------------
 NER_TINY = ["task=conll2003", "model=gru", "model.bidirectional=true", "model.num_layers=2", "model.crf=true",
             "model.char_dim=6", "model.char_filters=5", "model.shape_dim=3", "model.word_dropout=0.1",
@@ -516,6 +550,17 @@ def test_predict_prints_tokens_tags_and_entities(ner_run, env):
 def test_every_model_variant_tags(variant, tmp_path, env):
     train(tmp_path / "run", ["task=conll2003", *variant, "trainer.limit_train_batches=2"], env)
     assert "f1_PER" in json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+
+
+def test_a_document_context_run_trains_and_predicts(tmp_path, env):
+    train(tmp_path / "run", ["task=conll2003", "model=lstm", "model.bidirectional=true", "model.crf=true",
+                             "data.context_tokens=60", "data.batch_size=4", "trainer.max_epochs=1"], env)
+    assert "runs of sentences of one document, up to 60 tokens" in (tmp_path / "run" / "train.log").read_text()
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["f1"] <= 1 and metrics["test"]["loss"] > 0
+    answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"),
+                                    "Harry met Ron. Ron left Paris."], env).stdout)
+    assert len(answer["tags"]) == len(answer["tokens"]) == 8  # the text is one document, tagged as one sequence
 
 
 def test_missing_conll_is_one_clear_error(tmp_path, env):

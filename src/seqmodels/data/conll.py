@@ -33,6 +33,7 @@ WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'.]\w+)*|[^\w\s]")
 class Sentence:
     words: list[str]
     tags: list[str]  # IOB2
+    document: int = 0  # which document of the file (counted by -DOCSTART- lines) it belongs to
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ def locate(root: Path) -> dict[str, Path]:
 
 
 def read(path: Path) -> list[Sentence]:
-    """The sentences of one file, tags in IOB2; document markers and empty sentences dropped."""
+    """The sentences of one file, tags in IOB2, each with the number of its document;
+    document markers and empty sentences dropped."""
     try:
         raw = Path(path).read_bytes()
     except OSError as error:
@@ -67,10 +69,11 @@ def read(path: Path) -> list[Sentence]:
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
+    document = 0
 
     def end_sentence() -> None:
         if words:
-            sentences.append(Sentence(words.copy(), to_iob2(tags)))
+            sentences.append(Sentence(words.copy(), to_iob2(tags), document))
             words.clear()
             tags.clear()
 
@@ -81,6 +84,7 @@ def read(path: Path) -> list[Sentence]:
             continue
         if columns[0] == DOCUMENT_START:
             end_sentence()
+            document += 1 if sentences else 0  # the first marker opens document 0
             continue
         tag = columns[-1]
         if len(columns) < 2 or not _is_iob_tag(tag):
@@ -90,6 +94,20 @@ def read(path: Path) -> list[Sentence]:
         tags.append(tag)
     end_sentence()
     return sentences
+
+
+def context_starts(lengths: list[int], documents: list[int], max_tokens: int) -> list[int]:
+    """Where each example starts when consecutive sentences of one document are read together:
+    the indices of the sentences that open a run of at most `max_tokens` tokens (a longer
+    sentence is a run of its own, never cut). `max_tokens` 0: every sentence alone."""
+    starts: list[int] = []
+    tokens = 0
+    for index, (length, document) in enumerate(zip(lengths, documents, strict=True)):
+        if not starts or document != documents[index - 1] or tokens + length > max_tokens:
+            starts.append(index)
+            tokens = 0
+        tokens += length
+    return starts
 
 
 def _is_iob_tag(tag: str) -> bool:

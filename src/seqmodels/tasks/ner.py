@@ -8,6 +8,7 @@ the data in IOB2. Metrics are conlleval's entity-level precision, recall and F1.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ class TaggingBatch(Batch):
     tags: torch.Tensor  # (B, T) tag ids; padding positions hold 0 and are masked out
     chars: torch.Tensor | None = None  # (B, T, W) character ids, only when the model reads them
     shapes: torch.Tensor | None = None  # (B, T) conll.SHAPES ids, only when the model reads them
+    # with document context: the lengths of the sentences each row is made of, so that
+    # entities are scored sentence by sentence, as conlleval does
+    sentences: list[list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,10 @@ def _padded_chars(flat: torch.Tensor, starts: torch.Tensor, lengths: torch.Tenso
     return torch.where(real, flat[index.clamp(max=len(flat) - 1)].long(), 0)
 
 
+def _context_tokens(data: Any) -> int:
+    return data.get("context_tokens", 0)  # runs saved before the option read sentences alone
+
+
 class NerTask(Task):
     monitor = "f1"
     mode = "max"
@@ -80,6 +88,7 @@ class NerTask(Task):
         require_choice("data.dataset", data.dataset, DATASETS)
         for key in ("min_freq", "batch_size"):
             require_int(f"data.{key}", data[key])
+        require_int("data.context_tokens", _context_tokens(data), minimum=0)
         require_bool("data.lowercase", data.lowercase)
         return {"dataset": data.dataset, "min_freq": data.min_freq, "lowercase": bool(data.lowercase)}
 
@@ -92,14 +101,23 @@ class NerTask(Task):
         uses_chars, uses_shapes = options["char_dim"] > 0, options["shape_dim"] > 0
         data = self.cfg.data
         paths = conll.locate(Path(data.root))
-        key = cache_key(paths.values(), {**settings, "shapes": conll.SHAPES, "singletons": "counted"})
+        key = cache_key(paths.values(), {**settings, "shapes": conll.SHAPES, "singletons": "counted",
+                                         "documents": "kept"})
         entry, _ = cached(Path(data.cache_dir), settings["dataset"], key, lambda: self._build_cache(paths, settings))
+
+        context_tokens = _context_tokens(data)
 
         def loader(name: str, shuffle: bool) -> BatchLoader:
             split = entry[name]
-            words = RaggedIds(split["words"], split["offsets"])
-            tags = RaggedIds(split["tags"], split["offsets"])
-            shapes = RaggedIds(split["shapes"], split["offsets"])
+            # An example is one sentence, or with data.context_tokens a run of consecutive
+            # sentences of one document, which are consecutive in the flat arrays too.
+            sentence_lengths = split["offsets"].diff().tolist()
+            starts = conll.context_starts(sentence_lengths, split["documents"].tolist(), context_tokens)
+            offsets = split["offsets"][[*starts, len(sentence_lengths)]]
+            words = RaggedIds(split["words"], offsets)
+            tags = RaggedIds(split["tags"], offsets)
+            shapes = RaggedIds(split["shapes"], offsets)
+            sentences = [sentence_lengths[a:b] for a, b in zip(starts, [*starts[1:], len(sentence_lengths)])]
             chars, char_offsets = split["chars"], split["char_offsets"]
 
             def make_batch(indices: list[int]) -> TaggingBatch:
@@ -115,7 +133,8 @@ class NerTask(Task):
                     batch_chars = torch.zeros(*tokens.shape, spelled.shape[1], dtype=torch.long)
                     batch_chars[real] = spelled
                 batch_shapes = pad_right([shapes[i] for i in indices])[0] if uses_shapes else None
-                return TaggingBatch(tokens, lengths, tag_ids, batch_chars, batch_shapes)
+                return TaggingBatch(tokens, lengths, tag_ids, batch_chars, batch_shapes,
+                                    [sentences[i] for i in indices] if context_tokens else None)
 
             sampler = BucketBatchSampler(words.lengths(), data.batch_size, shuffle=shuffle, seed=self.cfg.seed)
             return BatchLoader(sampler, make_batch)
@@ -133,6 +152,8 @@ class NerTask(Task):
                           f"{len(entry['chars']):,} characters",
             "unknown words val / test": " / ".join(f"{stats[s]['unknown']:.1%}" for s in ("val", "test")),
             "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
+            "examples": (f"runs of sentences of one document, up to {context_tokens} tokens: "
+                         f"{len(train.sampler.lengths):,} in training" if context_tokens else "sentences"),
             **padding_report(train_lengths, train.sampler),
         }
         artifacts = {"words": entry["words"], "chars": entry["chars"], "tags": entry["tags"],
@@ -169,7 +190,8 @@ class NerTask(Task):
             entry[name] = {"words": flat_words, "offsets": offsets,
                            "tags": flatten([[tag_ids[t] for t in s.tags] for s in sentences[name]])[0],
                            "chars": flat_chars, "char_offsets": char_offsets,
-                           "shapes": flatten([vocabularies.shape_ids(s.words) for s in sentences[name]])[0]}
+                           "shapes": flatten([vocabularies.shape_ids(s.words) for s in sentences[name]])[0],
+                           "documents": torch.tensor([s.document for s in sentences[name]])}
             entities = Counter(span.type for s in sentences[name] for span in conll.entity_spans(s.tags))
             entry["stats"][name] = {"sentences": len(sentences[name]), "tokens": int(offsets[-1]),
                                     "entities": dict(entities),
@@ -198,7 +220,10 @@ class NerTask(Task):
             lengths = batch.lengths.tolist()
             predicted = model.decode(emissions, batch.lengths).cpu().tolist()
             gold = batch.tags.cpu().tolist()
-            details = [(g[:n], p[:n]) for g, p, n in zip(gold, predicted, lengths)]
+            sentences = batch.sentences or [[n] for n in lengths]
+            details = [(g[start:start + n], p[start:start + n])
+                       for g, p, row in zip(gold, predicted, sentences)
+                       for start, n in zip(itertools.accumulate(row, initial=0), row)]
         return StepOutput(loss, int(batch.lengths.sum()), len(batch.lengths), details)
 
     def evaluate(self, outputs: list[StepOutput]) -> dict[str, float]:
@@ -241,4 +266,4 @@ class NerTask(Task):
                 "char_dim": options["char_dim"], "char_filters": options["char_filters"],
                 "shape_dim": options["shape_dim"], "word_dropout": options["word_dropout"],
                 "singleton_dropout": options["singleton_dropout"], "min_freq": self.cfg.data.min_freq,
-                "lowercase": bool(self.cfg.data.lowercase)}
+                "lowercase": bool(self.cfg.data.lowercase), "context_tokens": _context_tokens(self.cfg.data)}
