@@ -177,6 +177,29 @@ def test_resuming_from_last_checkpoint_continues_exactly(finished_run, tmp_path,
     assert (tmp_path / "rest" / "checkpoints" / "best.pt").is_file()
 
 
+def test_a_weight_average_is_what_is_evaluated_saved_and_resumed(tmp_path, env):
+    average = ["trainer.ema_decay=0.5", "trainer.limit_train_batches=3"]
+    train(tmp_path / "straight", [*average, "trainer.max_epochs=2"], env)
+    state = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["average_updates"] == 6  # one per training step
+    assert any(not torch.equal(state["model"][k], state["trained_model"][k]) for k in state["model"])
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    # the run's validation and test numbers are those of the saved (averaged) weights
+    again = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "straight")], env).stdout)
+    assert again["val"] == straight["val"] and again["test"] == straight["test"]
+    # and a resumed run continues the average exactly
+    train(tmp_path / "first", [*average, "trainer.max_epochs=1"], env)
+    train(tmp_path / "rest", [*average, "trainer.max_epochs=2",
+                              f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}"], env)
+    resumed = json.loads((tmp_path / "rest" / "metrics.json").read_text())
+    assert resumed["history"] == [{**h, "seconds": r["seconds"], "tokens_per_s": r["tokens_per_s"]}
+                                  for h, r in zip(straight["history"], resumed["history"])]
+    assert resumed["test"] == straight["test"]
+    result = train(tmp_path / "bad", ["trainer.ema_decay=1.5"], env, check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "error: trainer.ema_decay=1.5 is impossible; it must be a number in (0, 1) or null")
+
+
 def test_resuming_into_a_new_directory_brings_the_best_checkpoint_along(tmp_path, env):
     train(tmp_path / "first", [], env)
     train(tmp_path / "again", [f"trainer.resume={tmp_path / 'first'}"], env)  # nothing left to train

@@ -23,7 +23,7 @@ from test_configs import composed
 KEYS = ["model.hidden_size", "model.num_layers", "model.dropout", "model.embedding_dim", "model.cell",
         "model.bidirectional", "model.pooling", "data.batch_size", "data.max_length", "data.vocab_size",
         "data.min_freq", "data.keep", "data.val_fraction", "trainer.max_epochs", "trainer.grad_clip",
-        "trainer.device", "trainer.precision", "trainer.limit_train_batches", "trainer.early_stopping_patience",
+        "trainer.device", "trainer.precision", "trainer.limit_train_batches", "trainer.early_stopping_patience", "trainer.ema_decay",
         "optim.lr", "optim.name", "optim.schedule", "optim.weight_decay", "optim.momentum", "optim.warmup_steps",
         "optim.betas", "seed", "task", "model", "optim"]
 HOSTILE = st.one_of(

@@ -2,7 +2,8 @@
 of concrete models, datasets or metrics.
 
 One epoch: train on (at most `limit_train_batches`) shuffled, bucketed batches with
-gradient clipping, evaluate on the validation split (and measure how far back in time the
+gradient clipping (with `ema_decay`, keeping a moving average of the weights, which is then
+what is evaluated and saved as the model), evaluate on the validation split (and measure how far back in time the
 gradient reaches on one validation batch, `training.gradient_flow`), write `last.pt` (and `best.pt` when
 the monitored metric improves), stop early when it has not improved for `patience`
 epochs. At the end the best checkpoint is evaluated on validation and test, and the
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqmodels.atomic import copy_file, save_json
 from seqmodels.checks import require_bool, require_choice, require_int, require_number
@@ -55,6 +57,7 @@ def check_trainer_config(trainer: DictConfig) -> None:
     require_number("trainer.grad_clip", trainer.grad_clip, 0.0, low_open=True, allow_none=True)
     require_choice("trainer.precision", str(trainer.precision), PRECISIONS)
     require_number("trainer.progress_interval_s", trainer.progress_interval_s, 0.0)
+    require_number("trainer.ema_decay", trainer.ema_decay, 0.0, 1.0, low_open=True, allow_none=True)
     resolve_device(trainer.device)
 
 
@@ -101,6 +104,12 @@ class Trainer:
         self.world = distributed.world()
         self.model = model.to(self.device)
         self.train_model = distributed.replicate(self.model, self.device)  # the model itself in one process
+        # An exponential moving average of the weights over about 1 / (1 - decay) steps (Polyak
+        # averaging): steadier than the last step's weights, and often a little better on unseen
+        # data. It is what validation, test, best.pt and predict use; training never sees it.
+        decay = self.tcfg.ema_decay
+        self.average = None if decay is None else AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.evaluated = self.model if self.average is None else self.average.module
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
@@ -161,6 +170,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.schedule.after_step()
+            if self.average is not None:
+                self.average.update_parameters(self.model)
             self.global_step += 1
             loss = out.loss.item()
             position.batches += 1
@@ -183,7 +194,7 @@ class Trainer:
                 "seconds": progress.elapsed}
 
     def evaluate(self, loader, limit: int | None, split: str) -> dict[str, float]:
-        return evaluate_split(self.task, self.model, loader, split, self.device, limit, self._autocast)
+        return evaluate_split(self.task, self.evaluated, loader, split, self.device, limit, self._autocast)
 
     def _middle_val_batch(self):
         """A typical validation batch: the middle one (validation batches are sorted by length)."""
@@ -196,8 +207,11 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state(self, metrics: dict[str, float]) -> dict[str, Any]:
+        averaging = {} if self.average is None else {  # "model" is the average; training resumes from these
+            "trained_model": self.model.state_dict(), "average_updates": int(self.average.n_averaged)}
         return {
-            "model": self.model.state_dict(),
+            "model": self.evaluated.state_dict(),
+            **averaging,
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -225,7 +239,12 @@ class Trainer:
         if state["artifacts"] != self.data.artifacts:
             raise CheckpointError(f"{path} was trained on other prepared data (vocabulary or labels differ); resume "
                                   f"with the data.* settings of the original run")
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("trained_model", state["model"]))
+        if self.average is not None and "trained_model" in state:
+            self.average.module.load_state_dict(state["model"])
+            self.average.n_averaged.fill_(state["average_updates"])
+        elif self.average is not None:  # a run without an average: it starts from the resumed weights
+            self.average.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
@@ -297,7 +316,7 @@ class Trainer:
             self.position = Position()
             val = self.evaluate(self.data.val, self.tcfg.limit_val_batches, "val")
             if self.world.is_main:  # samples and the gradient-flow plot are for the logs rank 0 writes
-                for tag, markdown in self.task.examples(self.model, self.data.artifacts).items():
+                for tag, markdown in self.task.examples(self.evaluated, self.data.artifacts).items():
                     self.logger.text(f"examples/{tag}", markdown, self.epoch)
             if self.tcfg.gradient_flow and self.world.is_main:  # ||dL/dh_t|| against distance, on a val batch
                 record_gradient_flow(self.task, self.model, self._middle_val_batch(), self.epoch,
@@ -352,7 +371,7 @@ class Trainer:
         """Evaluate the best checkpoint on validation and test; write hparams and metrics.json."""
         # rank 0 reads best.pt and hands the weights on: other machines need not see its disk
         best = load_checkpoint(self.checkpoints / "best.pt", map_location="cpu")["model"] if self.world.is_main else None
-        self.model.load_state_dict(distributed.broadcast(best))
+        self.evaluated.load_state_dict(distributed.broadcast(best))
         limit = self.tcfg.limit_val_batches
         val = self.evaluate(self.data.val, limit, "val")
         test = self.evaluate(self.data.test, limit, "test")
