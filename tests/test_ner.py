@@ -19,7 +19,7 @@ from seqmodels.data.conll import Span, entity_spans, to_iob2
 from seqmodels.data.text import UNK_ID
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LinearChainCRF, SequenceTagger, tagger_kwargs
-from seqmodels.models.tagger import CharCNN
+from seqmodels.models.tagger import CharCNN, SequenceAttention
 from seqmodels.tasks import get_task
 from seqmodels.tasks.ner_metrics import entity_scores
 
@@ -268,14 +268,14 @@ def random_chars(lengths: list[int], width: int, longest: int) -> torch.Tensor:
     return chars
 
 
-@pytest.mark.parametrize("crf,char_dim,shape_dim,valid_tags", [(False, 0, 0, False), (True, 0, 0, False),
-                                                                (False, 3, 2, True), (True, 3, 2, True)])
+@pytest.mark.parametrize("crf,char_dim,shape_dim,valid_tags,attention_dim", [
+    (False, 0, 0, False, 0), (True, 0, 0, False, 0), (False, 3, 2, True, 4), (True, 3, 2, True, 4)])
 @pytest.mark.parametrize("cell,bidirectional,layers", VARIANTS)
 def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(cell, bidirectional, layers, crf, char_dim,
-                                                                    shape_dim, valid_tags):
+                                                                    shape_dim, valid_tags, attention_dim):
     torch.manual_seed(0)
     model = make_tagger(cell, bidirectional, layers, crf, char_dim, shape_dim, word_dropout=0.5,
-                        forbidden=conll.forbidden_iob2(TAGS) if valid_tags else None).eval()
+                        attention_dim=attention_dim, forbidden=conll.forbidden_iob2(TAGS) if valid_tags else None).eval()
     sentence = torch.randint(2, 40, (5,))
     sentence_chars = random_chars([0] * 5, 6, 6)
     sentence_shapes = torch.randint(1, len(conll.SHAPES), (5,))
@@ -313,6 +313,26 @@ def test_loss_is_per_real_token_and_ignores_padding(crf):
         real = torch.cat([emissions[0], emissions[1, :2]]), torch.cat([tags[0], tags[1, :2]])
         assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(*real).item(), abs=1e-6)
     assert model.decode(emissions, lengths)[1, 2:].eq(0).all()
+
+
+def test_attention_summarises_the_real_tokens_of_the_sequence():
+    torch.manual_seed(0)
+    attention = SequenceAttention(size=3, dim=2)
+    outputs, mask = torch.randn(2, 4, 3), torch.tensor([[True] * 4, [True, True, False, False]])
+    with torch.no_grad():  # equal scores everywhere: the summary is the mean of the real positions
+        attention.query.weight.zero_()
+        attention.query.bias.zero_()
+    summary = attention(outputs, mask)
+    assert torch.allclose(summary[0], outputs[0].mean(0).expand(4, 3), atol=1e-6)
+    assert torch.allclose(summary[1], outputs[1, :2].mean(0).expand(4, 3), atol=1e-6)
+    # a forward-only tagger's first tag sees the last word only through attention
+    tokens = torch.randint(2, 40, (1, 6))
+    changed = tokens.clone()
+    changed[0, -1] = 1 if tokens[0, -1] != 1 else 2
+    for attention_dim, reaches in [(0, False), (4, True)]:
+        model = make_tagger(attention_dim=attention_dim).eval()
+        first = [model(t, torch.tensor([6]))[0, 0] for t in (tokens, changed)]
+        assert (not torch.allclose(*first)) == reaches
 
 
 def test_char_cnn_ignores_word_padding_and_zeroes_padding_words():
@@ -367,12 +387,13 @@ def test_word_shapes_keep_capitals_and_digits():
 def test_tagger_options_are_checked():
     base = {"crf": False, "char_dim": 0, "char_filters": 50, "char_kernel_size": 3}
     assert tagger_kwargs(base) == {"crf": False, "valid_tags": False, "char_dim": 0, "char_filters": 0, "char_kernel_size": 3,
-                                   "shape_dim": 0, "word_dropout": 0.0, "singleton_dropout": 0.0}
+                                   "shape_dim": 0, "attention_dim": 0, "word_dropout": 0.0, "singleton_dropout": 0.0}
     assert tagger_kwargs({**base, "char_dim": 8})["char_filters"] == 50
     for key, value, message in [("crf", "yes", "model.crf='yes' must be true or false"),
                                 ("valid_tags", 1, "model.valid_tags=1 must be true or false"),
                                 ("char_dim", -1, "model.char_dim=-1 is impossible"),
                                 ("shape_dim", -2, "model.shape_dim=-2 is impossible"),
+                                ("attention_dim", 1.5, "model.attention_dim=1.5 is impossible"),
                                 ("word_dropout", 1.0, r"model.word_dropout=1.0 is impossible; it must be a number in \[0, 1\)"),
                                 ("singleton_dropout", -0.1, "model.singleton_dropout=-0.1 is impossible"),
                                 ("char_kernel_size", 4, "model.char_kernel_size=4 must be odd")]:
@@ -554,8 +575,10 @@ def test_every_model_variant_tags(variant, tmp_path, env):
 
 def test_a_document_context_run_trains_and_predicts(tmp_path, env):
     train(tmp_path / "run", ["task=conll2003", "model=lstm", "model.bidirectional=true", "model.crf=true",
-                             "data.context_tokens=60", "data.batch_size=4", "trainer.max_epochs=1"], env)
-    assert "runs of sentences of one document, up to 60 tokens" in (tmp_path / "run" / "train.log").read_text()
+                             "model.attention_dim=4", "data.context_tokens=60", "data.batch_size=4",
+                             "trainer.max_epochs=1"], env)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "runs of sentences of one document, up to 60 tokens" in log and "attention.query" in log
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 <= metrics["test"]["f1"] <= 1 and metrics["test"]["loss"] > 0
     answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"),

@@ -41,19 +41,20 @@ def encoder_kwargs(model: Mapping[str, Any]) -> dict[str, Any]:
 
 def tagger_kwargs(model: Mapping[str, Any]) -> dict[str, Any]:
     """The tagger's output layer and word features from a `model` config group (the NER task
-    config adds these keys: crf, char_dim, char_filters, char_kernel_size, shape_dim, word_dropout,
-    singleton_dropout, valid_tags)."""
+    config adds these keys: crf, char_dim, char_filters, char_kernel_size, shape_dim, attention_dim,
+    word_dropout, singleton_dropout, valid_tags)."""
     crf, char_dim, shape_dim = model.get("crf", False), model.get("char_dim", 0), model.get("shape_dim", 0)
-    valid_tags = model.get("valid_tags", False)
+    valid_tags, attention_dim = model.get("valid_tags", False), model.get("attention_dim", 0)
     word_dropout, singleton_dropout = model.get("word_dropout", 0.0), model.get("singleton_dropout", 0.0)
     require_bool("model.crf", crf)
     require_bool("model.valid_tags", valid_tags)
     require_int("model.char_dim", char_dim, minimum=0)  # 0: no character features
     require_int("model.shape_dim", shape_dim, minimum=0)  # 0: no word-shape feature
+    require_int("model.attention_dim", attention_dim, minimum=0)  # 0: no attention layer
     require_number("model.word_dropout", word_dropout, 0.0, 1.0)
     require_number("model.singleton_dropout", singleton_dropout, 0.0, 1.0)
     options = {"crf": crf, "valid_tags": valid_tags, "char_dim": char_dim, "char_filters": 0, "char_kernel_size": 3,
-               "shape_dim": shape_dim, "word_dropout": float(word_dropout),
+               "shape_dim": shape_dim, "attention_dim": attention_dim, "word_dropout": float(word_dropout),
                "singleton_dropout": float(singleton_dropout)}
     if char_dim > 0:
         for key in ("char_filters", "char_kernel_size"):

@@ -1,6 +1,7 @@
 """Many-to-many: a tag for every token.
 
-    word embedding [+ character CNN] [+ word shape] -> recurrent encoder -> linear emissions [-> CRF]
+    word embedding [+ character CNN] [+ word shape] -> recurrent encoder [+ attention over the
+    sequence] -> linear emissions [-> CRF]
 
 Without a CRF each token's tag is the argmax of its emissions and the loss is per-token
 cross-entropy; with one, tags are decoded jointly (Viterbi) and the loss is the CRF's
@@ -47,6 +48,28 @@ class CharCNN(nn.Module):
         return filters.view(batch, steps, -1)
 
 
+class SequenceAttention(nn.Module):
+    """Every token's view of its whole sequence: a weighted mean of the encoder's outputs at
+    all real positions, weighted by a softmax of scaled dot products between learned queries
+    and keys (one head). A recurrent state carries a name's earlier mentions only faintly over
+    hundreds of tokens; with a whole document as the sequence, attention reaches the clearer
+    mentions of the same name wherever they are (Xu et al. 2018, "global attention").
+
+    Keys at padding positions get no weight, so a sequence's outputs do not depend on its batch."""
+
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(size, dim)
+        self.key = nn.Linear(size, dim)
+        self.scale = dim ** -0.5
+
+    def forward(self, outputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """outputs: (B, T, size); mask: (B, T) real positions. Returns (B, T, size)."""
+        scores = self.query(outputs) @ self.key(outputs).transpose(1, 2) * self.scale  # (B, T, T)
+        weights = scores.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(dim=-1)
+        return weights @ outputs
+
+
 class SequenceTagger(nn.Module):
     def __init__(
         self,
@@ -65,6 +88,7 @@ class SequenceTagger(nn.Module):
         char_kernel_size: int = 3,
         num_shapes: int = 0,
         shape_dim: int = 0,
+        attention_dim: int = 0,
         word_dropout: float = 0.0,
         singleton_dropout: float = 0.0,
         singletons_from: int | None = None,
@@ -87,7 +111,10 @@ class SequenceTagger(nn.Module):
         input_size = (embedding_dim + (self.chars.output_size if self.chars is not None else 0)
                       + (shape_dim if self.shapes is not None else 0))
         self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
-        self.head = nn.Linear(self.encoder.output_size, num_tags)
+        size = self.encoder.output_size
+        # each token's output and its attention summary of the sequence, side by side
+        self.attention = SequenceAttention(size, attention_dim) if attention_dim > 0 else None
+        self.head = nn.Linear(size * (2 if self.attention is not None else 1), num_tags)
         self.crf = LinearChainCRF(num_tags) if crf else None
         # Scores added in decoding: -inf for the tag transitions (K, K) and first tags (K,) it must
         # never output (e.g. I-PER after O), 0 elsewhere; None: each token's own best tag. Derived
@@ -119,8 +146,11 @@ class SequenceTagger(nn.Module):
                 raise ValueError("this tagger reads word shapes: pass shapes (B, T)")
             features.append(self.shapes(shapes))
         features = torch.cat(features, dim=-1)
-        encoded = self.encoder(self.dropout(features), lengths)
-        return self.head(self.dropout(encoded.outputs))
+        outputs = self.encoder(self.dropout(features), lengths).outputs
+        if self.attention is not None:
+            mask = length_mask(lengths.to(outputs.device), outputs.shape[1])
+            outputs = torch.cat([outputs, self.attention(outputs, mask)], dim=-1)
+        return self.head(self.dropout(outputs))
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Mean loss per real token; padding positions (whatever their tags) count for nothing."""
