@@ -200,6 +200,16 @@ def test_a_weight_average_is_what_is_evaluated_saved_and_resumed(tmp_path, env):
         "error: trainer.ema_decay=1.5 is impossible; it must be a number in (0, 1) or null")
 
 
+@pytest.mark.parametrize("task,baselines", [("imdb", True), ("conll2003", False)])
+def test_the_benchmark_times_the_trainer_and_says_where_a_step_goes(task, baselines, env):
+    result = run_script([str(ROOT / "scripts" / "benchmark_throughput.py"), f"task={task}", "data.batch_size=4", "model.hidden_size=8",
+                         "model.embedding_dim=8", "--batches", "2", "--warmup", "1", "--threads", "1"], env)
+    assert "| seqmodels `Trainer.train_epoch()`, bucketed batches | 2 |" in result.stdout
+    assert "| optimizer step |" in result.stdout and "| total (sum of sections) |" in result.stdout
+    assert ("| plain PyTorch loop, same model and batches | 2 |" in result.stdout) == baselines
+    assert ("baselines are sentiment classifiers" in result.stderr) != baselines
+
+
 def test_resuming_into_a_new_directory_brings_the_best_checkpoint_along(tmp_path, env):
     train(tmp_path / "first", [], env)
     train(tmp_path / "again", [f"trainer.resume={tmp_path / 'first'}"], env)  # nothing left to train

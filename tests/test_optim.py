@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from seqmodels.training.optim import LRSchedule
+from seqmodels.training.optim import LRSchedule, build_optimizer
 
 
 def make(schedule: str, mode: str = "min", total_steps: int = 10, **options):
@@ -83,3 +83,20 @@ def test_a_checkpoint_from_the_reduce_lr_on_plateau_days_resumes_with_its_decaye
     optimizer, resumed = make("plateau")
     resumed.load_state_dict(old)
     assert resumed.best == 159.79 and train_steps(optimizer, resumed, 2) == [5.0, 5.0]
+
+
+@pytest.mark.parametrize("name,reference", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_the_fused_optimizers_take_the_textbook_steps(name, reference):
+    cfg = OmegaConf.create({"name": name, "lr": 0.01, "betas": [0.9, 0.999], "weight_decay": 0.01, "momentum": 0.0,
+                            "schedule": "constant", "warmup_steps": 0, "plateau_factor": 0.25, "plateau_patience": 0})
+    torch.manual_seed(0)
+    start, grads = torch.randn(3, 4), [torch.randn(3, 4) for _ in range(5)]
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    optimizer = build_optimizer(cfg, [ours])
+    assert optimizer.defaults["fused"] is True
+    plain = reference([theirs], lr=0.01, betas=(0.9, 0.999), weight_decay=0.01, foreach=False)
+    for grad in grads:
+        for parameter, step in ((ours, optimizer), (theirs, plain)):
+            parameter.grad = grad.clone()
+            step.step()
+    assert not torch.equal(ours, start) and torch.allclose(ours, theirs, atol=1e-6)
