@@ -264,6 +264,7 @@ class NerTask(Task):
         options = tagger_kwargs(self.cfg.model)
         return {**super().hparams(), "crf": options["crf"], "valid_tags": options["valid_tags"],
                 "char_dim": options["char_dim"], "char_filters": options["char_filters"],
-                "shape_dim": options["shape_dim"], "attention_dim": options["attention_dim"], "word_dropout": options["word_dropout"],
-                "singleton_dropout": options["singleton_dropout"], "min_freq": self.cfg.data.min_freq,
+                "shape_dim": options["shape_dim"], "attention_dim": options["attention_dim"],
+                "word_dropout": options["word_dropout"], "singleton_dropout": options["singleton_dropout"],
+                "min_freq": self.cfg.data.min_freq,
                 "lowercase": bool(self.cfg.data.lowercase), "context_tokens": _context_tokens(self.cfg.data)}

@@ -3,9 +3,9 @@ of concrete models, datasets or metrics.
 
 One epoch: train on (at most `limit_train_batches`) shuffled, bucketed batches with
 gradient clipping (with `ema_decay`, keeping a moving average of the weights, which is then
-what is evaluated and saved as the model), evaluate on the validation split (and measure how far back in time the
-gradient reaches on one validation batch, `training.gradient_flow`), write `last.pt` (and `best.pt` when
-the monitored metric improves), stop early when it has not improved for `patience`
+what is evaluated and saved as the model), evaluate on the validation split (and measure how
+far back in time the gradient reaches on one validation batch, `training.gradient_flow`),
+write `last.pt` (and `best.pt` when the monitored metric improves), stop early when it has not improved for `patience`
 epochs. At the end the best checkpoint is evaluated on validation and test, and the
 results go to TensorBoard (hparams) and `metrics.json`.
 
@@ -240,11 +240,9 @@ class Trainer:
             raise CheckpointError(f"{path} was trained on other prepared data (vocabulary or labels differ); resume "
                                   f"with the data.* settings of the original run")
         self.model.load_state_dict(state.get("trained_model", state["model"]))
-        if self.average is not None and "trained_model" in state:
+        if self.average is not None:  # from a run without an average: 0 updates, it starts from these weights
             self.average.module.load_state_dict(state["model"])
-            self.average.n_averaged.fill_(state["average_updates"])
-        elif self.average is not None:  # a run without an average: it starts from the resumed weights
-            self.average.module.load_state_dict(state["model"])
+            self.average.n_averaged.fill_(state.get("average_updates", 0))
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
         self.scaler.load_state_dict(state["scaler"])
