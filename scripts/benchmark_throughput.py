@@ -1,35 +1,48 @@
-"""How fast seqmodels trains, compared with two baselines, and where one step's time goes.
+"""How fast seqmodels trains, compared with a plain PyTorch loop, and where one step's time goes.
 
 The model is the configured task's model (`task.build_model`), the data the task's own prepared data
 (`task.prepare`). Every variant starts from identical weights (re-seeded before each is built), warms up
-on `--warmup` batches and is then timed on `--batches` training batches:
+on `--warmup` batches and is then timed on the first `--batches` training batches of epoch 1:
 
-  seqmodels   the real `Trainer.train_epoch()` on the task's bucketed training batches; its throughput
-              is the one the trainer itself reports.
-  plain loop  the same model on the same batches (the same loader, epoch 0 order) in a hand-written
-              loop: forward, cross-entropy, backward, clip_grad_norm_, the optimizer's step (the same
-              optimizer as seqmodels, built from the optim config), nothing else. The
-              difference from seqmodels is the trainer's own overhead.
-  packed      the same weights in one standard multi-layer torch RNN (nn.LSTM for model=lstm) fed with
+  seqmodels   the real `Trainer.train_epoch()`; its time is the one the trainer itself reports.
+  plain loop  the same model on the same batches in a hand-written loop, as a user would write it: the
+              same optimizer (`build_optimizer` from the optim config) and the same gradient clipping,
+              nothing else. One per task kind:
+                sentiment       forward, cross-entropy, backward, clip_grad_norm_, step;
+                ner             the tagger's forward and `model.loss`, backward, clip, step;
+                language_model  pytorch/examples `word_language_model/main.py`'s truncated-BPTT loop on
+                                its own RNNModel (embedding, dropout, one multi-layer nn.LSTM/GRU/RNN,
+                                dropout, linear decoder; tied if the config ties) holding seqmodels'
+                                weights: the hidden state carried and detached between windows,
+                                CrossEntropyLoss over output.view(-1, ntokens). Skipped with an
+                                adaptive softmax (model.adaptive_cutoffs), which that loop lacks.
+              The difference from seqmodels is the trainer's and the task's own overhead.
+  packed      (sentiment only) the same weights in one standard multi-layer torch RNN fed with
               `pack_padded_sequence`, trained by the plain loop on *randomly ordered* batches (a seeded
               shuffle cut into batches, no bucketing), which is the usual way packing is used.
 
-The two baselines are sentiment classifiers (the many-to-one model with its cross-entropy); for other
-tasks (task=conll2003, ptb, ...) only seqmodels and its step breakdown are timed.
+A task kind without a plain loop gets the seqmodels row and its breakdown only (a note on stderr says so).
 
-Throughput counts real tokens (the sum of the lengths, no padding), so variants with different padding
-compare fairly; "vs plain" is a variant's tokens/s divided by the plain loop's.
+Throughput counts real tokens the way the trainer does (the sum of the lengths, no padding; for a
+language model the predicted target tokens of each window), so variants with different padding compare
+fairly; "vs plain loop" is a variant's tokens/s divided by the plain loop's.
 
-The breakdown times the sections of one seqmodels training step with time.perf_counter, using a
-Trainer's own optimizer, scaler, schedule and logger on the same batches: batch assembly (padding from
-cached ids), forward (with the loss), backward, optimizer step (with clipping) and logging. It mirrors
-`Trainer.train_epoch` line by line, so keep the two in step; its total next to the seqmodels row
-shows how faithful it is. Also reported: the padding share of bucketed vs random batches, and startup,
+The breakdown is read from the same seqmodels epoch that the first row times: the benchmark installs a
+`seqmodels.training.timing.SectionClock` on the Trainer, and `train_epoch` marks its section boundaries:
+batch assembly (the loader and .to(device)), forward (with the loss), backward, optimizer step
+(unscale, clip, step, schedule, weight average) and logging (bookkeeping, progress, TensorBoard). Its
+total is that epoch's time. Also reported: data statistics of the task (the padding share of bucketed
+vs random batches where the loader has a sampler; the stream layout of a language model) and startup,
 the time of `task.prepare()` once its cache exists (prepare runs twice; the second is the startup).
+
+With `--repeats N` every variant is timed N times, in turns, and the fastest run of each is reported
+(with its own breakdown): the least disturbed by whatever else the machine was doing.
 
 Run it alone on the machine (another training run skews every number), from the checkout:
 
     SEQMODELS_DATA_DIR=/work/shared/data python scripts/benchmark_throughput.py --batches 100
+    SEQMODELS_DATA_DIR=/work/shared/data python scripts/benchmark_throughput.py experiment=ptb_small \\
+        model.tie_weights=false data.bptt=35 --threads 2 --batches 300
     python scripts/benchmark_throughput.py model=gru model.bidirectional=true data.root=/work/shared/data \\
         --threads 2 --json bench.json
 
@@ -46,27 +59,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
-import hydra
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, open_dict
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqmodels import config as seqmodels_config
+from seqmodels.config import compose_config
 from seqmodels.data.batching import padding_fraction
+from seqmodels.data.corpus import IGNORE
 from seqmodels.models.classifier import SequenceClassifier, pool
 from seqmodels.models.encoder import CELLS
+from seqmodels.models.language_model import LanguageModel
+from seqmodels.schema import validate
 from seqmodels.tasks import get_task
-from seqmodels.training.tensorboard import RunLogger
 from seqmodels.tasks.base import Task, TaskData
-from seqmodels.training.optim import build_optimizer
-from seqmodels.training.progress import Progress
+from seqmodels.training.optim import OptimConfig, build_optimizer
 from seqmodels.training.runtime import resolve_device, seed_everything
+from seqmodels.training.tensorboard import RunLogger
+from seqmodels.training.timing import SectionClock
 from seqmodels.training.trainer import Trainer
 
 SECTIONS = ("batch assembly", "forward", "backward", "optimizer step", "logging")
@@ -78,6 +93,7 @@ class Timing:
     batches: int
     tokens: int
     seconds: float
+    breakdown: dict[str, float] = field(default_factory=dict)  # seconds per section, seqmodels only
 
     @property
     def tokens_per_s(self) -> float:
@@ -94,19 +110,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=gru data.root=/data")
     parser.add_argument("--batches", type=int, default=100, help="training batches timed per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches before each variant")
+    parser.add_argument("--repeats", type=int, default=1, help="time every variant this often; report the fastest")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     # Overrides and options may be mixed in any order on the command line.
     args = parser.parse_intermixed_args(argv)
-    if args.batches < 1 or args.warmup < 0:
-        parser.error("--batches must be >= 1 and --warmup >= 0")
+    if args.batches < 1 or args.warmup < 0 or args.repeats < 1:
+        parser.error("--batches and --repeats must be >= 1 and --warmup >= 0")
     return args
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    seqmodels_config.register_resolvers()
-    with hydra.initialize_config_dir(config_dir=str(seqmodels_config.CONFIG_DIR), version_base="1.3"):
-        return hydra.compose("config", overrides=overrides)
 
 
 def timed_prepare(task: Task) -> tuple[TaskData, float, float]:
@@ -127,6 +138,15 @@ def fresh_model(task: Task, data: TaskData, seed: int) -> nn.Module:
     return task.build_model(data.artifacts)
 
 
+def plain_optimizer(cfg: DictConfig, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer seqmodels trains with: the same builder on the same optim config."""
+    return build_optimizer(validate(OptimConfig, cfg.optim, "optim"), parameters)
+
+
+def max_norm(cfg: DictConfig) -> float:
+    return cfg.trainer.grad_clip or math.inf
+
+
 def clock(device: torch.device) -> float:
     # CUDA kernels run asynchronously; without a sync the time would land in whichever later
     # call happens to wait for them.
@@ -136,10 +156,19 @@ def clock(device: torch.device) -> float:
 
 
 # -- batches --------------------------------------------------------------------------------------
-def bucketed_batches(data: TaskData, count: int) -> Iterator:
+def real_tokens(batch) -> int:
+    """A batch's tokens as the tasks count them for the trainer's throughput (`StepOutput.num_tokens`):
+    the predicted targets of a language-model window, else the sum of the real lengths."""
+    if hasattr(batch, "lengths"):
+        return int(batch.lengths.sum())
+    return int((batch.targets != IGNORE).sum())
+
+
+def epoch_batches(data: TaskData, count: int) -> Iterator:
     """The first `count` batches of the task's training loader in epoch 1 order, the order that
     `Trainer.train_epoch` sees (it trains epoch trainer.epoch + 1, and trainer.epoch stays 0 outside fit)."""
-    data.train.set_epoch(1)
+    if hasattr(data.train, "set_epoch"):
+        data.train.set_epoch(1)
     return islice(iter(data.train), count)
 
 
@@ -156,11 +185,98 @@ def random_batches(data: TaskData, index_batches: list[list[int]], count: int) -
     return (data.train.make_batch(indices) for indices in index_batches[:count])
 
 
-# -- the packed baseline --------------------------------------------------------------------------
+# -- seqmodels ------------------------------------------------------------------------------------
+def make_trainer(cfg: DictConfig, task: Task, data: TaskData, run_root: Path, name: str) -> Trainer:
+    model = fresh_model(task, data, cfg.seed)
+    trainer = Trainer(cfg, task, data, model, run_root / name)
+    trainer.logger = RunLogger(run_root / name / "tensorboard")  # fit() would open it
+    return trainer
+
+
+def run_epoch(trainer: Trainer, limit: int) -> dict[str, float]:
+    trainer.tcfg.limit_train_batches = limit
+    return trainer.train_epoch()
+
+
+def seqmodels_epoch(cfg: DictConfig, task: Task, data: TaskData, run_root: Path, warmup: int, batches: int) -> Timing:
+    """The real `train_epoch`, with a section clock installed: its time and its breakdown."""
+    trainer = make_trainer(cfg, task, data, run_root, f"seqmodels-{time.monotonic_ns()}")
+    try:
+        if warmup:
+            run_epoch(trainer, warmup)
+        # Epoch 1 again (train_epoch trains trainer.epoch + 1, and only fit advances trainer.epoch):
+        # the batches the plain loop gets.
+        sections = SectionClock(trainer.device)
+        trainer.clock = sections
+        result = run_epoch(trainer, batches)
+    finally:
+        trainer.logger.close()
+    tokens = sum(real_tokens(batch) for batch in epoch_batches(data, batches))  # as the trainer counted them
+    order = "bucketed batches" if hasattr(data.train, "sampler") else "windows in text order"
+    return Timing(f"seqmodels `Trainer.train_epoch()`, {order}", batches, tokens, result["seconds"],
+                  {name: sections.seconds.get(name, 0.0) for name in SECTIONS})
+
+
+# -- plain loops ----------------------------------------------------------------------------------
+def plain_loop(name: str, model: nn.Module, cfg: DictConfig, device: torch.device,
+               make_step: Callable[[nn.Module, torch.optim.Optimizer, float], Callable],
+               warmup: Iterable, timed: Iterable) -> Timing:
+    """`make_step(model, optimizer, max_norm)` gives the step of one batch; a step that carries state
+    between batches (the language model's hidden state) starts each pass afresh."""
+    model.to(device).train()
+    optimizer = plain_optimizer(cfg, model.parameters())
+    step = make_step(model, optimizer, max_norm(cfg))
+    for batch in warmup:
+        step(batch.to(device))
+    step = make_step(model, optimizer, max_norm(cfg))
+    batches = tokens = 0
+    start = clock(device)
+    for batch in timed:  # assembly happens inside this loop, as in the trainer
+        batch = batch.to(device)
+        step(batch)
+        batches += 1
+        tokens += real_tokens(batch)
+    return Timing(name, batches, tokens, clock(device) - start)
+
+
+def classifier_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> Callable:
+    def step(batch) -> None:
+        loss = F.cross_entropy(model(batch.tokens, batch.lengths), batch.labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+    return step
+
+
+def tagger_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> Callable:
+    def step(batch) -> None:
+        emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
+        loss = model.loss(emissions, batch.tags, batch.lengths)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+    return step
+
+
+# -- the packed baseline (sentiment) --------------------------------------------------------------
+def copy_recurrent_weights(rnn: nn.RNNBase, encoder: nn.Module) -> None:
+    """seqmodels' per-layer, per-direction single-layer RNNs into one multi-layer torch RNN: they hold
+    exactly its parameters layer by layer (weight_ih_l0 of layer k is its weight_ih_l{k})."""
+    directions = [("", encoder.forward_layers)]
+    if encoder.bidirectional:
+        directions.append(("_reverse", encoder.backward_layers))
+    with torch.no_grad():
+        for layer in range(encoder.num_layers):
+            for suffix, layers in directions:
+                for name, parameter in layers[layer].named_parameters():  # e.g. weight_ih_l0
+                    getattr(rnn, name.replace("_l0", f"_l{layer}") + suffix).copy_(parameter)
+
+
 class PackedClassifier(nn.Module):
     """A `SequenceClassifier` with its encoder replaced by one standard multi-layer torch RNN that runs
-    on packed sequences. The weights are copied from `reference`, so both compute the same function:
-    seqmodels' per-layer, per-direction RNNs hold exactly nn.LSTM's parameters layer by layer."""
+    on packed sequences. The weights are copied from `reference`, so both compute the same function."""
 
     def __init__(self, reference: SequenceClassifier) -> None:
         super().__init__()
@@ -174,17 +290,7 @@ class PackedClassifier(nn.Module):
             # torch warns about (and ignores) inter-layer dropout on a single layer.
             dropout=encoder.between_layers.p if encoder.num_layers > 1 else 0.0)
         self.head = copy.deepcopy(reference.head)
-        self._copy_recurrent_weights(encoder)
-
-    @torch.no_grad()
-    def _copy_recurrent_weights(self, encoder: nn.Module) -> None:
-        directions = [("", encoder.forward_layers)]
-        if encoder.bidirectional:
-            directions.append(("_reverse", encoder.backward_layers))
-        for layer in range(encoder.num_layers):
-            for suffix, layers in directions:
-                for name, parameter in layers[layer].named_parameters():  # e.g. weight_ih_l0
-                    getattr(self.rnn, name.replace("_l0", f"_l{layer}") + suffix).copy_(parameter)
+        copy_recurrent_weights(self.rnn, encoder)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         embedded = self.dropout(self.embedding(tokens))
@@ -207,104 +313,158 @@ def max_logit_difference(reference: nn.Module, packed: nn.Module, batch, device:
     return float((reference(tokens, lengths) - packed(tokens, lengths)).abs().max())
 
 
-# -- timed variants -------------------------------------------------------------------------------
-def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer, max_norm: float) -> Callable:
-    def step(batch) -> None:
-        loss = F.cross_entropy(model(batch.tokens, batch.lengths), batch.labels)
-        optimizer.zero_grad(set_to_none=True)
+# -- the language-model baseline: pytorch/examples word_language_model ----------------------------
+class RNNModel(nn.Module):
+    """pytorch/examples `word_language_model/model.py`'s RNNModel (LSTM, GRU or tanh RNN): sequence-first
+    (T, B) ids -> embedding -> dropout -> one multi-layer torch RNN (dropout between layers) -> dropout ->
+    linear decoder, returning (T * B, ntoken) logits. `like(reference)` copies a seqmodels
+    `LanguageModel`'s weights into it, so both compute the same function."""
+
+    def __init__(self, cell: str, ntoken: int, ninp: int, nhid: int, nlayers: int, dropout: float = 0.5,
+                 tie_weights: bool = False) -> None:
+        super().__init__()
+        self.ntoken, self.cell, self.nhid, self.nlayers = ntoken, cell, nhid, nlayers
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        # torch warns about (and ignores) inter-layer dropout on a single layer.
+        self.rnn = CELLS[cell](ninp, nhid, nlayers, dropout=dropout if nlayers > 1 else 0.0)
+        self.decoder = nn.Linear(nhid, ntoken)
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight
+
+    @classmethod
+    def like(cls, reference: LanguageModel) -> RNNModel:
+        encoder = reference.encoder
+        tied = reference.decoder.weight is reference.embedding.weight
+        model = cls(encoder.cell, reference.embedding.num_embeddings, reference.embedding.embedding_dim,
+                    encoder.hidden_size, encoder.num_layers, reference.dropout.p, tie_weights=tied)
+        with torch.no_grad():
+            model.encoder.weight.copy_(reference.embedding.weight)
+            copy_recurrent_weights(model.rnn, encoder)
+            model.decoder.bias.copy_(reference.decoder.bias)
+            if not tied:
+                model.decoder.weight.copy_(reference.decoder.weight)
+        return model
+
+    def forward(self, input: torch.Tensor, hidden) -> tuple[torch.Tensor, object]:
+        emb = self.drop(self.encoder(input))
+        output, hidden = self.rnn(emb, hidden)
+        output = self.drop(output)
+        decoded = self.decoder(output)
+        return decoded.view(-1, self.ntoken), hidden
+
+    def init_hidden(self, bsz: int):
+        weight = next(self.parameters())
+        if self.cell == "lstm":
+            return (weight.new_zeros(self.nlayers, bsz, self.nhid), weight.new_zeros(self.nlayers, bsz, self.nhid))
+        return weight.new_zeros(self.nlayers, bsz, self.nhid)
+
+
+def repackage_hidden(h):
+    """Wraps hidden states in new Tensors, to detach them from their history."""
+    if isinstance(h, torch.Tensor):
+        return h.detach()
+    return tuple(repackage_hidden(v) for v in h)
+
+
+def word_lm_step(model: RNNModel, optimizer: torch.optim.Optimizer, clip: float) -> Callable:
+    """main.py's `train()` body for one window (`get_batch` is the transpose of the task's (streams, steps)
+    window: main.py lays its streams out sequence-first). Its per-step `total_loss += loss.item()` is kept."""
+    criterion = nn.CrossEntropyLoss()  # ignore_index -100 == IGNORE: the padding at a stream's end
+    hidden = None
+    total_loss = 0.0
+
+    def step(window) -> None:
+        nonlocal hidden, total_loss
+        data, targets = window.inputs.t(), window.targets.t().reshape(-1)
+        if hidden is None:
+            hidden = model.init_hidden(data.shape[1])
+        model.zero_grad()
+        hidden = repackage_hidden(hidden)
+        output, hidden = model(data, hidden)
+        loss = criterion(output, targets)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
+        total_loss += loss.item()
     return step
 
 
-def plain_loop(name: str, model: nn.Module, cfg: DictConfig, device: torch.device,
-               warmup: Iterable, timed: Iterable) -> Timing:
-    model.to(device).train()
-    optimizer = build_optimizer(cfg.optim, model.parameters())
-    step = plain_step(model, optimizer, cfg.trainer.grad_clip or math.inf)
-    for batch in warmup:
-        step(batch.to(device))
-    batches = tokens = 0
-    start = clock(device)
-    for batch in timed:  # assembly happens inside this loop, as in the trainer
-        batch = batch.to(device)
-        step(batch)
-        batches += 1
-        tokens += int(batch.lengths.sum())
-    return Timing(name, batches, tokens, clock(device) - start)
+@torch.no_grad()
+def lm_loss_difference(reference: LanguageModel, plain: RNNModel, window, device: torch.device) -> float:
+    """Evidence that the plain loop trains the same model: the eval-mode mean loss of one window from a
+    zero state, by each."""
+    reference.eval()
+    plain.eval()
+    inputs, targets = window.inputs.to(device), window.targets.to(device)
+    loss_sum, _ = reference(inputs, None, targets)
+    mine = loss_sum / (targets != IGNORE).sum()
+    output, _ = plain(inputs.t(), plain.init_hidden(inputs.shape[0]))
+    theirs = F.cross_entropy(output, targets.t().reshape(-1))
+    return abs(float(mine) - float(theirs))
 
 
-def make_trainer(cfg: DictConfig, task: Task, data: TaskData, run_root: Path, name: str) -> Trainer:
-    model = fresh_model(task, data, cfg.seed)
-    trainer = Trainer(cfg, task, data, model, run_root / name)
-    trainer.logger = RunLogger(run_root / name / "tensorboard")  # fit() would open it
-    return trainer
+# -- the variants of a task -----------------------------------------------------------------------
+def baseline_runners(cfg: DictConfig, task: Task, data: TaskData, device: torch.device, warmup: int,
+                     batches: int) -> tuple[list[Callable[[], Timing]], dict[str, str]]:
+    """The baselines of this task kind, each a function that times one run, and facts about them."""
+    kind = cfg.task.kind
+
+    def fresh() -> nn.Module:
+        return fresh_model(task, data, cfg.seed)
+
+    def plain(name: str, build: Callable[[], nn.Module], make_step: Callable) -> Callable[[], Timing]:
+        return lambda: plain_loop(name, build(), cfg, device, make_step, epoch_batches(data, warmup),
+                                  epoch_batches(data, batches))
+
+    if kind == "sentiment":
+        shuffled = random_index_batches(data, cfg.seed)
+        reference = fresh().to(device)
+        difference = max_logit_difference(reference, PackedClassifier(reference).to(device),
+                                          next(epoch_batches(data, 1)), device)
+
+        def packed() -> Timing:
+            model = PackedClassifier(fresh())
+            return plain_loop(f"`pack_padded_sequence` + nn.{type(model.rnn).__name__}, random batches", model, cfg,
+                              device, classifier_step, random_batches(data, shuffled, warmup),
+                              random_batches(data, shuffled, batches))
+
+        return ([plain("plain PyTorch loop, same model and batches", fresh, classifier_step), packed],
+                {"packed vs seqmodels model, max abs logit difference (eval)": f"{difference:.1e}"})
+    if kind == "ner":
+        return [plain("plain PyTorch loop, same model and batches", fresh, tagger_step)], {}
+    if kind == "language_model":
+        if cfg.model.get("adaptive_cutoffs"):
+            print("note: the pytorch/examples word_language_model loop has a full softmax only; with "
+                  "model.adaptive_cutoffs only seqmodels and its step breakdown are timed", file=sys.stderr)
+            return [], {}
+        reference = fresh().to(device)
+        difference = lm_loss_difference(reference, RNNModel.like(reference).to(device),
+                                        next(epoch_batches(data, 1)), device)
+        return ([plain("pytorch/examples word_language_model loop, same weights and windows",
+                       lambda: RNNModel.like(fresh()), word_lm_step)],
+                {"plain vs seqmodels model, loss difference on one window (eval)": f"{difference:.1e}"})
+    print(f"note: no plain-loop baseline for a {kind} task; only seqmodels and its step breakdown are timed",
+          file=sys.stderr)
+    return [], {}
 
 
-def run_epoch(trainer: Trainer, limit: int) -> dict[str, float]:
-    trainer.tcfg.limit_train_batches = limit
-    return trainer.train_epoch()
-
-
-def seqmodels_epoch(trainer: Trainer, warmup: int, batches: int) -> Timing:
-    if warmup:
-        run_epoch(trainer, warmup)
-    # Epoch 1 again (train_epoch trains trainer.epoch + 1, and only fit advances trainer.epoch): the same batches the plain loop gets.
-    result = run_epoch(trainer, batches)
-    # The trainer's own clock (its Progress, from before the first batch to after the last) and
-    # the same real-token count it makes, sum(lengths), here taken exactly from the batch indices.
-    lengths = trainer.data.train.sampler.lengths
-    tokens = sum(int(lengths[indices].sum()) for indices in trainer.data.train.sampler.batches()[:batches])
-    return Timing("seqmodels `Trainer.train_epoch()`, bucketed batches", batches, tokens, result["seconds"])
-
-
-def step_breakdown(trainer: Trainer, warmup: int, batches: int) -> dict[str, float]:
-    """Seconds per section over `batches` steps, mirroring `Trainer.train_epoch` with timers between."""
-    if warmup:
-        run_epoch(trainer, warmup)
-    trainer.model.train()
-    loader, tcfg, device = trainer.data.train, trainer.tcfg, trainer.device
-    progress = Progress(batches, "breakdown", interval=tcfg.progress_interval_s)
-    seconds = dict.fromkeys(SECTIONS, 0.0)
-    total_loss = total_examples = 0.0  # kept only because the trainer pays for them too
-    start = clock(device)
-    loader.set_epoch(trainer.epoch + 1)
-    order = loader.sampler.batches()[:batches]  # once per epoch; counted as assembly
-    seconds["batch assembly"] += clock(device) - start
-    for indices in order:
-        t0 = clock(device)
-        batch = loader.make_batch(indices).to(device)
-        t1 = clock(device)
-        with trainer._autocast():
-            out = trainer.task.step(trainer.model, batch)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"training loss became {out.loss.item()}")
-        t2 = clock(device)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.scaler.scale(out.loss).backward()
-        t3 = clock(device)
-        trainer.scaler.unscale_(trainer.optimizer)
-        clip = tcfg.grad_clip if tcfg.grad_clip else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), clip))
-        trainer.scaler.step(trainer.optimizer)
-        trainer.scaler.update()
-        trainer.schedule.after_step()
-        trainer.global_step += 1
-        t4 = clock(device)
-        loss = out.loss.item()
-        total_loss += loss * out.num_examples
-        total_examples += out.num_examples
-        progress.update(loss, out.num_tokens)
-        if trainer.global_step % tcfg.log_every_n_steps == 0:
-            trainer.logger.scalar("train/loss", loss, trainer.global_step)
-            trainer.logger.scalar("train/lr", trainer.optimizer.param_groups[0]["lr"], trainer.global_step)
-            trainer.logger.scalar("train/grad_norm", grad_norm, trainer.global_step)
-        t5 = clock(device)
-        for section, (begin, end) in zip(SECTIONS, [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)]):
-            seconds[section] += end - begin
-    progress.close()
-    return seconds
+def data_statistics(data: TaskData, available: int, shuffled_seed: int) -> dict[str, str]:
+    loader = data.train
+    stats: dict[str, str] = {}
+    if hasattr(loader, "sampler"):  # padded batches of examples
+        lengths = loader.sampler.lengths
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(1)
+        stats["train examples / batches per epoch"] = f"{len(lengths)} / {available}"
+        stats["padding, bucketed batches (epoch 1)"] = f"{padding_fraction(lengths, loader.sampler.batches()):.1%}"
+        stats["padding, random batches"] = f"{padding_fraction(lengths, random_index_batches(data, shuffled_seed)):.1%}"
+    elif hasattr(loader, "streams"):  # windows of parallel text streams
+        streams = loader.streams
+        rows, steps = streams.inputs.shape
+        stats["train layout"] = f"{rows} streams x {steps:,} steps, {available:,} windows of {loader.bptt}"
+        stats["target tokens per epoch"] = f"{streams.num_targets:,}"
+    return stats
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -323,7 +483,7 @@ def report(setup: dict, timings: list[Timing], plain: Timing | None, breakdown: 
     total = sum(breakdown.values())
     steps = markdown_table(
         ["section of one seqmodels step", "ms/batch", "share"],
-        [[name, f"{1000 * s / batches:.2f}", f"{s / total:.1%}"] for name, s in breakdown.items()]
+        [[name, f"{1000 * s / batches:.2f}", f"{s / max(total, 1e-12):.1%}"] for name, s in breakdown.items()]
         + [["total (sum of sections)", f"{1000 * total / batches:.2f}", "100.0%"]])
     stats = markdown_table(["data", "value"], [[key, str(value)] for key, value in data_stats.items()])
     heading = " | ".join(f"{key} {value}" for key, value in setup.items())
@@ -339,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     task = get_task(cfg)
     data, first_prepare, startup = timed_prepare(task)
 
-    # Warm-up and timed runs both start at the first batch of epoch 0, so one epoch must hold
+    # Warm-up and timed runs both start at the first batch of epoch 1, so one epoch must hold
     # the timed batches; every variant then times the same number.
     available = len(data.train)
     warmup, batches = min(args.warmup, available), min(args.batches, available)
@@ -348,58 +508,40 @@ def main(argv: list[str] | None = None) -> int:
     with open_dict(cfg):
         # The schedule's length is derived from it at construction; it covers warm-up and timed epochs.
         cfg.trainer.limit_train_batches = warmup + batches
-    baselines = cfg.task.kind == "sentiment"
-    if not baselines:
-        print(f"note: the plain-loop and packed baselines are sentiment classifiers; for a {cfg.task.kind} task "
-              f"only seqmodels and its step breakdown are timed", file=sys.stderr)
 
-    shuffled = random_index_batches(data, cfg.seed)
+    baselines, baseline_stats = baseline_runners(cfg, task, data, device, warmup, batches)
+    runs: list[list[Timing]] = [[] for _ in range(1 + len(baselines))]
     with tempfile.TemporaryDirectory(prefix="seqmodels-benchmark-") as tmp:
-        run_root = Path(tmp)
-        trainer = make_trainer(cfg, task, data, run_root, "seqmodels")
-        seqmodels = seqmodels_epoch(trainer, warmup, batches)
-        trainer.logger.close()
+        for _ in range(args.repeats):  # in turns, so a disturbance hits every variant alike
+            runs[0].append(seqmodels_epoch(cfg, task, data, Path(tmp), warmup, batches))
+            for times, run in zip(runs[1:], baselines):
+                times.append(run())
+    timings = [min(times, key=lambda t: t.seconds) for times in runs]
+    seqmodels, plain = timings[0], timings[1] if baselines else None
 
-        timings, plain, baseline_stats = [seqmodels], None, {}
-        if baselines:
-            plain = plain_loop("plain PyTorch loop, same model and batches", fresh_model(task, data, cfg.seed),
-                               cfg, device, bucketed_batches(data, warmup), bucketed_batches(data, batches))
-            reference = fresh_model(task, data, cfg.seed).to(device)
-            packed_model = PackedClassifier(reference).to(device)
-            difference = max_logit_difference(reference, packed_model, next(bucketed_batches(data, 1)), device)
-            packed = plain_loop(f"`pack_padded_sequence` + nn.{type(packed_model.rnn).__name__}, random batches",
-                                packed_model, cfg, device, random_batches(data, shuffled, warmup),
-                                random_batches(data, shuffled, batches))
-            timings += [plain, packed]
-            baseline_stats = {"packed vs seqmodels model, max abs logit difference (eval)": f"{difference:.1e}"}
-
-        trainer = make_trainer(cfg, task, data, run_root, "breakdown")
-        breakdown = step_breakdown(trainer, warmup, batches)
-        trainer.logger.close()
-
-    lengths = data.train.sampler.lengths
-    data.train.set_epoch(1)
     data_stats = {
-        "train examples / batches per epoch": f"{len(lengths)} / {available}",
-        "padding, bucketed batches (epoch 1)": f"{padding_fraction(lengths, data.train.sampler.batches()):.1%}",
-        "padding, random batches": f"{padding_fraction(lengths, shuffled):.1%}",
+        **data_statistics(data, available, cfg.seed),
         "startup: task.prepare(), cache exists": f"{startup:.2f} s",
         "first task.prepare() (may build the cache)": f"{first_prepare:.2f} s",
         **baseline_stats,
     }
-    model = cfg.model
-    setup = {"model": f"{'bi' if model.bidirectional else ''}{model.cell} x{model.num_layers} "
-                      f"emb {model.embedding_dim} hidden {model.hidden_size} pooling {model.pooling}",
-             "batch size": cfg.data.batch_size, "device": device, "threads": torch.get_num_threads(),
-             "timed batches": batches, "warm-up": warmup, "torch": torch.__version__}
-    print(report(setup, timings, plain, breakdown, batches, data_stats))
+    if args.repeats > 1:
+        data_stats["tokens/s of every run, per variant"] = " / ".join(
+            ", ".join(f"{t.tokens_per_s:,.0f}" for t in times) for times in runs)
+    setup = {"task": f"{cfg.task.name} ({cfg.task.kind})", "model": task.describe(),
+             "batch size": cfg.data.batch_size, **({"bptt": cfg.data.bptt} if "bptt" in cfg.data else {}),
+             "optimizer": f"{cfg.optim.name} lr {cfg.optim.lr:g}", "grad clip": cfg.trainer.grad_clip,
+             "device": device, "threads": torch.get_num_threads(), "timed batches": batches, "warm-up": warmup,
+             "repeats": args.repeats, "torch": torch.__version__}
+    print(report(setup, timings, plain, seqmodels.breakdown, batches, data_stats))
 
     if args.json:
         results = {
             "setup": {key: str(value) for key, value in setup.items()},
-            "variants": [{**asdict(t), "tokens_per_s": t.tokens_per_s, "ms_per_batch": t.ms_per_batch,
+            "variants": [{**{k: v for k, v in asdict(t).items() if k != "breakdown"}, "tokens_per_s": t.tokens_per_s,
+                          "ms_per_batch": t.ms_per_batch,
                           "vs_plain": t.tokens_per_s / plain.tokens_per_s if plain else None} for t in timings],
-            "breakdown_ms_per_batch": {name: 1000 * s / batches for name, s in breakdown.items()},
+            "breakdown_ms_per_batch": {name: 1000 * s / batches for name, s in seqmodels.breakdown.items()},
             "data": data_stats,
             "startup_seconds": startup,
         }

@@ -41,8 +41,9 @@ def test_compare_writes_the_table_and_plots_of_a_multirun(multirun):
     assert failed["status"] == "failed" and "model.hidden_size=0 is impossible" in failed["error"]
     assert failed["overrides"] == "model.hidden_size=0" and completed["overrides"] == "model.hidden_size=8"
     record = json.loads((sweep / completed["run"] / "metrics.json").read_text())
-    assert (completed["status"], completed["task"], completed["cell"]) == ("completed", "imdb", "lstm")
-    assert (completed["layers"], completed["directions"], completed["hidden_size"]) == ("1", "1", "8")
+    assert (completed["status"], completed["task"]) == ("completed", "imdb")
+    assert completed["model"] == record["model"] == "LSTM x1, emb 8, hidden 8, dropout 0.3, pooling max"
+    assert (completed["hp.cell"], completed["hp.hidden_size"], completed["hp.pooling"]) == ("lstm", "8", "max")
     assert int(completed["parameters"]) == record["parameters"]
     assert completed["metric"] == "accuracy"
     assert float(completed["best_val"]) == record["val"]["accuracy"]
@@ -74,7 +75,7 @@ def test_a_job_without_metrics_shows_as_failed_and_any_run_directories_compare(m
     finished, missing = rows(out)
     assert finished["status"] == "completed"
     assert missing["status"] == "failed" and missing["error"].startswith("no metrics.json")
-    assert missing["cell"] == "lstm"  # what it was, from its config
+    assert missing["task"] == "imdb"  # what it was, from its config
     assert missing["run"].endswith("killed")  # named relative to the folder that holds both runs
     assert f"| {missing['run']} | **failed**: no metrics.json" in (out / "COMPARE.md").read_text()
 
@@ -83,3 +84,13 @@ def test_compare_on_a_folder_without_runs_is_one_clear_line(tmp_path, env):
     result = run_script([str(ROOT / "scripts" / "compare.py"), str(tmp_path)], env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {tmp_path} holds no run directories (folders with .hydra/ or metrics.json)"
+
+
+def test_compare_finds_runs_however_deeply_nested(multirun, tmp_path):
+    sweep, env = multirun
+    completed = next(p for p in sweep.iterdir() if p.name.startswith("1_"))
+    shutil.copytree(completed, tmp_path / "all" / "a" / "b" / "job")
+    shutil.copytree(completed, tmp_path / "all" / "c" / "job")
+    out = tmp_path / "report"
+    run_script([str(ROOT / "scripts" / "compare.py"), str(tmp_path / "all"), "--out", str(out)], env)
+    assert [(row["run"], row["status"]) for row in rows(out)] == [("a/b/job", "completed"), ("c/job", "completed")]

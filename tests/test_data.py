@@ -7,10 +7,9 @@ import shutil
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from conftest import tar_directory, write_aclimdb
-from seqmodels.config import CONFIG_DIR, register_resolvers
+from seqmodels.config import CONFIG_DIR, compose_config
 from seqmodels.data import imdb
 from seqmodels.data.batching import BucketBatchSampler, padding_fraction, pad_right
 from seqmodels.data.download import download
@@ -21,9 +20,7 @@ from seqmodels.tasks import get_task
 
 
 def sentiment_cfg(root, cache, *overrides):
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=[f"data.root={root}", f"data.cache_dir={cache}", "data.download=false",
+    return compose_config([f"data.root={root}", f"data.cache_dir={cache}", "data.download=false",
                                              "data.batch_size=4", *overrides])
 
 

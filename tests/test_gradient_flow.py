@@ -9,11 +9,13 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 from conftest import TINY
-from seqmodels.models.encoder import RecordedStates, RecurrentEncoder
+from seqmodels.models.encoder import RecurrentEncoder
+from seqmodels.models.recording import RecordedStates
 from seqmodels.tasks.base import StepOutput, Task
 from seqmodels.train import run
 from seqmodels.training.gradient_flow import (FILENAME, gradient_norms_by_distance, measure, record_gradient_flow,
@@ -68,12 +70,12 @@ class FinalStateTask(Task):
     monitor, mode = "loss", "min"
 
     def __init__(self) -> None:
-        super().__init__(cfg=None)
+        super().__init__(OmegaConf.create({}))
         self.passes = []
 
     def prepare(self): ...
     def build_model(self, artifacts): ...
-    def evaluate(self, outputs): ...
+    def evaluate(self, outputs, artifacts): ...
     def predict(self, model, artifacts, text, **options): ...
 
     def start_pass(self, model, split):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from seqmodels.errors import ConfigError
-from seqmodels.models import SequenceClassifier, check_model_config
+from seqmodels.models import SequenceClassifier
 from seqmodels.models.encoder import RecurrentEncoder, reverse_within_lengths
 from seqmodels.models.summary import parameter_rows, parameter_table, recurrent_formula
 
@@ -95,17 +95,3 @@ def test_backward_direction_starts_at_the_last_real_token():
     out = encoder(torch.cat([x, torch.randn(1, 3, 3)], dim=1), torch.tensor([5])).outputs
     single, _ = encoder.backward_layers[0](x[:, 4:5])
     assert torch.allclose(out[0, 4, 4:], single[0, 0], atol=1e-6)
-
-
-@pytest.mark.parametrize("key,value,message", [
-    ("hidden_size", 0, "model.hidden_size=0 is impossible"),
-    ("num_layers", 0, "model.num_layers=0 is impossible"),
-    ("dropout", 1.0, "model.dropout=1.0 is impossible"),
-    ("cell", "transformer", "model.cell='transformer' is unknown; use one of ['gru', 'lstm', 'rnn']"),
-    ("pooling", "attention", "model.pooling='attention' is unknown"),
-])
-def test_impossible_model_settings_are_named(key, value, message):
-    model = {"cell": "lstm", "embedding_dim": 4, "hidden_size": 4, "num_layers": 1, "bidirectional": False,
-             "dropout": 0.0, "pooling": "max", key: value}
-    with pytest.raises(ConfigError, match=re.escape(message)):
-        check_model_config(model)

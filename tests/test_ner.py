@@ -10,15 +10,15 @@ import os
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from conftest import ROOT, run_script, train
-from seqmodels.config import CONFIG_DIR, register_resolvers
+from seqmodels.config import CONFIG_DIR, compose_config
 from seqmodels.data import conll
 from seqmodels.data.conll import Span, entity_spans, to_iob2
 from seqmodels.data.text import UNK_ID
 from seqmodels.errors import ConfigError, DataError
-from seqmodels.models import LinearChainCRF, SequenceTagger, tagger_kwargs
+from seqmodels.models import LinearChainCRF, SequenceTagger, TaggerConfig
+from seqmodels.schema import validate
 from seqmodels.models.tagger import CharCNN, SequenceAttention
 from seqmodels.tasks import get_task
 from seqmodels.tasks.ner_metrics import entity_scores
@@ -386,9 +386,13 @@ def test_word_shapes_keep_capitals_and_digits():
 
 def test_tagger_options_are_checked():
     base = {"crf": False, "char_dim": 0, "char_filters": 50, "char_kernel_size": 3}
-    assert tagger_kwargs(base) == {"crf": False, "valid_tags": False, "char_dim": 0, "char_filters": 0, "char_kernel_size": 3,
-                                   "shape_dim": 0, "attention_dim": 0, "word_dropout": 0.0, "singleton_dropout": 0.0}
-    assert tagger_kwargs({**base, "char_dim": 8})["char_filters"] == 50
+    config = validate(TaggerConfig, base, "model")
+    assert (config.crf, config.valid_tags, config.char_dim, config.shape_dim, config.word_dropout) == (False, False, 0,
+                                                                                                      0, 0.0)
+    model = config.build(20, 5, num_chars=10, num_shapes=3, unk_id=1, singletons_from=20, forbidden=None)
+    assert model.chars is None and model.crf is None  # char_filters is unused without char_dim
+    assert validate(TaggerConfig, {**base, "char_dim": 8}, "model").build(
+        20, 5, num_chars=10, num_shapes=3, unk_id=1, singletons_from=20, forbidden=None).chars.output_size == 50
     for key, value, message in [("crf", "yes", "model.crf='yes' must be true or false"),
                                 ("valid_tags", 1, "model.valid_tags=1 must be true or false"),
                                 ("char_dim", -1, "model.char_dim=-1 is impossible"),
@@ -398,14 +402,12 @@ def test_tagger_options_are_checked():
                                 ("singleton_dropout", -0.1, "model.singleton_dropout=-0.1 is impossible"),
                                 ("char_kernel_size", 4, "model.char_kernel_size=4 must be odd")]:
         with pytest.raises(ConfigError, match=message):
-            tagger_kwargs({**base, "char_dim": 8, key: value})
+            validate(TaggerConfig, {**base, "char_dim": 8, key: value}, "model")
 
 
 # -- data preparation ---------------------------------------------------------------------------
 def ner_cfg(root, cache, *overrides):
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=["task=conll2003", f"data.root={root}", f"data.cache_dir={cache}",
+    return compose_config(["task=conll2003", f"data.root={root}", f"data.cache_dir={cache}",
                                              "data.batch_size=2", "model.embedding_dim=6", "model.hidden_size=5",
                                              *overrides])
 
@@ -484,15 +486,14 @@ def test_evaluate_scores_tags_and_weighs_the_loss_by_tokens(small_conll, tmp_pat
     data = task.prepare()
     model = task.build_model(data.artifacts).eval()
     with torch.no_grad():
-        outputs = [task.step(model, batch) for batch in data.train]
-    metrics = task.evaluate(outputs)
+        outputs = [task.evaluation_step(model, batch) for batch in data.train]
+    metrics = task.evaluate(outputs, data.artifacts)
     assert list(metrics)[:4] == ["f1", "precision", "recall", "loss"]
     assert {"f1_LOC", "f1_ORG", "f1_PER"} <= set(metrics) and all(0 <= metrics[k] <= 1 for k in ("f1", "recall"))
     tokens = sum(o.num_tokens for o in outputs)
     assert metrics["loss"] == pytest.approx(sum(float(o.loss) * o.num_tokens for o in outputs) / tokens)
-    model.train()
-    assert task.step(model, next(iter(data.train))).details is None  # no decoding while training
-    assert math.isnan(task.evaluate([])["f1"])
+    assert task.step(model, next(iter(data.train))).details is None  # the loss alone: no decoding, eval mode too
+    assert math.isnan(task.evaluate([], data.artifacts)["f1"])
 
 
 def test_document_context_reads_sentences_together_and_scores_them_one_by_one(small_conll, tmp_path):
@@ -510,7 +511,7 @@ def test_document_context_reads_sentences_together_and_scores_them_one_by_one(sm
     assert runs[0].tags[0].tolist() == sentences[first].tags[0].tolist() + sentences[second].tags[0].tolist()
     model = task.build_model(data.artifacts).eval()
     with torch.no_grad():
-        details = [pair for batch in data.train for pair in task.step(model, batch).details]
+        details = [pair for batch in data.train for pair in task.evaluation_step(model, batch).details]
     gold = sorted(tuple(g) for g, _ in details)  # one (gold, predicted) pair per sentence, as conlleval scores
     assert gold == sorted(tuple(b.tags[0].tolist()) for b in alone.train)
     assert all(len(g) == len(p) for g, p in details)
@@ -548,8 +549,7 @@ def test_ner_run_reports_entity_metrics(ner_run):
 def test_a_continuous_cache_is_refused_for_a_tagger(ner_run, env):
     result = run_script([str(ROOT / "scripts" / "evaluate.py"), str(ner_run), "--cache-size", "10"], env, check=False)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip().splitlines()[-1].startswith("error: a continuous cache is for language models; ")
-    assert result.stderr.strip().endswith("is a conll2003 model")
+    assert result.stderr.strip() == "error: --cache-size is an option of language_model runs; this run is a ner run"
 
 
 def test_predict_prints_tokens_tags_and_entities(ner_run, env):

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from conftest import ROOT, TINY, run_script
 from seqmodels.cli import parallel_jobs
-from seqmodels.config import CONFIG_DIR, register_resolvers
+from seqmodels.config import CONFIG_DIR, register_configs
 from seqmodels.tasks import get_task
 from seqmodels.training import runtime
 
@@ -44,7 +44,7 @@ def metrics(run_dir: Path) -> dict:
 @pytest.mark.parametrize("name", SEARCHES)
 def test_every_search_optimises_its_tasks_metric_in_a_stored_seeded_study(name, monkeypatch):
     monkeypatch.delenv("SEQMODELS_DATA_DIR", raising=False)
-    register_resolvers()
+    register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"hparams_search={name}"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import re
 import shlex
@@ -17,14 +18,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from seqmodels.atomic import save_json
-from seqmodels.config import CONFIG_DIR, register_resolvers
+from seqmodels.config import CONFIG_DIR, compose_config, register_configs
 from seqmodels.errors import ConfigError, SeqmodelsError
-from seqmodels.train import run
+from seqmodels.schema import help_lines
+from seqmodels.tasks import task_class
+from seqmodels.train import RunConfig, check_override_keys, run
+from seqmodels.training.optim import OptimConfig
+from seqmodels.training.trainer import TrainerConfig
 from seqmodels.training import distributed
 from seqmodels.training.runtime import available_cores, resolve_device
 
 log = logging.getLogger("seqmodels")
-register_resolvers()
+register_configs()
 
 
 def _record_failure(run_dir: Path, status: str, error: BaseException) -> None:
@@ -33,6 +38,17 @@ def _record_failure(run_dir: Path, status: str, error: BaseException) -> None:
     path = run_dir / "metrics.json"
     if not path.exists() and distributed.environment_world().is_main:
         save_json({"status": status, "error": str(error) or type(error).__name__}, path)
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """A single run that failed before training (a bad value, a missing dataset) leaves no directory:
+    it holds only Hydra's copy of the config and the log of the failure, both on the console."""
+    if (run_dir / "checkpoints").exists() or not distributed.environment_world().is_main:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_dir.parent.name):
+        with contextlib.suppress(OSError):
+            run_dir.parent.rmdir()  # outputs/DATE/, when this was its only run
 
 
 def _resume_command(run_dir: Path) -> str:
@@ -114,10 +130,24 @@ def _quiet_rank_overrides() -> list[str]:
     return [f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
 
 
+def print_keys(overrides: list[str]) -> None:
+    """`python train.py [task=...] --keys`: every key the chosen task reads, with type, default and meaning."""
+    cfg = compose_config(overrides)
+    task = task_class(cfg)
+    for prefix, schema in (("", RunConfig), ("data", task.data_schema), ("model", task.model_schema),
+                           *task.extra_schemas.items(), ("trainer", TrainerConfig), ("optim", OptimConfig)):
+        print("\n".join(help_lines(schema, prefix)))
+
+
 def main() -> None:
-    """The console entry: check config group choices, then hand over to Hydra."""
+    """The console entry: check config group choices and key names, then hand over to Hydra."""
+    overrides = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
     try:
-        check_group_overrides([arg for arg in sys.argv[1:] if not arg.startswith("-")])
+        check_group_overrides(overrides)
+        check_override_keys([o for o in overrides if not (CONFIG_DIR / o.split("=", 1)[0]).is_dir()])
+        if "--keys" in sys.argv[1:]:
+            print_keys(overrides)
+            return
     except ConfigError as error:
         _fail(f"error: {error}", 2)
     sys.argv += _quiet_rank_overrides()
@@ -148,10 +178,14 @@ def hydra_app(cfg: DictConfig) -> float:
             raise
         _fail(message, 130)
     except SeqmodelsError as error:
-        _record_failure(run_dir, "failed", error)
         if multirun:
+            _record_failure(run_dir, "failed", error)  # the job's directory says why it failed
             log.error("%s", error)
             raise  # Hydra records the job as failed and goes on with the others
+        if (run_dir / "checkpoints").exists():
+            _record_failure(run_dir, "failed", error)
+        else:
+            _remove_unstarted(run_dir)
         _fail(f"error: {error}", 2)
     except Exception as error:  # a bug: keep the traceback, but still mark the run as failed
         _record_failure(run_dir, "failed", error)

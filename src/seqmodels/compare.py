@@ -6,10 +6,11 @@
 
 writes into the folder given (or `--out`):
 
-- `compare.csv` and `COMPARE.md`: a row per run: status, cell, layers, directions, hidden
-  size, parameters, the overrides that differ between the runs, the monitored metric's best
+- `compare.csv` and `COMPARE.md`: a row per run: status, the model as it describes itself,
+  parameters, the overrides that differ between the runs, the monitored metric's best
   validation value and the test value of that checkpoint, best epoch, epochs run, training
-  wall time, tokens/s. A job that failed (its `metrics.json` says so, or it has none: killed
+  wall time, tokens/s; the CSV also has a column per hyper-parameter the runs logged
+  (`hp.*`, the HPARAMS of TensorBoard). A job that failed (its `metrics.json` says so, or it has none: killed
   or still running) is a row with its status and reason, not a missing row.
 - `val_curves.png`: the validation metric per epoch, one line per run;
 - `metric_vs_parameters.png`: best validation (and test) metric against parameter count;
@@ -42,8 +43,8 @@ GRADIENT_FLOW = "gradient_flow.json"
 # Overrides that change speed, not results, and sweep bookkeeping: not worth a column.
 IGNORED_OVERRIDES = ("trainer.num_threads", "trainer.device", "hparams_search")
 LOWER_IS_BETTER = ("perplexity", "loss")
-COLUMNS = ["run", "status", "task", "cell", "layers", "directions", "hidden_size", "parameters", "overrides",
-           "metric", "best_val", "test", "best_epoch", "epochs", "wall_time_s", "tokens_per_s", "error"]
+COLUMNS = ["run", "status", "task", "model", "parameters", "overrides", "metric", "best_val", "test", "best_epoch",
+           "epochs", "wall_time_s", "tokens_per_s", "error"]
 
 
 @dataclass
@@ -53,10 +54,8 @@ class Run:
     status: str = "failed"
     error: str = ""
     task: str = ""
-    cell: str = ""
-    layers: int | None = None
-    directions: int | None = None
-    hidden_size: int | None = None
+    model: str = ""  # the model's own one-line description (metrics.json)
+    hparams: dict[str, Any] = field(default_factory=dict)
     parameters: int | None = None
     overrides: list[str] = field(default_factory=list)
     varying: str = ""  # the overrides that differ between the compared runs
@@ -78,12 +77,8 @@ class Run:
 
     @property
     def label(self) -> str:
-        """A short legend entry: job number, cell, layers x hidden size, bi."""
-        if not self.cell:
-            return self.number
-        shape = f"{self.layers}x{self.hidden_size}" if self.layers and self.hidden_size else ""
-        return " ".join(part for part in [f"#{self.number}", self.cell, shape, "bi" if self.directions == 2 else ""]
-                        if part)
+        """A short legend entry: the job number and what differs from the other runs."""
+        return " ".join(part for part in [f"#{self.number}", self.varying] if part)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -95,8 +90,16 @@ def _natural(path: Path) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
 
 
+def _run_dirs_below(folder: Path) -> list[Path]:
+    """The run directories at any depth below `folder` (none inside a run directory), in job order."""
+    found: list[Path] = []
+    for child in sorted((c for c in folder.iterdir() if c.is_dir()), key=_natural):
+        found += [child] if is_run_dir(child) else _run_dirs_below(child)
+    return found
+
+
 def find_runs(paths: list[Path]) -> list[Path]:
-    """Run directories: each path that is one, else the run directories inside it (in job order)."""
+    """Run directories: each path that is one, else the run directories below it, however nested."""
     runs: list[Path] = []
     for path in paths:
         if not path.is_dir():
@@ -104,7 +107,7 @@ def find_runs(paths: list[Path]) -> list[Path]:
         if is_run_dir(path):
             runs.append(path)
             continue
-        found = sorted((child for child in path.iterdir() if child.is_dir() and is_run_dir(child)), key=_natural)
+        found = _run_dirs_below(path)
         if not found:
             raise SeqmodelsError(f"{path} holds no run directories (folders with .hydra/ or metrics.json)")
         runs += found
@@ -130,12 +133,7 @@ def read_run(path: Path, name: str) -> Run:
     config_path = path / ".hydra" / "config.yaml"
     if config_path.is_file():
         cfg = OmegaConf.load(config_path)
-        model = cfg.get("model") or {}
         run.task = str(OmegaConf.select(cfg, "task.name", default="") or "")
-        run.cell = str(model.get("cell", "") or "")
-        run.layers = model.get("num_layers")
-        run.directions = 2 if model.get("bidirectional") else 1
-        run.hidden_size = model.get("hidden_size")
     overrides_path = path / ".hydra" / "overrides.yaml"
     if overrides_path.is_file():
         run.overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_path)) or []]
@@ -148,6 +146,8 @@ def read_run(path: Path, name: str) -> Run:
         run.status = str(metrics.get("status", "failed"))
         run.error = str(metrics.get("error", "") or "")
         run.task = str(metrics.get("task", run.task) or run.task)
+        run.model = str(metrics.get("model", "") or "")
+        run.hparams = dict(metrics.get("hparams") or {})
         run.metric = str(metrics.get("monitor", "")).removeprefix("val/")
         run.mode = str(metrics.get("mode", "max"))
         run.parameters = metrics.get("parameters")
@@ -195,19 +195,20 @@ def load_runs(paths: list[Path]) -> list[Run]:
 
 # -- tables --------------------------------------------------------------------------------
 def _row(run: Run) -> dict[str, Any]:
-    return {"run": run.name, "status": run.status, "task": run.task, "cell": run.cell, "layers": run.layers,
-            "directions": run.directions, "hidden_size": run.hidden_size, "parameters": run.parameters,
+    return {"run": run.name, "status": run.status, "task": run.task, "model": run.model, "parameters": run.parameters,
             "overrides": run.varying, "metric": run.metric, "best_val": run.best_val, "test": run.test,
             "best_epoch": run.best_epoch, "epochs": run.epochs, "wall_time_s": run.wall_time_s,
             "tokens_per_s": run.tokens_per_s, "error": run.error}
 
 
 def write_csv(runs: list[Run], path: Path) -> None:
+    hparams = sorted({key for run in runs for key in run.hparams})
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=[*COLUMNS, *(f"hp.{key}" for key in hparams)])
         writer.writeheader()
         for run in runs:
-            writer.writerow({k: "" if v is None else v for k, v in _row(run).items()})
+            row = {**_row(run), **{f"hp.{key}": run.hparams.get(key) for key in hparams}}
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
 
 def _metric(value: float | None, metric: str) -> str:
@@ -239,15 +240,13 @@ def best_run(runs: list[Run]) -> Run | None:
 
 
 def markdown_table(runs: list[Run]) -> str:
-    columns = [("run", "l"), ("status", "l"), ("cell", "l"), ("layers", "r"), ("directions", "r"), ("hidden", "r"),
-               ("parameters", "r"), ("overrides", "l"), ("metric", "l"), ("best val", "r"), ("test", "r"),
+    columns = [("run", "l"), ("status", "l"), ("model", "l"), ("parameters", "r"), ("overrides", "l"), ("metric", "l"), ("best val", "r"), ("test", "r"),
                ("best epoch", "r"), ("epochs", "r"), ("wall time", "r"), ("tokens/s", "r")]
     lines = ["| " + " | ".join(name for name, _ in columns) + " |",
              "| " + " | ".join("---:" if align == "r" else "---" for _, align in columns) + " |"]
     for run in runs:
         status = run.status if run.status == "completed" else f"**{run.status}**" + (f": {run.error[:100]}" if run.error else "")
-        cells = [run.name, status, run.cell, run.layers, run.directions, run.hidden_size,
-                 f"{run.parameters:,}" if isinstance(run.parameters, int) else "", run.varying, run.metric,
+        cells = [run.name, status, run.model, f"{run.parameters:,}" if isinstance(run.parameters, int) else "", run.varying, run.metric,
                  _metric(run.best_val, run.metric), _metric(run.test, run.metric), run.best_epoch, run.epochs,
                  _duration(run.wall_time_s), f"{run.tokens_per_s:,.0f}" if isinstance(run.tokens_per_s, (int, float)) else ""]
         lines.append("| " + " | ".join(_cell("" if c is None else c) for c in cells) + " |")

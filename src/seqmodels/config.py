@@ -1,18 +1,94 @@
-"""Where configs live and what the defaults resolve against."""
+"""Where configs live, and the defaults Hydra composes them from.
+
+The YAML groups under configs/ hold presets and choices only. Every key's default comes from its
+declaration (`seqmodels.schema`), registered here in Hydra's ConfigStore as `schema/*` nodes that
+the YAML files extend (`defaults: [/schema/encoder@_here_, _self_]`):
+
+    schema/run        the top-level keys (seed)                       train.RunConfig
+    schema/encoder    model.* every model shares                      models.EncoderConfig
+    schema/<kind>     a task kind's data.* and its model head's keys  Task.data_schema, Task.model_schema
+                      (and any further sections it reads)           Task.extra_schemas
+    schema/trainer    trainer.*                                       training.trainer.TrainerConfig
+    schema/optim      optim.*                                         training.optim.OptimConfig
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from collections.abc import Iterable
 
-# src/seqmodels/config.py -> the checkout (the package is installed editable, see Makefile)
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = PROJECT_ROOT / "configs"
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+# The Hydra groups ship inside the package (the checkout's top-level configs/ links here), so an
+# installed seqmodels trains from any directory.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def user_cache_dir() -> Path:
+    """Where prepared data is cached by default: $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seqmodels"
 
 
 def register_resolvers() -> None:
-    """`${project_root:}` lets configs default to folders of the checkout (data/, .cache/)
-    rather than Hydra's per-run directory."""
-    if not OmegaConf.has_resolver("project_root"):
-        OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+    """`${cwd:}` (data.root defaults to data/ in the directory train.py runs from, not Hydra's run
+    directory), `${user_cache:}` (the cache folder) and `${job_dirname:...}` (multirun job names)."""
+    resolvers = {"cwd": os.getcwd, "user_cache": lambda: str(user_cache_dir()), "job_dirname": job_dirname}
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+def register_configs() -> None:
+    """The resolvers and the declared defaults, before Hydra composes anything."""
+    from seqmodels.models.encoder import EncoderConfig
+    from seqmodels.schema import defaults, keys
+    from seqmodels.tasks import TASKS
+    from seqmodels.train import RunConfig
+    from seqmodels.training.optim import OptimConfig
+    from seqmodels.training.trainer import TrainerConfig
+
+    register_resolvers()
+    store = ConfigStore.instance()
+    store.store(group="schema", name="run", node=defaults(RunConfig))
+    store.store(group="schema", name="encoder", node=defaults(EncoderConfig))
+    store.store(group="schema", name="trainer", node=defaults(TrainerConfig))
+    store.store(group="schema", name="optim", node=defaults(OptimConfig))
+    shared = set(keys(EncoderConfig))
+    for kind, task in TASKS.items():
+        head = {k: v for k, v in defaults(task.model_schema).items() if k not in shared}
+        extra = {name: defaults(schema) for name, schema in task.extra_schemas.items()}
+        store.store(group="schema", name=kind, node={"data": defaults(task.data_schema), "model": head, **extra})
+
+
+def compose_config(overrides: Iterable[str] = ()) -> DictConfig:
+    """The config `python train.py OVERRIDES` would run (without Hydra's own `hydra.*` keys)."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+# Overrides left out of a multirun job's directory name: they do not change the experiment.
+UNNAMED_KEYS = ("seed", "trainer.device", "trainer.num_threads")
+MAX_DIRNAME = 120
+
+
+def job_dirname(number: int, overrides: list[str]) -> str:
+    """`3_model=lstm,model.bidirectional=true`: a flat, readable job directory. A value that is a path
+    (data.root=/data/sets, trainer.resume=...) is shortened to its last part, so no override nests
+    the job's directory or spells a whole path; long names are cut."""
+    parts = []
+    for override in overrides:
+        key, _, value = str(override).partition("=")
+        if key.lstrip("+~") in UNNAMED_KEYS or key.startswith("hydra"):
+            continue
+        if "/" in value or "\\" in value:
+            value = Path(value.rstrip("/\\")).name or "root"
+        parts.append(f"{key}={value}".replace("/", "_"))
+    name = ",".join(parts)
+    if len(name) > MAX_DIRNAME:
+        name = name[:MAX_DIRNAME].rstrip(",") + "..."
+    return f"{number}_{name}" if name else str(number)

@@ -3,40 +3,92 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from seqmodels.checks import require_int
 from seqmodels.errors import ConfigError
-from seqmodels.models import check_model_config
 from seqmodels.models.summary import parameter_table
-from seqmodels.tasks import get_task
+from seqmodels.schema import Section, keys, setting, suggest_key, validate
+from seqmodels.tasks import get_task, task_class
+from seqmodels.tasks.base import Task
 from seqmodels.training import distributed
 from seqmodels.training.checkpoint import checkpoint_path
-from seqmodels.training.optim import check_optim_config
+from seqmodels.training.optim import OptimConfig
 from seqmodels.training.runtime import available_cores, job_threads, resolve_device, seed_everything, set_threads
-from seqmodels.training.trainer import Trainer, check_trainer_config
+from seqmodels.training.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger("seqmodels")
+
+GROUPS = ("task", "data", "model", "trainer", "optim")
+
+
+@dataclass
+class RunConfig(Section):
+    """The top-level keys besides the groups."""
+
+    seed: int = setting(42, "seeds the initial weights, dropout and the batch order", minimum=0)
+
+
+def check_config(cfg: DictConfig) -> Task:
+    """Every key of `cfg` checked against its declaration (type, range, unknown keys, rules between
+    keys) before anything is printed or read; returns the run's task."""
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
+    groups = (*GROUPS, *task_class(cfg).extra_schemas)  # and the sections only this task reads
+    validate(RunConfig, {k: v for k, v in cfg.items() if k not in groups}, "")
+    task = get_task(cfg)
+    validate(TrainerConfig, cfg.get("trainer"), "trainer")
+    validate(OptimConfig, cfg.get("optim"), "optim")
+    return task
+
+
+def declared_keys() -> dict[str, set[str]]:
+    """Every key any task may use, per group ("" for the top level): what an override can name."""
+    from seqmodels.tasks import TASKS, TaskChoice
+
+    found = {"": set(keys(RunConfig)), "task": set(keys(TaskChoice)), "trainer": set(keys(TrainerConfig)),
+             "optim": set(keys(OptimConfig)), "data": set(), "model": set()}
+    for task in TASKS.values():
+        found["data"] |= set(keys(task.data_schema))
+        found["model"] |= set(keys(task.model_schema))
+        for name, schema in task.extra_schemas.items():
+            found.setdefault(name, set()).update(keys(schema))
+    return found
+
+
+def check_override_keys(overrides: list[str]) -> None:
+    """`model.hiden_size=64` as one line with the key it resembles, before Hydra composes anything.
+    (A key that only another task declares, such as model.crf with task=imdb, is refused by
+    `check_config` once the task is known.)"""
+    known = declared_keys()
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if "=" not in override or key.startswith(("+", "~", "hydra")) or "/" in key:
+            continue
+        group, _, name = key.rpartition(".")
+        if group in known and name not in known[group] and (group or name not in known):
+            raise ConfigError(suggest_key(name, sorted(known[group]), group))
+
+
+def log_to_file(text: str) -> None:
+    """Write `text` to the run's log file (train.log) only, not to the console."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, text, None, None)
+    for handler in [*logging.getLogger().handlers, *log.handlers]:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any]:
     """`parallel_jobs`: how many jobs of a multirun share this machine at once (their threads are
     split, see `job_threads`)."""
-    # Fail on a bad config before minutes of data preparation, not after.
-    try:
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
-    require_int("seed", cfg.seed, minimum=0)
-    check_model_config(cfg.model)
-    check_trainer_config(cfg.trainer)
-    check_optim_config(cfg.optim)
+    task = check_config(cfg)  # a bad config fails before anything is printed or read
     device = resolve_device(cfg.trainer.device)
-    task = get_task(cfg)
     world = distributed.init(device)
     if not world.is_main:  # rank 0 speaks for the run
         log.setLevel(logging.WARNING)
@@ -44,16 +96,18 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     sharers = parallel_jobs * world.local_size
     threads = set_threads(job_threads(cfg.trainer.num_threads, sharers))
     seed_everything(cfg.seed)
-    log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True).rstrip())
+    log_to_file("config:\n" + OmegaConf.to_yaml(cfg, resolve=True).rstrip())  # also in .hydra/config.yaml
     who = [f"{parallel_jobs} parallel jobs"] if parallel_jobs > 1 else []
     who += [f"{world.local_size} ranks"] if world.local_size > 1 else []
     sharing = f" ({' x '.join(who)} share {available_cores()} cores)" if sharers > 1 else ""
     ranks = f" | data-parallel: {world.size} processes ({distributed.backend()})" if world.enabled else ""
+    log.info("task: %s (%s) | model: %s | optim: %s lr %g", cfg.task.name, cfg.task.kind, task.describe(),
+             cfg.optim.name, cfg.optim.lr)
     log.info("run directory: %s | device: %s | threads: %d%s%s", run_dir, device, threads, sharing, ranks)
     with distributed.local_main_first():  # the data cache is built once per machine, not in a race
         data = task.prepare()
     if world.enabled:
-        for loader in (data.train, data.val, data.test):
+        for loader in (data.train, data.val, data.test, *data.extra_tests.values()):
             try:
                 loader.shard(world.rank, world.size)
             except ValueError as error:

@@ -120,6 +120,9 @@ class StreamWindows:
         self.bptt = bptt
         self.make_batch = make_batch
 
+    def set_epoch(self, epoch: int) -> None:
+        """A text is read in order every epoch: nothing to reshuffle."""
+
     def shard(self, rank: int, num_ranks: int) -> None:
         """Keep only rank `rank`'s streams (of `num_ranks`): every rank reads the same windows of
         its own rows, so together the ranks still predict every token exactly once."""

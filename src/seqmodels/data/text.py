@@ -18,6 +18,8 @@ from tokenizers.trainers import WordLevelTrainer
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 HTML_LINE_BREAK = Regex(r"<br\s*/?>")
+# the words `pre_tokenizers.Whitespace` keeps whole: a pretrained word outside this is never a token
+WHITESPACE_TOKEN = r"\w+|[^\w\s]+"
 
 
 def train_word_tokenizer(texts: Iterable[str], *, vocab_size: int, min_freq: int, lowercase: bool) -> Tokenizer:
@@ -36,9 +38,33 @@ def train_word_tokenizer(texts: Iterable[str], *, vocab_size: int, min_freq: int
     return tokenizer
 
 
-def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids for each text; an empty text becomes one `<unk>` so every sequence has length >= 1."""
-    return [encoding.ids or [UNK_ID] for encoding in tokenizer.encode_batch(list(texts))]
+def encode(tokenizer: Tokenizer, texts: Sequence[str], *, lowercase_fallback: bool = False) -> list[list[int]]:
+    """Token ids for each text; an empty text becomes one `<unk>` so every sequence has length >= 1.
+    `lowercase_fallback`: a word unknown as it is takes the id of its lowercased form, if any (for
+    pretrained words beyond the vocabulary, which GloVe 6B has only in lowercase)."""
+    texts = list(texts)
+    encodings = tokenizer.encode_batch(texts)
+    if not lowercase_fallback:
+        return [encoding.ids or [UNK_ID] for encoding in encodings]
+    encoded = []
+    for text, encoding in zip(texts, encodings):
+        ids = [i if i != UNK_ID else _id_or_unk(tokenizer, text[start:end].lower())
+               for i, (start, end) in zip(encoding.ids, encoding.offsets)]
+        encoded.append(ids or [UNK_ID])
+    return encoded
+
+
+def _id_or_unk(tokenizer: Tokenizer, word: str) -> int:
+    found = tokenizer.token_to_id(word)
+    return UNK_ID if found is None else found
+
+
+def extend_vocabulary(tokenizer: Tokenizer, words: Sequence[str]) -> None:
+    """Give `words` (none of them in the vocabulary) the ids after the vocabulary's, in their order."""
+    vocabulary = tokenizer.get_vocab()
+    start = len(vocabulary)
+    vocabulary.update((word, start + i) for i, word in enumerate(words))
+    tokenizer.model = WordLevel(vocabulary, unk_token=UNK)
 
 
 def tokenizer_from_json(serialized: str) -> Tokenizer:

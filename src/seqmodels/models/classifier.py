@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from seqmodels.models.encoder import RecurrentEncoder, length_mask
+from seqmodels.models.embedding import PretrainedRows, WordEmbedding
+from seqmodels.models.encoder import EncoderConfig, RecurrentEncoder, length_mask
+from seqmodels.schema import setting
 
 POOLINGS = ("last", "mean", "max", "meanmax")
+
+
+@dataclass
+class ClassifierConfig(EncoderConfig):
+    """`model.*` of a many-to-one task: the encoder and how its outputs become one vector."""
+
+    pooling: str = setting("max", "the sequence's summary over its real tokens: last | mean | max | meanmax",
+                           choices=POOLINGS)
+
+    def build(self, vocab_size: int, num_classes: int, *, frozen_words: int = 0,
+              pretrained: PretrainedRows | None = None) -> SequenceClassifier:
+        """`vocab_size` ids, the last `frozen_words` of them pretrained words (`models.embedding`)."""
+        model = SequenceClassifier(vocab_size, num_classes, embedding_dim=self.embedding_dim, pooling=self.pooling,
+                                   frozen_words=frozen_words, **self.encoder_kwargs())
+        self.start_embedding(model.embedding, pretrained)
+        return model
+
+    def describe(self) -> str:
+        return f"{super().describe()}, pooling {self.pooling}"
 
 
 def pool(outputs: torch.Tensor, final: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
@@ -37,12 +60,11 @@ class SequenceClassifier(nn.Module):
         dropout: float = 0.0,
         pooling: str = "last",
         padding_idx: int = 0,
+        frozen_words: int = 0,
     ) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(POOLINGS)}")
         self.pooling = pooling
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.embedding = WordEmbedding(vocab_size, embedding_dim, padding_idx, frozen_words)
         self.dropout = nn.Dropout(dropout)
         self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
         pooled = self.encoder.output_size * (2 if pooling == "meanmax" else 1)

@@ -30,11 +30,68 @@ unless a measurement turns it on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from seqmodels.errors import ConfigError
+from seqmodels.models.embedding import PretrainedRows, WordEmbedding
+from seqmodels.models.recording import RecordedStates
+from seqmodels.schema import Section, setting
+
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass
+class EncoderConfig(Section):
+    """`model.*` keys every task's model shares: the token embedding and the recurrent encoder.
+    A task's model section extends this with the keys of its head (see `models.classifier`,
+    `models.tagger`, `models.language_model`)."""
+
+    cell: str = setting("lstm", "rnn (Elman, tanh) | gru | lstm", choices=tuple(CELLS), hint=" (e.g. model=lstm)")
+    embedding_dim: int = setting(128, "size of each token's vector", minimum=1)
+    hidden_size: int = setting(128, "size of each direction's hidden state", minimum=1)
+    num_layers: int = setting(1, "stacked recurrent layers (a deep RNN)", minimum=1)
+    bidirectional: bool = setting(False, "a second RNN per layer reads each sequence backwards")
+    dropout: float = setting(0.3, "on embeddings, between stacked layers and before the head", minimum=0.0,
+                             maximum=1.0)
+    pretrained_vectors: str | None = setting(None, "a word-vector file the word embedding starts from: GloVe text, "
+                                                   "word2vec/fastText text or word2vec binary, .gz as it is (e.g. "
+                                                   "${data.root}/glove/glove.6B.50d.txt.gz); a relative path is "
+                                                   "looked up in the working directory, then in data.root; null: "
+                                                   "random vectors")
+    freeze_vectors: bool = setting(False, "with pretrained_vectors: the word vectors stay as the file gives them")
+    unseen_word_vectors: int | None = setting(None, "with pretrained_vectors: the file's first N words (files list "
+                                                    "frequent words first) are kept, frozen, for words training never "
+                                                    "saw (not for language models); 0: none, such words are <unk>; "
+                                                    "null: all", minimum=0)
+
+    def check(self) -> None:
+        if self.freeze_vectors and not self.pretrained_vectors:
+            raise ConfigError("model.freeze_vectors=true needs model.pretrained_vectors=FILE (the vectors to keep)")
+
+    def start_embedding(self, embedding: WordEmbedding, pretrained: PretrainedRows | None) -> None:
+        """Every model's word embedding: from the pretrained rows (when training starts; a loaded run's
+        weights replace them), and frozen with `freeze_vectors`."""
+        if pretrained is not None:
+            embedding.load_pretrained(pretrained)
+        if self.freeze_vectors:
+            embedding.weight.requires_grad_(False)
+
+    def encoder_kwargs(self) -> dict[str, Any]:
+        """The `RecurrentEncoder` arguments (all but its input size, which the head's features decide)."""
+        return {"cell": self.cell, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "bidirectional": self.bidirectional, "dropout": self.dropout}
+
+    def describe(self) -> str:
+        """One line for logs and tables, e.g. `biLSTM x2, emb 100, hidden 200`."""
+        vectors = ""
+        if self.pretrained_vectors:
+            vectors = f" ({Path(self.pretrained_vectors).name}{', frozen' if self.freeze_vectors else ''})"
+        return (f"{'bi' if self.bidirectional else ''}{self.cell.upper()} x{self.num_layers}, "
+                f"emb {self.embedding_dim}{vectors}, hidden {self.hidden_size}, dropout {self.dropout:g}")
 
 # One layer's recurrent state, each tensor (1, B, hidden): (h,) for RNN and GRU, (h, c) for LSTM.
 LayerState = tuple[torch.Tensor, ...]
@@ -56,16 +113,6 @@ def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     index = torch.where(positions < lengths, lengths - 1 - positions, positions)
     index = index.view(batch, steps, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
-
-
-@dataclass(frozen=True)
-class RecordedStates:
-    """One direction of the top layer, as recorded when `RecurrentEncoder.record_steps` is set."""
-
-    states: list[torch.Tensor]  # h at processing steps first_step, first_step + 1, ...; each (1, B, hidden)
-    first_step: int
-    lengths: torch.Tensor  # (B,) real lengths: a sequence's pass ends at processing step length - 1
-    direction: str  # "forward" | "backward" (the backward pass reads each sequence reversed)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,17 @@ The recurrent state is taken and returned, so a long text can be read window by 
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqmodels.models.encoder import LayerState, RecurrentEncoder
+from seqmodels.errors import ConfigError
+from seqmodels.models.embedding import PretrainedRows, WordEmbedding
+from seqmodels.models.encoder import EncoderConfig, LayerState, RecurrentEncoder
+from seqmodels.schema import setting
 
 State = tuple[LayerState, ...]
 
@@ -27,6 +33,60 @@ def detach_state(state: State | None) -> State | None:
     if state is None:
         return None
     return tuple(tuple(tensor.detach() for tensor in layer) for layer in state)
+
+
+@dataclass
+class LanguageModelConfig(EncoderConfig):
+    """`model.*` of a language model: a left-to-right encoder and the output layer over the vocabulary."""
+
+    tie_weights: bool = setting(False, "the input embedding is also the output layer (needs embedding_dim == "
+                                       "hidden_size)")
+    adaptive_cutoffs: list[int] | None = setting(None, "e.g. [2000, 10000]: an adaptive softmax (word clusters by "
+                                                       "frequency) instead of the full one; null: full softmax",
+                                                 minimum=1, hint="use a list of word counts, e.g. [2000,10000], or "
+                                                                 "null for a full softmax")
+
+    def check(self) -> None:
+        super().check()
+        if self.bidirectional:
+            raise ConfigError("model.bidirectional=true cannot predict the next token: the backward direction "
+                              "reads the tokens to be predicted; use model.bidirectional=false")
+        if self.tie_weights and self.adaptive_cutoffs:
+            raise ConfigError("model.tie_weights=true needs a full softmax: set model.adaptive_cutoffs=null or "
+                              "model.tie_weights=false")
+        if self.tie_weights and self.freeze_vectors:
+            raise ConfigError("model.freeze_vectors=true with model.tie_weights=true would freeze the output layer "
+                              "too (it is the embedding); set one of them to false")
+        if self.tie_weights and self.embedding_dim != self.hidden_size:
+            raise ConfigError(f"model.tie_weights=true needs model.embedding_dim == model.hidden_size (got "
+                              f"{self.embedding_dim} and {self.hidden_size}); make them equal or untie")
+        cutoffs = self.adaptive_cutoffs or []
+        if cutoffs and (cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1):
+            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} is impossible: give increasing word counts, "
+                              f"e.g. [2000, 10000]")
+        if cutoffs and self.hidden_size // 4 ** len(cutoffs) < 1:  # each rarer cluster's vectors are 4x shorter
+            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} makes {len(cutoffs)} clusters of rarer words, too "
+                              f"many for model.hidden_size={self.hidden_size} (the last would have vectors of size "
+                              f"0): use at most {max(int(math.log(self.hidden_size, 4)), 0)} cutoffs or a larger "
+                              f"hidden size")
+
+    def build(self, vocab_size: int, ignore_index: int, *, pretrained: PretrainedRows | None = None) -> LanguageModel:
+        """`pretrained`: rows for the corpus vocabulary only; the output layer predicts that vocabulary."""
+        self.check()
+        cutoffs = self.adaptive_cutoffs
+        if cutoffs and cutoffs[-1] >= vocab_size:
+            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} is impossible for a vocabulary of {vocab_size:,}: "
+                              f"give increasing word counts between 1 and {vocab_size - 1}, e.g. [2000, 10000]")
+        kwargs = self.encoder_kwargs()
+        del kwargs["bidirectional"]  # refused by check()
+        model = LanguageModel(vocab_size, embedding_dim=self.embedding_dim, tie_weights=self.tie_weights,
+                              adaptive_cutoffs=cutoffs, ignore_index=ignore_index, **kwargs)
+        self.start_embedding(model.embedding, pretrained)
+        return model
+
+    def describe(self) -> str:
+        output = "tied" if self.tie_weights else f"adaptive {self.adaptive_cutoffs}" if self.adaptive_cutoffs else ""
+        return ", ".join(filter(None, [super().describe(), output]))
 
 
 class LanguageModel(nn.Module):
@@ -43,12 +103,8 @@ class LanguageModel(nn.Module):
         ignore_index: int = -100,
     ) -> None:
         super().__init__()
-        if tie_weights and embedding_dim != hidden_size:
-            raise ValueError(f"tied weights need embedding_dim == hidden_size, got {embedding_dim} and {hidden_size}")
-        if tie_weights and adaptive_cutoffs:
-            raise ValueError("tied weights need a full softmax decoder, not an adaptive softmax")
         self.ignore_index = ignore_index  # targets that are no token (padding at the end of a stream)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.embedding = WordEmbedding(vocab_size, embedding_dim, padding_idx=None)
         # On the embeddings, between layers (inside the encoder) and before the decoder, as in
         # Zaremba et al. 2014: never on the recurrent connections.
         self.dropout = nn.Dropout(dropout)
@@ -91,12 +147,15 @@ class LanguageModel(nn.Module):
         """(B, T) log-probability of each target (0 where the target is no token), the (B, T,
         hidden) outputs that predicted them, and the new state."""
         hidden, state = self._encode(tokens, state)
-        real = targets != self.ignore_index
-        log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
         if self.adaptive is None:
-            log_probs[real] = -F.cross_entropy(self.decoder(hidden)[real].float(), targets[real], reduction="none")
-        else:
-            log_probs[real] = self.adaptive(hidden[real].float(), targets[real]).output
+            # Every position at once: ignore_index gives the 0s. Selecting the real positions first
+            # would copy the (B * T, vocab) logits and scatter their gradient back, ~10% of a PTB step.
+            logits = self.decoder(hidden).flatten(0, 1).float()
+            nll = F.cross_entropy(logits, targets.flatten(), ignore_index=self.ignore_index, reduction="none")
+            return -nll.view(targets.shape), hidden, state
+        real = targets != self.ignore_index  # the adaptive softmax needs every target to be a token
+        log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
+        log_probs[real] = self.adaptive(hidden[real].float(), targets[real]).output
         return log_probs, hidden, state
 
     def _encode(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:

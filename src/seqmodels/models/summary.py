@@ -55,6 +55,11 @@ def parameter_rows(model: nn.Module) -> list[ParameterRow]:
         elif isinstance(module, nn.Embedding):
             shape = f"{module.num_embeddings}x{module.embedding_dim}"
             formula = f"{module.num_embeddings}*{module.embedding_dim}"
+            if not module.weight.requires_grad:
+                formula += ", not trained"
+            beyond = getattr(module, "frozen", None)  # models.embedding: pretrained words, a buffer
+            if beyond is not None:
+                formula += f"; + {len(beyond):,}x{module.embedding_dim} pretrained words, frozen (a buffer)"
         elif isinstance(module, nn.Linear):
             shape = f"{module.in_features}->{module.out_features}"
             formula = f"{module.in_features}*{module.out_features} + {module.out_features}" if module.bias is not None else ""

@@ -13,12 +13,67 @@ the number of real tokens, so its scale does not depend on the batch's sentence 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqmodels.errors import ConfigError
 from seqmodels.models.crf import LinearChainCRF, viterbi
-from seqmodels.models.encoder import RecurrentEncoder, length_mask
+from seqmodels.models.embedding import PretrainedRows, WordEmbedding
+from seqmodels.models.encoder import EncoderConfig, RecurrentEncoder, length_mask
+from seqmodels.schema import setting
+
+
+@dataclass
+class TaggerConfig(EncoderConfig):
+    """`model.*` of a many-to-many task: the encoder, the word features and the output layer."""
+
+    crf: bool = setting(False, "a CRF output layer: tags decoded jointly (Viterbi) instead of one by one")
+    valid_tags: bool = setting(False, "decode the best sequence of valid IOB2 tags (no I-PER after O), "
+                                      "not each token's argmax")
+    char_dim: int = setting(0, "character embedding size of a character CNN per word; 0: no character features",
+                            minimum=0)
+    char_filters: int = setting(50, "CNN filters: the size of each word's spelling vector (with char_dim > 0)",
+                                minimum=1)
+    char_kernel_size: int = setting(3, "characters each filter sees (odd)", minimum=1)
+    shape_dim: int = setting(0, "size of a word-shape vector (capitals, digits); 0: none", minimum=0)
+    attention_dim: int = setting(0, "> 0: each token also sees an attention summary of its whole sequence "
+                                    "(query/key size); 0: none", minimum=0)
+    word_dropout: float = setting(0.0, "rate at which training words become <unk>, so <unk> learns unseen words",
+                                  minimum=0.0, maximum=1.0)
+    singleton_dropout: float = setting(0.0, "rate for the words training saw once (Lample et al. 0.5); "
+                                            "needs data.min_freq=1", minimum=0.0, maximum=1.0)
+
+    def check(self) -> None:
+        super().check()
+        if self.char_dim > 0 and self.char_kernel_size % 2 == 0:
+            raise ConfigError(f"model.char_kernel_size={self.char_kernel_size} must be odd (3, 5, ...) "
+                              f"so each filter centres on a character")
+
+    def build(self, vocab_size: int, num_tags: int, *, num_chars: int, num_shapes: int, unk_id: int,
+              singletons_from: int, forbidden: tuple[list[list[bool]], list[bool]] | None, frozen_words: int = 0,
+              pretrained: PretrainedRows | None = None) -> SequenceTagger:
+        """`forbidden`: the tag transitions and first tags the scheme forbids, used with `valid_tags`;
+        `frozen_words`: the last ids are pretrained words beyond the training vocabulary (`models.embedding`)."""
+        model = SequenceTagger(
+            vocab_size, num_tags, embedding_dim=self.embedding_dim, crf=self.crf, num_chars=num_chars,
+            char_dim=self.char_dim, char_filters=self.char_filters if self.char_dim else 0,
+            char_kernel_size=self.char_kernel_size, num_shapes=num_shapes, shape_dim=self.shape_dim,
+            attention_dim=self.attention_dim, word_dropout=self.word_dropout,
+            singleton_dropout=self.singleton_dropout, singletons_from=singletons_from,
+            forbidden=forbidden if self.valid_tags else None, unk_id=unk_id, frozen_words=frozen_words,
+            **self.encoder_kwargs())
+        self.start_embedding(model.embedding, pretrained)
+        return model
+
+    def describe(self) -> str:
+        extras = [name for name, on in (("CRF", self.crf), (f"char CNN {self.char_dim}", self.char_dim),
+                                        (f"shape {self.shape_dim}", self.shape_dim),
+                                        (f"attention {self.attention_dim}", self.attention_dim),
+                                        ("valid tags", self.valid_tags)) if on]
+        return ", ".join([super().describe(), *extras])
 
 
 class CharCNN(nn.Module):
@@ -31,8 +86,6 @@ class CharCNN(nn.Module):
 
     def __init__(self, num_chars: int, char_dim: int, num_filters: int, kernel_size: int = 3) -> None:
         super().__init__()
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd so the filters centre on a character, got {kernel_size}")
         self.embedding = nn.Embedding(num_chars, char_dim, padding_idx=0)
         self.conv = nn.Conv1d(char_dim, num_filters, kernel_size, padding=kernel_size // 2)
         self.output_size = num_filters
@@ -95,9 +148,10 @@ class SequenceTagger(nn.Module):
         forbidden: tuple[list[list[bool]], list[bool]] | None = None,
         padding_idx: int = 0,
         unk_id: int = 1,
+        frozen_words: int = 0,
     ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=padding_idx)
+        self.embedding = WordEmbedding(vocab_size, embedding_dim, padding_idx, frozen_words)
         self.chars = CharCNN(num_chars, char_dim, char_filters, char_kernel_size) if char_dim > 0 else None
         # a word's shape (capitals, digits) as a small vector: what <unk> and lowercased words lose
         self.shapes = nn.Embedding(num_shapes, shape_dim, padding_idx=0) if shape_dim > 0 else None

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig
 
-from seqmodels.errors import ConfigError
+from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task
 from seqmodels.tasks.language_model import LanguageModelTask
 from seqmodels.tasks.ner import NerTask
 from seqmodels.tasks.sentiment import SentimentTask
+from seqmodels.tasks.translation import TranslationTask
 
-TASKS: dict[str, type[Task]] = {"sentiment": SentimentTask, "ner": NerTask, "language_model": LanguageModelTask}
+TASKS: dict[str, type[Task]] = {"sentiment": SentimentTask, "ner": NerTask, "language_model": LanguageModelTask,
+                                "translation": TranslationTask}
+
+
+@dataclass
+class TaskChoice(Section):
+    """`task.*`: set by the task presets (configs/task/), not usually on the command line."""
+
+    name: str = setting("imdb", "the preset's name, shown in logs, metrics.json and TensorBoard")
+    kind: str = setting("sentiment", "which Task class runs it", choices=tuple(TASKS))
+
+
+def task_class(cfg: DictConfig) -> type[Task]:
+    return TASKS[validate(TaskChoice, cfg.get("task"), "task").kind]
 
 
 def get_task(cfg: DictConfig) -> Task:
-    kind = cfg.task.kind
-    if kind not in TASKS:
-        raise ConfigError(f"task.kind={kind!r} is unknown; use one of {sorted(TASKS)}")
-    return TASKS[kind](cfg)
+    """The task of `cfg`, its `data.*` and `model.*` sections validated."""
+    return task_class(cfg)(cfg)

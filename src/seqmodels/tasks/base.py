@@ -1,21 +1,43 @@
 """What a task is: the only thing the trainer knows about data, models and metrics.
 
-A task reads its data (`prepare`), puts a head on the recurrent encoder (`build_model`),
-computes a batch's loss (`step`), turns the outputs of an evaluation pass into metrics
-(`evaluate`) and answers a user's text (`predict`). Adding a task means writing one of
-these and registering it in `seqmodels.tasks`; the trainer loop never changes.
+A task declares its config sections (`data_schema`, `model_schema`: the `data.*` and `model.*` keys
+it reads, see `seqmodels.schema`), reads its data (`prepare`), builds its model (`build_model`),
+computes a batch's loss (`step`), decodes a batch for evaluation (`evaluation_step`), turns the
+outputs of an evaluation pass into metrics (`evaluate`) and answers a user's text (`predict`, with
+the command-line options it declares). A task may read more sections than `data.*` and `model.*`
+(`extra_schemas`, e.g. translation's `decode.*`). Adding a task means writing one of these
+and registering it in `seqmodels.tasks`; the trainer loop never changes.
+
+The contracts the trainer relies on:
+
+- `TaskData.train/val/test` are `Loader`s: iterable, sized, reordered by `set_epoch(epoch)` (a
+  no-op where the order is fixed) and cut by `shard(rank, size)` for data-parallel training.
+- `step(model, batch)` runs in train mode (training) and in eval mode under `torch.no_grad()`
+  (evaluation, through `evaluation_step`) or with gradients (the gradient-flow measurement); it only
+  computes the loss and what is cheap to count, never a decoding.
+- `evaluate(outputs, artifacts)` receives every `StepOutput` of one pass over a split (all ranks'
+  under torchrun, in order) and the run's artifacts; it keeps no state from `build_model`.
+- `configure_evaluation` runs before every final evaluation of a checkpoint: the trainer's (no
+  options) and `evaluate.py`'s (its task options). Validation during training does not pass through
+  it, so a task can validate cheaply (e.g. greedy decoding) and report the final numbers in full.
 """
 
 from __future__ import annotations
 
+import argparse
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
+
+from seqmodels.data.config import DataConfig
+from seqmodels.models.embedding import PretrainedRows
+from seqmodels.models.encoder import EncoderConfig
+from seqmodels.schema import Section, validate
 
 
 @dataclass
@@ -38,25 +60,58 @@ class StepOutput:
     details: Any = None  # whatever `evaluate` needs from this batch, on the CPU
 
 
+@runtime_checkable
+class Loader(Protocol):
+    """What the trainer needs of a split's batches (`data.batching.BatchLoader`, `data.corpus.StreamWindows`)."""
+
+    def __iter__(self) -> Iterator[Batch]: ...
+
+    def __len__(self) -> int: ...
+
+    def set_epoch(self, epoch: int) -> None:
+        """The order of the next pass: shuffled reproducibly per epoch, or unchanged."""
+
+    def shard(self, rank: int, num_ranks: int) -> None:
+        """From now on yield only this rank's share of the batches (ValueError if there are too few)."""
+
+
 @dataclass
 class TaskData:
-    train: Iterable[Batch]
-    val: Iterable[Batch]
-    test: Iterable[Batch]
+    train: Loader
+    val: Loader
+    test: Loader
     # Plain strings and numbers that prediction needs (tokenizer, label names, sizes). They
     # are stored in every checkpoint, so a run directory is enough to predict.
     artifacts: dict[str, Any]
     summary: dict[str, Any] = field(default_factory=dict)  # sizes and stats printed at start
+    # more test sets, by name, evaluated with `test` at the end and reported beside it
+    extra_tests: dict[str, Loader] = field(default_factory=dict)
 
 
 class Task(ABC):
     #: the validation metric that selects the best checkpoint and that sweeps optimise
-    monitor: str
+    monitor: ClassVar[str]
     #: "max" if a larger `monitor` is better, else "min"
-    mode: str
+    mode: ClassVar[str]
+    #: the `data.*` and `model.*` sections this task reads (subclasses of the shared ones)
+    data_schema: ClassVar[type[DataConfig]] = DataConfig
+    model_schema: ClassVar[type[EncoderConfig]] = EncoderConfig
+    #: further top-level sections this task reads, by name (e.g. {"decode": DecodeConfig})
+    extra_schemas: ClassVar[dict[str, type[Section]]] = {}
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
+        self.data_config = validate(self.data_schema, cfg.get("data"), "data")
+        self.model_config = validate(self.model_schema, cfg.get("model"), "model")
+        self.sections = {name: validate(schema, cfg.get(name), name) for name, schema in self.extra_schemas.items()}
+        # The rows a new model's word embedding starts from, once `prepare` has matched
+        # `model.pretrained_vectors` to the vocabulary (`tasks.vectors`); None when a run is loaded,
+        # whose saved weights replace them anyway.
+        self.pretrained: PretrainedRows | None = None
+        self.check_config()
+
+    def check_config(self) -> None:
+        """Rules between `data.*` and `model.*` keys (raise ConfigError), beside the builder they protect."""
 
     @abstractmethod
     def prepare(self) -> TaskData: ...
@@ -65,15 +120,37 @@ class Task(ABC):
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module: ...
 
     @abstractmethod
-    def step(self, model: nn.Module, batch: Batch) -> StepOutput: ...
+    def step(self, model: nn.Module, batch: Batch) -> StepOutput:
+        """The batch's loss (see the module docstring for when it runs)."""
+
+    def evaluation_step(self, model: nn.Module, batch: Batch) -> StepOutput:
+        """`step` plus what `evaluate` needs that training does not (e.g. decoded tags)."""
+        return self.step(model, batch)
 
     @abstractmethod
-    def evaluate(self, outputs: list[StepOutput]) -> dict[str, float]: ...
+    def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]: ...
 
     @abstractmethod
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
-        """The answer to a user's text. `options` come from the command line (e.g. temperature,
-        top_k, length, seed for sampling); a task uses those it knows and ignores the rest."""
+        """The answer to a user's text. `options` are the values of the options `add_options` declared."""
+
+    @classmethod
+    def add_predict_options(cls, group: argparse._ArgumentGroup) -> None:
+        """Declare this task's options of `predict.py`, each with default None: only the options a
+        user gives reach `predict`, so the task's own defaults hold otherwise."""
+
+    @classmethod
+    def add_evaluate_options(cls, group: argparse._ArgumentGroup) -> None:
+        """Declare this task's options of `evaluate.py` (default None), handed to `configure_evaluation`."""
+
+    def check_evaluation_options(self, **options: Any) -> None:
+        """Refuse impossible `evaluate.py` options (ConfigError) before any data is read."""
+
+    def configure_evaluation(self, model: nn.Module, data: TaskData, device: torch.device,
+                             **options: Any) -> dict[str, Any]:
+        """Prepare the final evaluation of a checkpoint (the trainer's, without options, and `evaluate.py`'s,
+        with its task options); returns what to report of the settings used."""
+        return {}
 
     def start_pass(self, model: nn.Module, split: str) -> None:
         """Called before each pass over `split` ("train", "val", "test"): the place to reset
@@ -83,19 +160,19 @@ class Task(ABC):
         """Markdown texts logged to TensorBoard after each validation (e.g. sampled sentences)."""
         return {}
 
+    def figures(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, Any]:
+        """Matplotlib Figures logged to TensorBoard (IMAGES) after each validation (e.g. attention maps)."""
+        return {}
+
+    def describe(self) -> str:
+        """The model in one line, for the startup summary and benchmark reports."""
+        return self.model_config.describe()
+
     def hparams(self) -> dict[str, Any]:
-        """Hyper-parameters shown against final metrics in TensorBoard's HPARAMS view."""
-        model = self.cfg.model
-        return {
-            "task": self.cfg.task.name,
-            "cell": model.cell,
-            "num_layers": model.num_layers,
-            "bidirectional": model.bidirectional,
-            "hidden_size": model.hidden_size,
-            "embedding_dim": model.embedding_dim,
-            "dropout": model.dropout,
-            "optimizer": self.cfg.optim.name,
-            "lr": self.cfg.optim.lr,
-            "batch_size": self.cfg.data.batch_size,
-            "seed": self.cfg.seed,
-        }
+        """Hyper-parameters shown against final metrics in TensorBoard's HPARAMS view and in
+        `compare.py`'s tables: every declared `model.*` key, the task's `data.*` keys that shape
+        the examples, and the optimizer's."""
+        data = {k: v for k, v in self.data_config.as_dict().items() if k not in ("root", "cache_dir", "download")}
+        extra = {k: v for section in self.sections.values() for k, v in section.as_dict().items()}
+        return {"task": self.cfg.task.name, **self.model_config.as_dict(), **data, **extra,
+                "optimizer": self.cfg.optim.name, "lr": self.cfg.optim.lr, "seed": self.cfg.seed}

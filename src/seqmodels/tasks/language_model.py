@@ -24,12 +24,16 @@ from seqmodels.data import ptb, wikitext2
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.corpus import (EOS, IGNORE, UNKNOWN, UNKNOWN_CHAR, StreamWindows, build_vocabulary, encode,
                                    lay_out, read_text, read_words, split_by_fractions)
-from seqmodels.checks import require_bool, require_int, require_number
+from seqmodels.checks import require_int, require_number
+from seqmodels.data.config import DataConfig
 from seqmodels.errors import ConfigError, DataError
-from seqmodels.models import LanguageModel, encoder_kwargs
+from seqmodels.models import LanguageModelConfig
+from seqmodels.schema import setting
 from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.language_model import detach_state, sample
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.vectors import pretrained_rows, read_vectors
+from seqmodels.training.evaluation import evaluate_split
 
 log = logging.getLogger("seqmodels")
 
@@ -37,6 +41,32 @@ WORD_CORPORA = {"ptb": ptb, "wikitext2": wikitext2}
 CHARACTERS = "chars"  # data.dataset for the characters of the file at data.path
 SAMPLE_LENGTH = {"word": 30, "char": 200}  # tokens sampled for TensorBoard and by default in `predict`
 NUM_EXAMPLES = 3
+# evaluate.py --tune-cache: the grids searched on validation (see configure_evaluation)
+CACHE_THETAS = (0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0, 5.0)
+CACHE_LAMBDAS = (0.0, 0.05, 0.15, 0.2, 0.3, 0.4)
+FIRST_LAMBDA = 0.1
+
+
+@dataclass
+class LanguageModelData(DataConfig):
+    dataset: str = setting("ptb", f"a word corpus ({', '.join(WORD_CORPORA)}) or {CHARACTERS}: the characters of "
+                                  f"data.path", choices=(*WORD_CORPORA, CHARACTERS))
+    path: str | None = setting(None, "the UTF-8 text file of data.dataset=chars")
+    val_fraction: float = setting(0.05, "chars: the share of the file after the training part, for validation",
+                                  minimum=0.0, maximum=1.0, low_open=True)
+    test_fraction: float = setting(0.05, "chars: the share at the end of the file, for test", minimum=0.0,
+                                   maximum=1.0, low_open=True)
+    batch_size: int = setting(20, "parallel streams of text in training", minimum=1)
+    eval_batch_size: int | None = setting(10, "streams in validation and test; null: batch_size", minimum=1)
+    bptt: int = setting(35, "steps per window; the hidden state carries over (detached) into the next window",
+                        minimum=1)
+
+    def check(self) -> None:
+        if self.dataset == CHARACTERS and not self.path:
+            raise ConfigError("task=chars needs a text file: add data.path=/path/to/file.txt")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction} "
+                              f"are impossible; each must be in (0, 1) and together below 1 (e.g. 0.05 and 0.05)")
 
 
 @dataclass
@@ -49,57 +79,27 @@ class LanguageModelTask(Task):
     monitor = "perplexity"
     mode = "min"
 
+    data_schema = LanguageModelData
+    model_schema = LanguageModelConfig
+    data_config: LanguageModelData
+    model_config: LanguageModelConfig
+
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self._check_config()  # a bad config fails before any data is read
         self._state = None  # the recurrent state carried from one window to the next
         self.cache: ContinuousCache | None = None  # evaluation with a continuous cache: use_cache()
 
-    # -- configuration ----------------------------------------------------------------------
-    def _check_config(self) -> None:
-        model, data = self.cfg.model, self.cfg.data
-        if model.bidirectional:
-            raise ConfigError("model.bidirectional=true cannot predict the next token: the backward direction "
-                              "reads the tokens to be predicted; use model.bidirectional=false")
-        tie = model.get("tie_weights", False)
-        require_bool("model.tie_weights", tie)
-        cutoffs = model.get("adaptive_cutoffs")
-        if cutoffs is not None and (not isinstance(cutoffs, Sequence) or isinstance(cutoffs, str)
-                                    or not all(isinstance(c, int) and not isinstance(c, bool) for c in cutoffs)):
-            raise ConfigError(f"model.adaptive_cutoffs={cutoffs!r} must be a list of word counts, e.g. [2000,10000], "
-                              f"or null for a full softmax")
-        if tie and cutoffs:
-            raise ConfigError("model.tie_weights=true needs a full softmax: set model.adaptive_cutoffs=null or "
-                              "model.tie_weights=false")
-        if tie and model.embedding_dim != model.hidden_size:
-            raise ConfigError(f"model.tie_weights=true needs model.embedding_dim == model.hidden_size (got "
-                              f"{model.embedding_dim} and {model.hidden_size}); make them equal or untie")
-        for key in ("batch_size", "bptt"):
-            require_int(f"data.{key}", data[key])
-        require_int("data.eval_batch_size", data.eval_batch_size, allow_none=True)  # null: data.batch_size
-        self._settings()
-
     def _settings(self) -> dict[str, Any]:
         """What the cached id streams depend on (the layout does not: it is cheap to redo)."""
-        data = self.cfg.data
+        data = self.data_config
         if data.dataset in WORD_CORPORA:
             return {"dataset": data.dataset, "level": "word"}
-        if data.dataset != CHARACTERS:
-            raise ConfigError(f"data.dataset={data.dataset!r} is not a language-model corpus; use one of "
-                              f"{sorted([*WORD_CORPORA, CHARACTERS])}")
-        if not data.get("path"):
-            raise ConfigError("task=chars needs a text file: add data.path=/path/to/file.txt")
-        val, test = data.val_fraction, data.test_fraction
-        require_number("data.val_fraction", val, 0.0, 1.0, low_open=True)
-        require_number("data.test_fraction", test, 0.0, 1.0, low_open=True)
-        if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
-            raise ConfigError(f"data.val_fraction={val} and data.test_fraction={test} are impossible; each must be "
-                              f"in (0, 1) and together below 1 (e.g. 0.05 and 0.05)")
-        return {"dataset": CHARACTERS, "level": "char", "val_fraction": val, "test_fraction": test}
+        return {"dataset": CHARACTERS, "level": "char", "val_fraction": data.val_fraction,
+                "test_fraction": data.test_fraction}
 
     # -- data -------------------------------------------------------------------------------
     def _sources(self, settings: dict[str, Any]) -> dict[str, Path]:
-        data = self.cfg.data
+        data = self.data_config
         if settings["level"] == "word":
             return WORD_CORPORA[settings["dataset"]].locate(Path(data.root), allow_download=data.download)
         path = Path(data.path).expanduser()
@@ -107,13 +107,22 @@ class LanguageModelTask(Task):
             raise DataError(f"data.path={data.path} is not a file; point it at a UTF-8 text file")
         return {"text": path.resolve()}
 
+    def check_config(self) -> None:
+        if self.model_config.pretrained_vectors and self.data_config.dataset == CHARACTERS:
+            raise ConfigError(f"model.pretrained_vectors={self.model_config.pretrained_vectors} holds word vectors, "
+                              f"but data.dataset={CHARACTERS} models characters; drop model.pretrained_vectors")
+
     def prepare(self) -> TaskData:
         settings = self._settings()
-        data = self.cfg.data
+        data = self.data_config
         sources = self._sources(settings)
+        vectors = read_vectors(self.model_config, data)
         key = cache_key(list(sources.values()), {**settings, "vocabulary": "most frequent first"})
         name = settings["dataset"]
         entry, _ = cached(Path(data.cache_dir), name, key, lambda: self._build_cache(sources, settings))
+        if vectors is not None:
+            # The corpus' own vocabulary, never extended: the output layer predicts exactly these words.
+            self.pretrained, _ = pretrained_rows(vectors, entry["vocabulary"], frozen=0, train_ids=entry["train"])
         streams = {"train": lay_out(entry["train"], data.batch_size)}
         for split in ("val", "test"):
             streams[split] = lay_out(entry[split], data.eval_batch_size or data.batch_size)
@@ -164,27 +173,7 @@ class LanguageModelTask(Task):
 
     # -- model, loss, metrics ---------------------------------------------------------------
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        model = self.cfg.model
-        kwargs = encoder_kwargs(model)
-        del kwargs["bidirectional"]  # refused in _check_config
-        return LanguageModel(vocab_size=artifacts["vocab_size"], embedding_dim=model.embedding_dim,
-                             tie_weights=bool(model.get("tie_weights", False)),
-                             adaptive_cutoffs=self._cutoffs(artifacts["vocab_size"]), ignore_index=IGNORE, **kwargs)
-
-    def _cutoffs(self, vocab_size: int) -> list[int] | None:
-        cutoffs = self.cfg.model.get("adaptive_cutoffs")
-        if not cutoffs:
-            return None
-        cutoffs = list(cutoffs)
-        if cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1 or cutoffs[-1] >= vocab_size:
-            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} is impossible for a vocabulary of {vocab_size:,}: "
-                              f"give increasing word counts between 1 and {vocab_size - 1}, e.g. [2000, 10000]")
-        hidden = self.cfg.model.hidden_size
-        if hidden // 4 ** len(cutoffs) < 1:  # each rarer cluster's vectors are 4 times shorter
-            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} makes {len(cutoffs)} clusters of rarer words, too many "
-                              f"for model.hidden_size={hidden} (the last would have vectors of size 0): use at most "
-                              f"{max(int(math.log(hidden, 4)), 0)} cutoffs or a larger hidden size")
-        return cutoffs
+        return self.model_config.build(artifacts["vocab_size"], ignore_index=IGNORE, pretrained=self.pretrained)
 
     def use_cache(self, size: int, theta: float, lam: float) -> None:
         """Evaluate from now on with a continuous cache over the model's predictions
@@ -193,6 +182,61 @@ class LanguageModelTask(Task):
         require_number("--cache-theta", theta, 0.0, math.inf, low_open=True)
         require_number("--cache-lambda", lam, 0.0, 1.0, high_open=False)
         self.cache = ContinuousCache(size, theta, lam, IGNORE) if size else None
+
+    @classmethod
+    def add_predict_options(cls, group) -> None:
+        group.add_argument("--temperature", type=float, help="below 1 sharpens, above 1 flattens (default 1)")
+        group.add_argument("--top-k", type=int, help="list the K most likely next tokens and sample only among the "
+                                                     "K most likely at each step; 1 is greedy (default 10)")
+        group.add_argument("--length", type=int, help="tokens to sample (default 30 words or 200 characters)")
+        group.add_argument("--seed", type=int, help="the same seed gives the same continuation (default: random)")
+
+    @classmethod
+    def add_evaluate_options(cls, group) -> None:
+        group.add_argument("--cache-size", type=int,
+                           help="remember this many earlier hidden states per stream (e.g. 2000): a continuous cache")
+        group.add_argument("--cache-theta", type=float, help="how sharply the cache points (default 0.3)")
+        group.add_argument("--cache-lambda", type=float, help="the cache's weight in the mixture (default 0.1)")
+        group.add_argument("--tune-cache", action="store_const", const=True,
+                           help=f"choose theta in {CACHE_THETAS}, then lambda in {(FIRST_LAMBDA, *CACHE_LAMBDAS)}, "
+                                f"on val (needs --cache-size)")
+
+    def check_evaluation_options(self, *, cache_size: int | None = None, tune_cache: bool | None = None,
+                                 **options: Any) -> None:
+        if tune_cache and not cache_size:
+            raise ConfigError("--tune-cache needs --cache-size N (e.g. 2000): how many states the cache remembers")
+
+    def configure_evaluation(self, model: nn.Module, data: TaskData, device: torch.device, *,
+                             cache_size: int | None = None, cache_theta: float | None = None,
+                             cache_lambda: float | None = None, tune_cache: bool | None = None,
+                             **options: Any) -> dict[str, Any]:
+        """With a cache size: evaluate with a continuous cache of (size, theta, lambda), or with
+        `tune_cache` the theta and lambda that are best on validation (a grid, one pass each: theta
+        along its grid with lambda at 0.1, then lambda along its grid with the best theta, and
+        lambda 0, so the search never ends worse than the model alone)."""
+        if not cache_size:
+            return {}
+        theta, lam = 0.3 if cache_theta is None else cache_theta, 0.1 if cache_lambda is None else cache_lambda
+        report: dict[str, Any] = {}
+        if tune_cache:
+            search: list[dict[str, float]] = []
+
+            def validate(theta: float, lam: float) -> dict[str, float]:
+                self.use_cache(cache_size, theta, lam)
+                val = evaluate_split(self, model, data.val, data.artifacts, "val", device)[self.monitor]
+                log.info("cache size %d theta %g lambda %g: val %s %.4f", cache_size, theta, lam, self.monitor, val)
+                search.append({"theta": theta, "lambda": lam, "val": val})
+                return search[-1]
+
+            theta = min((validate(t, FIRST_LAMBDA) for t in CACHE_THETAS), key=lambda row: row["val"])["theta"]
+            for candidate in CACHE_LAMBDAS:
+                validate(theta, candidate)
+            best = min(search, key=lambda row: row["val"])
+            theta, lam = best["theta"], best["lambda"]
+            report["cache_search"] = search
+        self.use_cache(cache_size, theta, lam)
+        report["cache"] = {"size": cache_size, "theta": theta, "lambda": lam}
+        return report
 
     def start_pass(self, model: nn.Module, split: str) -> None:
         self._state = None  # every pass reads its split from the beginning
@@ -211,17 +255,12 @@ class LanguageModelTask(Task):
         # Weighted by target tokens, so the trainer's epoch loss is the mean token loss too.
         return StepOutput(loss_sum / count, count, count, details=(loss_sum.item(), count))
 
-    def evaluate(self, outputs: list[StepOutput]) -> dict[str, float]:
+    def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
         count = sum(o.details[1] for o in outputs)
         if count == 0:
             return {"perplexity": float("nan"), "loss": float("nan")}
         loss = sum(o.details[0] for o in outputs) / count
         return {"perplexity": math.exp(loss) if loss < 700 else math.inf, "loss": loss}
-
-    def hparams(self) -> dict[str, Any]:
-        return {**super().hparams(), "bptt": self.cfg.data.bptt,
-                "tie_weights": bool(self.cfg.model.get("tie_weights", False)),
-                "adaptive_cutoffs": str(self.cfg.model.get("adaptive_cutoffs"))}
 
     # -- text in, text out ------------------------------------------------------------------
     @staticmethod

@@ -21,19 +21,33 @@ from torch import nn
 from seqmodels.data import conll
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_report
 from seqmodels.data.cache import cache_key, cached
-from seqmodels.data.text import UNK_ID, flatten
+from seqmodels.data.pretrained import extend
+from seqmodels.data.text import PAD, UNK, UNK_ID, flatten
 from seqmodels.data.vocab import Vocabulary
-from seqmodels.checks import require_bool, require_choice, require_int
+from seqmodels.data.config import DataConfig
 from seqmodels.errors import ConfigError, DataError
-from seqmodels.models import SequenceTagger, encoder_kwargs, tagger_kwargs
+from seqmodels.models import TaggerConfig
+from seqmodels.schema import setting
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
 from seqmodels.tasks.ner_metrics import entity_scores
+from seqmodels.tasks.vectors import pretrained_rows, read_vectors, unseen_word_candidates, vocabulary_sources
 
 log = logging.getLogger("seqmodels")
 
 DATASETS = ("conll2003",)
 SPLITS = ("train", "val", "test")
 OUTSIDE = "O"
+
+
+@dataclass
+class NerData(DataConfig):
+    dataset: str = setting("conll2003", "the tagged sentences to read", choices=DATASETS)
+    batch_size: int = setting(32, "sentences (or document runs) per training batch", minimum=1)
+    min_freq: int = setting(2, "rarer training words map to <unk>, so <unk> is trained for unseen words", minimum=1)
+    lowercase: bool = setting(False, "lowercase words (capitals mark names; the character CNN sees them either way)")
+    context_tokens: int = setting(0, "0: every sentence is an example. N > 0: consecutive sentences of one document, "
+                                     "up to N tokens, are read as one sequence; entities are still scored sentence "
+                                     "by sentence", minimum=0)
 
 
 @dataclass
@@ -55,9 +69,17 @@ class Vocabularies:
     words: Vocabulary
     chars: Vocabulary
     lowercase: bool
+    # with pretrained words beyond the training vocabulary: a word unknown as it is is looked up in
+    # lowercase too (GloVe 6B is lowercased, CoNLL-2003 is not)
+    lowercase_fallback: bool = False
 
     def word_ids(self, words: list[str]) -> list[int]:
-        return self.words.ids(word.lower() for word in words) if self.lowercase else self.words.ids(words)
+        if self.lowercase:
+            words = [word.lower() for word in words]
+        ids = self.words.ids(words)
+        if self.lowercase_fallback:
+            ids = [self.words.index.get(word.lower(), UNK_ID) if i == UNK_ID else i for i, word in zip(ids, words)]
+        return ids
 
     def char_ids(self, words: list[str]) -> list[list[int]]:
         return [self.chars.ids(word) for word in words]  # spelling keeps its capitals
@@ -75,37 +97,45 @@ def _padded_chars(flat: torch.Tensor, starts: torch.Tensor, lengths: torch.Tenso
     return torch.where(real, flat[index.clamp(max=len(flat) - 1)].long(), 0)
 
 
-def _context_tokens(data: Any) -> int:
-    return data.get("context_tokens", 0)  # runs saved before the option read sentences alone
-
-
 class NerTask(Task):
     monitor = "f1"
     mode = "max"
 
+    data_schema = NerData
+    model_schema = TaggerConfig
+    data_config: NerData
+    model_config: TaggerConfig
+
+    def check_config(self) -> None:
+        if self.model_config.singleton_dropout > 0 and self.data_config.min_freq > 1:
+            raise ConfigError(f"model.singleton_dropout needs words seen once in the vocabulary, but "
+                              f"data.min_freq={self.data_config.min_freq} already maps them to <unk>; set "
+                              f"data.min_freq=1")
+
     def _settings(self) -> dict[str, Any]:
-        data = self.cfg.data
-        require_choice("data.dataset", data.dataset, DATASETS)
-        for key in ("min_freq", "batch_size"):
-            require_int(f"data.{key}", data[key])
-        require_int("data.context_tokens", _context_tokens(data), minimum=0)
-        require_bool("data.lowercase", data.lowercase)
-        return {"dataset": data.dataset, "min_freq": data.min_freq, "lowercase": bool(data.lowercase)}
+        """What the cached data depends on."""
+        data = self.data_config
+        return {"dataset": data.dataset, "min_freq": data.min_freq, "lowercase": data.lowercase}
 
     def prepare(self) -> TaskData:
         settings = self._settings()
-        options = tagger_kwargs(self.cfg.model)  # checked before reading any data
-        if options["singleton_dropout"] > 0 and settings["min_freq"] > 1:
-            raise ConfigError(f"model.singleton_dropout needs words seen once in the vocabulary, but "
-                              f"data.min_freq={settings['min_freq']} already maps them to <unk>; set data.min_freq=1")
-        uses_chars, uses_shapes = options["char_dim"] > 0, options["shape_dim"] > 0
-        data = self.cfg.data
+        uses_chars, uses_shapes = self.model_config.char_dim > 0, self.model_config.shape_dim > 0
+        data = self.data_config
         paths = conll.locate(Path(data.root))
-        key = cache_key(paths.values(), {**settings, "shapes": conll.SHAPES, "singletons": "counted",
-                                         "documents": "kept"})
-        entry, _ = cached(Path(data.cache_dir), settings["dataset"], key, lambda: self._build_cache(paths, settings))
+        vectors = read_vectors(self.model_config, data)
+        candidates = unseen_word_candidates(vectors, self.model_config, lowercase=settings["lowercase"])
+        vector_files, vector_settings = vocabulary_sources(vectors, candidates, self.model_config)
+        key = cache_key([*paths.values(), *vector_files], {**settings, "shapes": conll.SHAPES, "singletons": "counted",
+                                                           "documents": "kept", **vector_settings})
+        entry, _ = cached(Path(data.cache_dir), settings["dataset"], key,
+                          lambda: self._build_cache(paths, settings, candidates))
+        frozen = entry.get("frozen_words", 0)
+        if vectors is not None:
+            self.pretrained, _ = pretrained_rows(vectors, entry["words"], frozen=frozen,
+                                                 train_ids=entry["train"]["words"], specials=(PAD, UNK),
+                                                 lowercased_data=settings["lowercase"])
 
-        context_tokens = _context_tokens(data)
+        context_tokens = data.context_tokens
 
         def loader(name: str, shuffle: bool) -> BatchLoader:
             split = entry[name]
@@ -148,8 +178,9 @@ class NerTask(Task):
             "tokens train / val / test": " / ".join(f"{stats[s]['tokens']:,}" for s in SPLITS),
             "entities train": ", ".join(f"{k} {v:,}" for k, v in sorted(stats["train"]["entities"].items())),
             "tags": f"{len(entry['tags'])} ({' '.join(entry['tags'])})",
-            "vocabulary": f"{len(entry['words']):,} words (min_freq {settings['min_freq']}), "
-                          f"{len(entry['chars']):,} characters",
+            "vocabulary": f"{len(entry['words']) - frozen:,} words (min_freq {settings['min_freq']}), "
+                          f"{len(entry['chars']):,} characters"
+                          + (f"; {frozen:,} pretrained words beyond them" if frozen else ""),
             "unknown words val / test": " / ".join(f"{stats[s]['unknown']:.1%}" for s in ("val", "test")),
             "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
             "examples": (f"runs of sentences of one document, up to {context_tokens} tokens: "
@@ -157,11 +188,13 @@ class NerTask(Task):
             **padding_report(train_lengths, train.sampler),
         }
         artifacts = {"words": entry["words"], "chars": entry["chars"], "tags": entry["tags"],
-                     "lowercase": settings["lowercase"], "singletons_from": entry["singletons_from"]}
+                     "lowercase": settings["lowercase"], "singletons_from": entry["singletons_from"],
+                     **({"frozen_words": frozen} if frozen else {})}
         return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
 
     @staticmethod
-    def _build_cache(paths: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:
+    def _build_cache(paths: dict[str, Path], settings: dict[str, Any], candidates: list[str]) -> dict[str, Any]:
+        """`candidates`: pretrained words to keep beyond the training vocabulary (`tasks.vectors`)."""
         log.info("reading %s (once; later runs load the cache)", paths["train"].parent)
         sentences = {}
         for name in SPLITS:
@@ -174,15 +207,21 @@ class NerTask(Task):
         train_words = [word for sentence in sentences["train"] for word in sentence.words]
         counts = Counter(w.lower() if settings["lowercase"] else w for w in train_words)
         words = Vocabulary.build(counts, settings["min_freq"])
+        trainable = len(words)
+        # Pretrained words training never saw come after its words, so a validation, test or user's
+        # word that the vectors know gets its vector: the vocabulary still comes from training alone.
+        beyond = extend(words.strings, candidates)
+        words = Vocabulary([*words.strings, *beyond])
         chars = Vocabulary.build(Counter(char for word in train_words for char in word))
         tag_names = {tag for name in SPLITS for sentence in sentences[name] for tag in sentence.tags}
         tags = [OUTSIDE, *sorted(tag_names - {OUTSIDE})]  # O is id 0, the value padding positions hold
         tag_ids = {tag: i for i, tag in enumerate(tags)}
-        vocabularies = Vocabularies(words, chars, settings["lowercase"])
+        vocabularies = Vocabularies(words, chars, settings["lowercase"], lowercase_fallback=bool(beyond))
         entry: dict[str, Any] = {"words": words.strings, "chars": chars.strings, "tags": tags, "stats": {},
                                  # most frequent first, so the words seen once are the ids from here on
-                                 "singletons_from": next((i for i, w in enumerate(words.strings)
-                                                          if i > UNK_ID and counts[w] == 1), len(words))}
+                                 "singletons_from": next((i for i, w in enumerate(words.strings[:trainable])
+                                                          if i > UNK_ID and counts[w] == 1), trainable),
+                                 "frozen_words": len(beyond)}
         for name in SPLITS:
             word_ids = [vocabularies.word_ids(s.words) for s in sentences[name]]
             flat_words, offsets = flatten(word_ids)
@@ -199,38 +238,39 @@ class NerTask(Task):
         return entry
 
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        # evaluate() turns tag ids back into names; the names travel with the artifacts
-        self.tag_names: list[str] = list(artifacts["tags"])
-        model = self.cfg.model
-        options = tagger_kwargs(model)
-        valid_tags = options.pop("valid_tags")
-        return SequenceTagger(vocab_size=len(artifacts["words"]), num_tags=len(artifacts["tags"]),
-                              embedding_dim=model.embedding_dim, num_chars=len(artifacts["chars"]),
-                              num_shapes=len(conll.SHAPES), unk_id=UNK_ID,
-                              # checkpoints from before singletons were counted: none known
-                              singletons_from=artifacts.get("singletons_from", len(artifacts["words"])),
-                              forbidden=conll.forbidden_iob2(self.tag_names) if valid_tags else None,
-                              **encoder_kwargs(model), **options)
+        return self.model_config.build(
+            len(artifacts["words"]), len(artifacts["tags"]), num_chars=len(artifacts["chars"]),
+            num_shapes=len(conll.SHAPES), unk_id=UNK_ID,
+            singletons_from=artifacts.get("singletons_from", len(artifacts["words"])),
+            forbidden=conll.forbidden_iob2(artifacts["tags"]), frozen_words=artifacts.get("frozen_words", 0),
+            pretrained=self.pretrained)
+
+    @staticmethod
+    def _emissions_and_loss(model: nn.Module, batch: TaggingBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
+        return emissions, model.loss(emissions, batch.tags, batch.lengths)
 
     def step(self, model: nn.Module, batch: TaggingBatch) -> StepOutput:
-        emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
-        loss = model.loss(emissions, batch.tags, batch.lengths)
-        details = None
-        if not model.training:  # decoding (Viterbi with a CRF) only to evaluate: training steps stay fast
-            lengths = batch.lengths.tolist()
-            predicted = model.decode(emissions, batch.lengths).cpu().tolist()
-            gold = batch.tags.cpu().tolist()
-            sentences = batch.sentences or [[n] for n in lengths]
-            details = [(g[start:start + n], p[start:start + n])
-                       for g, p, row in zip(gold, predicted, sentences)
-                       for start, n in zip(itertools.accumulate(row, initial=0), row)]
-        return StepOutput(loss, int(batch.lengths.sum()), len(batch.lengths), details)
+        _, loss = self._emissions_and_loss(model, batch)
+        return StepOutput(loss, int(batch.lengths.sum()), len(batch.lengths))
 
-    def evaluate(self, outputs: list[StepOutput]) -> dict[str, float]:
+    def evaluation_step(self, model: nn.Module, batch: TaggingBatch) -> StepOutput:
+        """The loss and, per sentence, (gold, predicted) tag ids: decoding (Viterbi with a CRF)."""
+        emissions, loss = self._emissions_and_loss(model, batch)
+        lengths = batch.lengths.tolist()
+        predicted = model.decode(emissions, batch.lengths).cpu().tolist()
+        gold = batch.tags.cpu().tolist()
+        sentences = batch.sentences or [[n] for n in lengths]
+        details = [(g[start:start + n], p[start:start + n])
+                   for g, p, row in zip(gold, predicted, sentences)
+                   for start, n in zip(itertools.accumulate(row, initial=0), row)]
+        return StepOutput(loss, sum(lengths), len(lengths), details)
+
+    def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
         tokens = sum(o.num_tokens for o in outputs)
         if tokens == 0:
             return {"f1": float("nan"), "precision": float("nan"), "recall": float("nan"), "loss": float("nan")}
-        names = self.tag_names
+        names = artifacts["tags"]
         pairs = [pair for o in outputs for pair in o.details]
         scores = entity_scores(([names[i] for i in gold] for gold, _ in pairs),
                                ([names[i] for i in predicted] for _, predicted in pairs),
@@ -248,7 +288,7 @@ class NerTask(Task):
         if not words:
             return {"tokens": [], "tags": [], "entities": []}
         vocabularies = Vocabularies(Vocabulary(artifacts["words"]), Vocabulary(artifacts["chars"]),
-                                    artifacts["lowercase"])
+                                    artifacts["lowercase"], lowercase_fallback=artifacts.get("frozen_words", 0) > 0)
         device = next(model.parameters()).device
         tokens, lengths = pad_right([torch.tensor(vocabularies.word_ids(words))])
         chars, _ = pad_right([torch.tensor(ids) for ids in vocabularies.char_ids(words)])
@@ -259,12 +299,3 @@ class NerTask(Task):
         entities = [{"text": text[matches[span.start].start():matches[span.end - 1].end()], "type": span.type,
                      "start": span.start, "end": span.end} for span in conll.entity_spans(tags)]
         return {"tokens": words, "tags": tags, "entities": entities}
-
-    def hparams(self) -> dict[str, Any]:
-        options = tagger_kwargs(self.cfg.model)
-        return {**super().hparams(), "crf": options["crf"], "valid_tags": options["valid_tags"],
-                "char_dim": options["char_dim"], "char_filters": options["char_filters"],
-                "shape_dim": options["shape_dim"], "attention_dim": options["attention_dim"],
-                "word_dropout": options["word_dropout"], "singleton_dropout": options["singleton_dropout"],
-                "min_freq": self.cfg.data.min_freq,
-                "lowercase": bool(self.cfg.data.lowercase), "context_tokens": _context_tokens(self.cfg.data)}

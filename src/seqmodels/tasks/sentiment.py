@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,16 +16,34 @@ from seqmodels.data import imdb
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_report
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.splits import seeded_split
-from seqmodels.data.text import encode, flatten, tokenizer_from_json, train_word_tokenizer
-from seqmodels.checks import require_bool, require_choice, require_int, require_number
-from seqmodels.models import SequenceClassifier, encoder_kwargs
+from seqmodels.data.pretrained import extend
+from seqmodels.data.text import (PAD, UNK, WHITESPACE_TOKEN, encode, extend_vocabulary, flatten, tokenizer_from_json,
+                                 train_word_tokenizer)
+from seqmodels.data.config import DataConfig
+from seqmodels.models import ClassifierConfig
+from seqmodels.schema import setting
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.vectors import pretrained_rows, read_vectors, unseen_word_candidates, vocabulary_sources
 
 log = logging.getLogger("seqmodels")
 
 # Each dataset: how to find it and read it as {'train', 'test'} -> texts + labels.
 DATASETS = {"imdb": imdb}
 LABEL_NAMES = {"imdb": ["negative", "positive"]}
+
+
+@dataclass
+class SentimentData(DataConfig):
+    dataset: str = setting("imdb", "the labelled reviews to read", choices=tuple(DATASETS))
+    vocab_size: int = setting(30000, "most frequent training words kept (plus <pad>, <unk>)", minimum=1)
+    min_freq: int = setting(2, "rarer words map to <unk>", minimum=1)
+    max_length: int | None = setting(400, "tokens kept per review; longer reviews are cut; null: all", minimum=1)
+    keep: str = setting("head", "head: the first max_length tokens | tail: the last ones", choices=("head", "tail"),
+                        hint=" (head: first tokens, tail: last tokens)")
+    lowercase: bool = setting(True, "lowercase every review before tokenizing")
+    val_fraction: float = setting(0.1, "of the training reviews, held out for validation", minimum=0.0,
+                                  maximum=1.0, low_open=True)
+    split_seed: int = setting(1234, "seeds the validation split, which does not move with `seed`", minimum=0)
 
 
 @dataclass
@@ -44,27 +62,35 @@ class SentimentTask(Task):
     monitor = "accuracy"
     mode = "max"
 
+    data_schema = SentimentData
+    model_schema = ClassifierConfig
+    data_config: SentimentData
+    model_config: ClassifierConfig
+
     def _settings(self) -> dict[str, Any]:
-        data = self.cfg.data
-        require_choice("data.dataset", data.dataset, DATASETS)
-        for key in ("vocab_size", "min_freq", "batch_size"):
-            require_int(f"data.{key}", data[key])
-        require_int("data.max_length", data.max_length, allow_none=True)
-        require_choice("data.keep", data.keep, ("head", "tail"), " (head: first tokens, tail: last tokens)")
-        require_bool("data.lowercase", data.lowercase)
-        require_number("data.val_fraction", data.val_fraction, 0.0, 1.0, low_open=True)
-        require_int("data.split_seed", data.split_seed, minimum=0)
-        return {k: data[k] for k in ("dataset", "vocab_size", "min_freq", "max_length", "keep", "lowercase",
-                                     "val_fraction", "split_seed")}
+        """What the cached data depends on."""
+        settings = asdict(self.data_config)
+        return {k: settings[k] for k in ("dataset", "vocab_size", "min_freq", "max_length", "keep", "lowercase",
+                                         "val_fraction", "split_seed")}
 
     def prepare(self) -> TaskData:
         settings = self._settings()
-        data = self.cfg.data
+        data = self.data_config
         reader = DATASETS[settings["dataset"]]
         source = reader.locate(Path(data.root), allow_download=data.download)
-        key = cache_key([source], settings)
+        vectors = read_vectors(self.model_config, data)
+        candidates = unseen_word_candidates(vectors, self.model_config, lowercase=settings["lowercase"],
+                                            token_pattern=WHITESPACE_TOKEN)
+        vector_files, vector_settings = vocabulary_sources(vectors, candidates, self.model_config)
+        key = cache_key([source, *vector_files], {**settings, **vector_settings})
         entry, _ = cached(Path(data.cache_dir), settings["dataset"], key,
-                          lambda: self._build_cache(reader, source, settings))
+                          lambda: self._build_cache(reader, source, settings, candidates))
+        frozen = entry.get("frozen_words", 0)
+        if vectors is not None:
+            words = sorted(_tokenizer(entry["tokenizer"]).get_vocab().items(), key=lambda item: item[1])
+            self.pretrained, _ = pretrained_rows(vectors, [word for word, _ in words], frozen=frozen,
+                                                 train_ids=entry["train"]["flat"], specials=(PAD, UNK),
+                                                 lowercased_data=settings["lowercase"])
         splits = {name: (RaggedIds(entry[name]["flat"], entry[name]["offsets"]), entry[name]["labels"])
                   for name in ("train", "val", "test")}
 
@@ -83,18 +109,20 @@ class SentimentTask(Task):
         summary = {
             "dataset": f"{settings['dataset']} ({source})",
             **{f"{name} examples": len(splits[name][1]) for name in ("train", "val", "test")},
-            "vocabulary": entry["vocab_size"],
+            "vocabulary": entry["vocab_size"] if not frozen else
+                          f"{entry['vocab_size'] - frozen:,} words; {frozen:,} pretrained words beyond them",
             "train tokens": int(train_lengths.sum()),
             "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
             "truncated to max_length": f"{entry['truncated']:.1%}",
             **padding_report(train_lengths, train.sampler),
         }
         artifacts = {"tokenizer": entry["tokenizer"], "labels": LABEL_NAMES[settings["dataset"]],
-                     "vocab_size": entry["vocab_size"]}
+                     "vocab_size": entry["vocab_size"], **({"frozen_words": frozen} if frozen else {})}
         return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
 
     @staticmethod
-    def _build_cache(reader, source: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    def _build_cache(reader, source: Path, settings: dict[str, Any], candidates: list[str]) -> dict[str, Any]:
+        """`candidates`: pretrained words to keep beyond the training vocabulary (`tasks.vectors`)."""
         log.info("reading %s (once; later runs load the cache)", source)
         splits = reader.read(source)
         train_index, val_index = seeded_split(len(splits["train"].texts), settings["val_fraction"],
@@ -110,23 +138,27 @@ class SentimentTask(Task):
         tokenizer = train_word_tokenizer(texts["train"], vocab_size=settings["vocab_size"],
                                          min_freq=settings["min_freq"], lowercase=settings["lowercase"])
         full_lengths = torch.tensor([len(e.ids) for e in tokenizer.encode_batch(texts["train"])])
+        # Pretrained words training never saw come after its words, so a validation, test or user's
+        # word that the vectors know gets its vector: the vocabulary still comes from training alone.
+        beyond = extend(list(tokenizer.get_vocab()), candidates)
+        extend_vocabulary(tokenizer, beyond)
         if settings["max_length"]:
             tokenizer.enable_truncation(settings["max_length"],
                                         direction="right" if settings["keep"] == "head" else "left")
         entry: dict[str, Any] = {
             "tokenizer": tokenizer.to_str(),
             "vocab_size": tokenizer.get_vocab_size(),
+            "frozen_words": len(beyond),
             "truncated": float((full_lengths > (settings["max_length"] or 10**12)).float().mean()),
         }
         for name in ("train", "val", "test"):
-            flat, offsets = flatten(encode(tokenizer, texts[name]))
+            flat, offsets = flatten(encode(tokenizer, texts[name], lowercase_fallback=bool(beyond)))
             entry[name] = {"flat": flat, "offsets": offsets, "labels": labels[name]}
         return entry
 
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        model = self.cfg.model
-        return SequenceClassifier(vocab_size=artifacts["vocab_size"], num_classes=len(artifacts["labels"]),
-                                  embedding_dim=model.embedding_dim, pooling=model.pooling, **encoder_kwargs(model))
+        return self.model_config.build(artifacts["vocab_size"], len(artifacts["labels"]),
+                                       frozen_words=artifacts.get("frozen_words", 0), pretrained=self.pretrained)
 
     def step(self, model: nn.Module, batch: SentimentBatch) -> StepOutput:
         logits = model(batch.tokens, batch.lengths)
@@ -134,7 +166,7 @@ class SentimentTask(Task):
         correct = int((logits.argmax(-1) == batch.labels).sum())
         return StepOutput(loss, int(batch.lengths.sum()), len(batch.labels), details=correct)
 
-    def evaluate(self, outputs: list[StepOutput]) -> dict[str, float]:
+    def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
         total = sum(o.num_examples for o in outputs)
         if total == 0:
             return {"accuracy": float("nan"), "loss": float("nan")}
@@ -144,7 +176,8 @@ class SentimentTask(Task):
     @torch.no_grad()
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
         model.eval()
-        ids = torch.tensor(encode(_tokenizer(artifacts["tokenizer"]), [text])[0])
+        ids = torch.tensor(encode(_tokenizer(artifacts["tokenizer"]), [text],
+                                  lowercase_fallback=artifacts.get("frozen_words", 0) > 0)[0])
         tokens, lengths = pad_right([ids])
         device = next(model.parameters()).device
         probabilities = model(tokens.to(device), lengths.to(device)).softmax(-1)[0].cpu()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,7 +15,8 @@ from seqmodels.training import distributed
 
 
 @torch.no_grad()
-def evaluate_split(task: Task, model: nn.Module, loader: Iterable[Batch], split: str, device: torch.device,
+def evaluate_split(task: Task, model: nn.Module, loader: Iterable[Batch], artifacts: dict[str, Any], split: str,
+                   device: torch.device,
                    limit: int | None = None,
                    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> dict[str, float]:
     model.eval()
@@ -24,9 +26,9 @@ def evaluate_split(task: Task, model: nn.Module, loader: Iterable[Batch], split:
         if limit is not None and index >= limit:
             break
         with autocast():
-            out = task.step(model, batch.to(device))
+            out = task.evaluation_step(model, batch.to(device))
         out.loss = out.loss.detach().float().cpu()
         outputs.append(out)
     # Under torchrun each rank evaluated its shard: the metrics are those of all shards together,
     # computed from every rank's outputs, so they equal a single process's on the whole split.
-    return task.evaluate([out for shard in distributed.gather(outputs) for out in shard])
+    return task.evaluate([out for shard in distributed.gather(outputs) for out in shard], artifacts)

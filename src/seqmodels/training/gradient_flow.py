@@ -1,9 +1,9 @@
 """Gradient flow through time: how much of the loss's gradient reaches each hidden state.
 
 After each validation the trainer hands one validation batch to `record_gradient_flow`. The
-model runs it once in eval mode (no dropout) with gradients on, every `RecurrentEncoder` in
-the model recording its top layer's hidden states (see `models.encoder`), and autograd gives
-dL/dh_t for each step t. Parameters' gradients are not touched (only the states are asked
+model runs it once in eval mode (no dropout) with gradients on, every module of the model that
+records hidden states (`models.recording.RecordsHiddenStates`, e.g. the recurrent encoder)
+recording its top layer's, and autograd gives dL/dh_t for each step t. Parameters' gradients are not touched (only the states are asked
 for), nor is any optimizer or random state, so training continues exactly as without it.
 
 The curve: for each distance k = 0, 1, 2, ... the mean over the batch of ||dL/dh_t|| at the
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from seqmodels.atomic import save_json
-from seqmodels.models.encoder import RecordedStates, RecurrentEncoder
+from seqmodels.models.recording import RecordedStates, RecordsHiddenStates
 from seqmodels.tasks.base import Batch, Task
 
 log = logging.getLogger("seqmodels")
@@ -51,11 +51,11 @@ SCALAR_DISTANCES = (0, 10, 50)
 
 
 @contextlib.contextmanager
-def recording_hidden_states(model: nn.Module, steps: int) -> Iterator[dict[str, RecurrentEncoder]]:
-    """Every RecurrentEncoder in `model` (by module name) records at least its last `steps` states
-    while the context is open."""
-    encoders = {name or "encoder": module for name, module in model.named_modules()
-                if isinstance(module, RecurrentEncoder)}
+def recording_hidden_states(model: nn.Module, steps: int) -> Iterator[dict[str, RecordsHiddenStates]]:
+    """Every module of `model` that records hidden states (by module name) records at least its
+    last `steps` states while the context is open."""
+    encoders: dict[str, RecordsHiddenStates] = {name or "encoder": module for name, module in model.named_modules()
+                                                if isinstance(module, RecordsHiddenStates)}
     for encoder in encoders.values():
         encoder.record_steps, encoder.recorded = steps, []
     try:

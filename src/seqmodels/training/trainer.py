@@ -6,7 +6,8 @@ gradient clipping (with `ema_decay`, keeping a moving average of the weights, wh
 what is evaluated and saved as the model), evaluate on the validation split (and measure how
 far back in time the gradient reaches on one validation batch, `training.gradient_flow`),
 write `last.pt` (and `best.pt` when the monitored metric improves), stop early when it has not improved for `patience`
-epochs. At the end the best checkpoint is evaluated on validation and test, and the
+epochs. At the end the best checkpoint is evaluated on validation and test (and the task's extra
+test sets), as the task configures its final evaluation (`Task.configure_evaluation`), and the
 results go to TensorBoard (hparams) and `metrics.json`.
 
 Under torchrun each rank runs this same loop on its shard of the data (the loaders were
@@ -31,34 +32,52 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqmodels.atomic import copy_file, save_json
-from seqmodels.checks import require_bool, require_choice, require_int, require_number
-from seqmodels.errors import CheckpointError, ConfigError, TrainingError
+from seqmodels.errors import CheckpointError, TrainingError
+from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
 from seqmodels.training.evaluation import evaluate_split
 from seqmodels.training.gradient_flow import record_gradient_flow
-from seqmodels.training.optim import LRSchedule, build_optimizer
+from seqmodels.training.optim import LRSchedule, OptimConfig, build_optimizer
 from seqmodels.training.progress import Progress
-from seqmodels.training.runtime import resolve_device
+from seqmodels.training.runtime import DEVICES, resolve_device
 from seqmodels.training.tensorboard import RunLogger
+from seqmodels.training.timing import NO_CLOCK
 
 log = logging.getLogger("seqmodels")
 PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
-def check_trainer_config(trainer: DictConfig) -> None:
-    """Every `trainer.*` value a run will use, checked before any data is read."""
-    for key in ("max_epochs", "log_every_n_steps", "gradient_flow_steps"):
-        require_int(f"trainer.{key}", trainer[key])
-    require_bool("trainer.gradient_flow", trainer.gradient_flow)
-    for key in ("limit_train_batches", "limit_val_batches", "early_stopping_patience", "num_threads"):
-        require_int(f"trainer.{key}", trainer[key], allow_none=True)
-    require_number("trainer.grad_clip", trainer.grad_clip, 0.0, low_open=True, allow_none=True)
-    require_choice("trainer.precision", str(trainer.precision), PRECISIONS)
-    require_number("trainer.progress_interval_s", trainer.progress_interval_s, 0.0)
-    require_number("trainer.ema_decay", trainer.ema_decay, 0.0, 1.0, low_open=True, allow_none=True)
-    resolve_device(trainer.device)
+@dataclass
+class TrainerConfig(Section):
+    """`trainer.*`: how the loop runs."""
+
+    max_epochs: int = setting(5, "epochs to train", minimum=1)
+    device: str = setting("auto", "auto | cpu | cuda (auto picks CUDA when present)", choices=DEVICES)
+    precision: str = setting("32", '"32" | "bf16" | "16": mixed precision, CUDA only', choices=tuple(PRECISIONS))
+    grad_clip: float | None = setting(1.0, "max global gradient norm; null: no clipping", minimum=0.0,
+                                      low_open=True)
+    ema_decay: float | None = setting(None, "e.g. 0.999: evaluate and save a moving average of the weights (over "
+                                            "~1/(1-decay) steps); null: the weights as trained", minimum=0.0,
+                                      maximum=1.0, low_open=True)
+    early_stopping_patience: int | None = setting(3, "epochs without a better val metric; null: never stop early",
+                                                  minimum=1)
+    limit_train_batches: int | None = setting(None, "batches per epoch; null: all", minimum=1)
+    limit_val_batches: int | None = setting(None, "batches per evaluation (val and the final test), the first "
+                                                  "in the loader's order (the shortest, where batches are sorted "
+                                                  "by length); null: all", minimum=1)
+    log_every_n_steps: int = setting(10, "training steps between TensorBoard points", minimum=1)
+    progress_interval_s: float = setting(30.0, "seconds between progress lines when not on a terminal", minimum=0.0)
+    num_threads: int | None = setting(None, "torch intra-op threads; null: torch's default (all cores, or a "
+                                            "parallel job's share)", minimum=1)
+    gradient_flow: bool = setting(True, "after each validation: ||dL/dh_t|| against steps before the end "
+                                        "(gradient_flow.json, TensorBoard)")
+    gradient_flow_steps: int = setting(100, "the longest distance measured", minimum=1)
+    resume: str | None = setting(None, "a run directory or last.pt to continue from")
+
+    def check(self) -> None:
+        resolve_device(self.device)  # cuda without a GPU is refused here, before any data is read
 
 
 @dataclass
@@ -95,7 +114,8 @@ def _num_batches(loader, limit: int | None) -> int:
 class Trainer:
     def __init__(self, cfg: DictConfig, task: Task, data: TaskData, model: nn.Module, run_dir: Path) -> None:
         self.cfg = cfg
-        self.tcfg = cfg.trainer
+        self.tcfg = validate(TrainerConfig, cfg.trainer, "trainer")
+        self.ocfg = validate(OptimConfig, cfg.optim, "optim")
         self.task = task
         self.data = data
         self.run_dir = Path(run_dir)
@@ -112,9 +132,9 @@ class Trainer:
         self.evaluated = self.model if self.average is None else self.average.module
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
-        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        self.optimizer = build_optimizer(self.ocfg, self.model.parameters())
         steps_per_epoch = _num_batches(data.train, self.tcfg.limit_train_batches)
-        self.schedule = LRSchedule(cfg.optim, self.optimizer, steps_per_epoch * self.tcfg.max_epochs, task.mode)
+        self.schedule = LRSchedule(self.ocfg, self.optimizer, steps_per_epoch * self.tcfg.max_epochs, task.mode)
         self.epoch = 0  # completed epochs
         self.position = Position()  # within epoch `self.epoch + 1`
         self.global_step = 0
@@ -122,11 +142,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop_requested = False
         self.logger: RunLogger | None = None
+        self.clock = NO_CLOCK  # a measurement installs a timing.SectionClock to time train_epoch's sections
 
     def _autocast_dtype(self) -> torch.dtype | None:
-        precision = str(self.tcfg.precision)
-        if precision not in PRECISIONS:
-            raise ConfigError(f"trainer.precision={precision!r} is unknown; use one of {list(PRECISIONS)}")
+        precision = self.tcfg.precision
         if PRECISIONS[precision] is not None and self.device.type != "cuda":
             log.warning("trainer.precision=%s applies to CUDA only; training in float32 on %s", precision, self.device)
             return None
@@ -149,6 +168,8 @@ class Trainer:
         self.task.start_pass(self.train_model, "train")
         limit = self.tcfg.limit_train_batches
         position = self.position
+        clock = self.clock
+        clock.start()
         progress = Progress(_num_batches(loader, limit), f"epoch {epoch}/{self.tcfg.max_epochs}",
                             interval=self.tcfg.progress_interval_s, done=position.batches,
                             live=None if self.world.is_main else False)  # one bar on a terminal, rank 0's
@@ -156,14 +177,17 @@ class Trainer:
             if index < position.batches:
                 continue  # done before the interruption; the order is the same (seeded by epoch)
             batch = batch.to(self.device)
+            clock.mark("batch assembly")
             with self._autocast():
                 out = self.task.step(self.train_model, batch)
             if distributed.any_rank(not torch.isfinite(out.loss), self.device):
                 raise TrainingError(f"training loss became {out.loss.item()} at epoch {epoch}, step "
                                     f"{self.global_step + 1}; lower optim.lr or set trainer.grad_clip (now "
                                     f"{self.tcfg.grad_clip}). checkpoints/last.pt holds the last good epoch")
+            clock.mark("forward")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
+            clock.mark("backward")
             self.scaler.unscale_(self.optimizer)
             clip = self.tcfg.grad_clip if self.tcfg.grad_clip else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
@@ -172,6 +196,7 @@ class Trainer:
             self.schedule.after_step()
             if self.average is not None:
                 self.average.update_parameters(self.model)
+            clock.mark("optimizer step")
             self.global_step += 1
             loss = out.loss.item()
             position.batches += 1
@@ -184,17 +209,20 @@ class Trainer:
                 self.logger.scalar("train/loss", loss, self.global_step)
                 self.logger.scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
                 self.logger.scalar("train/grad_norm", grad_norm, self.global_step)
+            clock.mark("logging")
             if self.stop_requested:
                 break
         progress.close()
         log.info("%s", progress.line())
         loss_sum, examples, tokens = distributed.total([position.loss_sum, position.examples, progress.tokens],
                                                       self.device)  # all ranks' share of the epoch
+        clock.mark("logging")
         return {"loss": loss_sum / max(examples, 1), "tokens_per_s": tokens / max(progress.elapsed, 1e-9),
                 "seconds": progress.elapsed}
 
     def evaluate(self, loader, limit: int | None, split: str) -> dict[str, float]:
-        return evaluate_split(self.task, self.evaluated, loader, split, self.device, limit, self._autocast)
+        return evaluate_split(self.task, self.evaluated, loader, self.data.artifacts, split, self.device, limit,
+                              self._autocast)
 
     def _middle_val_batch(self):
         """A typical validation batch: the middle one (validation batches are sorted by length)."""
@@ -316,6 +344,8 @@ class Trainer:
             if self.world.is_main:  # samples and the gradient-flow plot are for the logs rank 0 writes
                 for tag, markdown in self.task.examples(self.evaluated, self.data.artifacts).items():
                     self.logger.text(f"examples/{tag}", markdown, self.epoch)
+                for tag, figure in self.task.figures(self.evaluated, self.data.artifacts).items():
+                    self.logger.figure(f"figures/{tag}", figure, self.epoch)
             if self.tcfg.gradient_flow and self.world.is_main:  # ||dL/dh_t|| against distance, on a val batch
                 record_gradient_flow(self.task, self.model, self._middle_val_batch(), self.epoch,
                                      self.tcfg.gradient_flow_steps, self.run_dir, self.logger)
@@ -349,6 +379,8 @@ class Trainer:
         results = {
             "status": status,
             "task": self.cfg.task.name,
+            "model": self.task.describe(),
+            "hparams": self.task.hparams(),
             "monitor": f"val/{self.task.monitor}",
             "mode": self.task.mode,
             "best_epoch": self.best.epoch,
@@ -370,15 +402,22 @@ class Trainer:
         # rank 0 reads best.pt and hands the weights on: other machines need not see its disk
         best = load_checkpoint(self.checkpoints / "best.pt", map_location="cpu")["model"] if self.world.is_main else None
         self.evaluated.load_state_dict(distributed.broadcast(best))
+        settings = self.task.configure_evaluation(self.evaluated, self.data, self.device)
         limit = self.tcfg.limit_val_batches
         val = self.evaluate(self.data.val, limit, "val")
         test = self.evaluate(self.data.test, limit, "test")
+        extra = {name: self.evaluate(loader, limit, name) for name, loader in self.data.extra_tests.items()}
         self.logger.scalars("test", test, self.best.epoch)
+        for name, metrics in extra.items():
+            self.logger.scalars(name, metrics, self.best.epoch)
         monitor = self.task.monitor
         self.logger.hparams(self.task.hparams(),
                             {f"hparams/val_{monitor}": val[monitor], f"hparams/test_{monitor}": test[monitor]})
         self.logger.close()
-        results = self._write_metrics("completed", train_seconds, val=val, test=test)
+        results = self._write_metrics("completed", train_seconds, val=val, test=test, **extra,
+                                      **({"evaluation": settings} if settings else {}))
         log.info("best epoch %d | val %s | test %s", self.best.epoch,
                  " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        for name, metrics in extra.items():
+            log.info("%s: %s", name, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return results

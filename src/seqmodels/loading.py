@@ -1,0 +1,90 @@
+"""A finished run, loaded to use: its task, its model with the checkpoint's weights, its artifacts.
+
+    from seqmodels.loading import load_run
+    run = load_run("outputs/2026-11-29/10-00-00")        # checkpoints/best.pt
+    run.predict("a wonderful film")                       # what scripts/predict.py prints
+
+`scripts/predict.py` and `scripts/evaluate.py` both start here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from seqmodels.errors import ConfigError
+from seqmodels.schema import keys
+from seqmodels.tasks import TASKS, get_task, task_class
+from seqmodels.tasks.base import Task
+from seqmodels.training.checkpoint import checkpoint_path, load_checkpoint
+from seqmodels.training.runtime import resolve_device
+
+
+@dataclass
+class LoadedRun:
+    checkpoint: Path
+    cfg: DictConfig  # the run's resolved config
+    task: Task
+    model: nn.Module  # in eval mode, on `device`
+    artifacts: dict[str, Any]  # what prediction needs besides the weights (tokenizer, labels, ...)
+    epoch: int  # the epoch the checkpoint was written after
+    device: torch.device
+
+    def predict(self, text: str, **options: Any) -> dict[str, Any]:
+        """The task's answer to `text`, as `scripts/predict.py` prints it; options as the task declares them."""
+        return self.task.predict(self.model, self.artifacts, text, **options)
+
+
+def load_run(run: str | Path, checkpoint: str = "best.pt", device: str = "cpu",
+             data_root: str | Path | None = None) -> LoadedRun:
+    """`run`: a run directory or a checkpoint file; `data_root`: where the datasets are now, if the
+    run's data must be prepared again (evaluation) and has moved."""
+    path = checkpoint_path(Path(run), checkpoint)
+    target = resolve_device(device)
+    state = load_checkpoint(path, map_location=target)
+    cfg = OmegaConf.create(state["config"])
+    kind = task_class(cfg)
+    for section, schema in (("model", kind.model_schema), ("data", kind.data_schema)):
+        # a run saved by an older version may hold keys since removed; they no longer mean anything
+        declared = set(keys(schema))
+        cfg[section] = {k: v for k, v in cfg[section].items() if k in declared}
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    task = get_task(cfg)
+    model = task.build_model(state["artifacts"])
+    model.load_state_dict(state["model"])
+    model.to(target).eval()
+    return LoadedRun(path, cfg, task, model, state["artifacts"], state["epoch"], target)
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """The options every task kind declared for one script, and which kind owns each."""
+
+    owners: dict[str, tuple[str, str]]  # dest -> (task kind, flag)
+
+    @classmethod
+    def add_to(cls, parser: argparse.ArgumentParser, script: str) -> TaskOptions:
+        """Add each task kind's options of `script` ("predict" or "evaluate") as an argument group."""
+        owners: dict[str, tuple[str, str]] = {}
+        for kind, task in TASKS.items():
+            group = parser.add_argument_group(f"{kind} runs")
+            before = len(group._group_actions)
+            getattr(task, f"add_{script}_options")(group)
+            for action in group._group_actions[before:]:
+                owners[action.dest] = (kind, action.option_strings[0])
+        return cls(owners)
+
+    def given(self, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+        """The task options given on the command line, refused if they belong to another kind of task."""
+        given = {dest: getattr(args, dest) for dest in self.owners if getattr(args, dest) is not None}
+        for dest, (owner, flag) in self.owners.items():
+            if dest in given and owner != kind:
+                raise ConfigError(f"{flag} is an option of {owner} runs; this run is a {kind} run")
+        return given

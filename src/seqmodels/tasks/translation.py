@@ -1,0 +1,418 @@
+"""Translation (many-to-many of different lengths): a sentence in, its translation out.
+
+Data: Multi30k (`task=multi30k`, any two of en/de/fr; test is test_2016_flickr, and the 2017 and 2018
+test sets are reported beside it) or a user's parallel corpus (`task=translation data.path=DIR`:
+`DIR/{train,val,test}.{source,target}`, plain text or .gz). Subword vocabularies (BPE or unigram,
+`data.subword`) are trained on the training split only, one per language or one for both
+(`data.vocab`). The model is `models.seq2seq`; the loss is label-smoothed cross-entropy over the
+real target tokens (`</s>` included, padding left out).
+
+Metrics (`translation_metrics`): sacreBLEU's cased BLEU on detokenized text (the monitor), chrF and
+lowercased BLEU against the untouched reference lines, and teacher-forced `loss` and `perplexity`.
+Validation during training decodes with `decode.val_beam_size` (1: greedy, fast); the final report
+of the best checkpoint (`configure_evaluation`, which the trainer and `evaluate.py` call) and
+`predict` decode with `decode.beam_size`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqmodels.checks import require_int, require_number
+from seqmodels.data import multi30k
+from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_fraction
+from seqmodels.data.cache import cache_key, cached
+from seqmodels.data.config import DataConfig
+from seqmodels.data.parallel import read_parallel
+from seqmodels.data.subword import (BOS_ID, EOS_ID, MODELS, decode_ids, encode_texts, pieces,
+                                    train_subword_tokenizer)
+from seqmodels.data.text import PAD_ID, flatten, tokenizer_from_json
+from seqmodels.errors import ConfigError, DataError
+from seqmodels.models.search import beam_search, greedy_search
+from seqmodels.models.seq2seq import Seq2SeqConfig
+from seqmodels.schema import Section, setting
+from seqmodels.tasks.attention_map import attention_figure
+from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.translation_metrics import corpus_scores, signatures
+
+log = logging.getLogger("seqmodels")
+
+DATASETS = ("multi30k", "files")
+SPLITS = ("train", "val", "test")
+SHOWCASE = 3  # validation sentences translated (and their attention drawn) after each validation
+SHOWCASE_MAX_WORDS = 14
+
+
+@dataclass
+class TranslationData(DataConfig):
+    dataset: str = setting("multi30k", "multi30k | files: DIR/{train,val,test}.{source,target}[.gz] of data.path",
+                           choices=DATASETS)
+    source: str = setting("de", "the source language (multi30k: en, de or fr; files: the source files' suffix)")
+    target: str = setting("en", "the target language (as data.source)")
+    path: str | None = setting(None, "files: the folder of the parallel corpus")
+    subword: str = setting("bpe", "bpe | unigram: how words are cut into pieces", choices=MODELS)
+    vocab: str = setting("separate", "separate: one subword vocabulary per language | joint: one for both",
+                         choices=("separate", "joint"))
+    vocab_size: int = setting(5000, "pieces per vocabulary, <pad> <unk> <s> </s> included", minimum=8)
+    max_length: int = setting(100, "pieces kept per sentence; longer sentences are cut (counted at start)",
+                              minimum=1)
+    batch_size: int = setting(64, "sentence pairs per training batch", minimum=1)
+    eval_batch_size: int = setting(128, "sentences decoded together in validation and test", minimum=1)
+
+    def check(self) -> None:
+        if self.dataset == "multi30k":
+            for key, language in (("source", self.source), ("target", self.target)):
+                if language not in multi30k.LANGUAGES:
+                    raise ConfigError(f"data.{key}={language!r} is not a Multi30k language; use one of "
+                                      f"{list(multi30k.LANGUAGES)}")
+        else:
+            if not self.path:
+                raise ConfigError("task=translation needs a corpus: add data.path=DIR (a folder with "
+                                  "{train,val,test}.{source,target}, e.g. train.de and train.en)")
+            for key, language in (("source", self.source), ("target", self.target)):
+                if not language or "/" in language or language.startswith("."):
+                    raise ConfigError(f"data.{key}={language!r} must be a file suffix such as de or en")
+        if self.source == self.target:
+            raise ConfigError(f"data.source and data.target are both {self.source!r}; choose two languages")
+
+
+@dataclass
+class DecodeConfig(Section):
+    """`decode.*`: how translations are generated for metrics and `predict.py`."""
+
+    beam_size: int = setting(5, "hypotheses kept per sentence in the final report, evaluate.py and predict.py; "
+                                "1: greedy", minimum=1)
+    val_beam_size: int = setting(1, "the same during training's validations, which pick the best epoch; "
+                                    "1: greedy (fast)", minimum=1)
+    length_penalty: float = setting(0.6, "alpha of ((5 + length) / 6) ** alpha, which divides a finished "
+                                         "hypothesis' log-probability; 0: none", minimum=0.0)
+    max_length_ratio: float = setting(1.5, "a translation has at most ratio x source pieces + max_length_extra",
+                                      minimum=0.0, low_open=True)
+    max_length_extra: int = setting(10, "see max_length_ratio", minimum=0)
+
+
+@dataclass
+class TranslationBatch(Batch):
+    source: torch.Tensor  # (B, S) right-padded piece ids
+    source_lengths: torch.Tensor  # (B,)
+    target_in: torch.Tensor  # (B, T) <s> y1 .. yn, padded
+    target_out: torch.Tensor  # (B, T) y1 .. yn </s>, padded with <pad> (left out of the loss)
+    references: list[str] | None = None  # the untouched target lines (validation and test)
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(serialized: str):
+    return tokenizer_from_json(serialized)
+
+
+def _locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Path, Path]]:
+    if not folder.is_dir():
+        raise DataError(f"data.path={folder} is not a folder; point it at a folder with "
+                        f"{{train,val,test}}.{{{source},{target}}}")
+    found = {}
+    for split in SPLITS:
+        pair = []
+        for language in (source, target):
+            candidates = [folder / f"{split}.{language}", folder / f"{split}.{language}.gz"]
+            path = next((c for c in candidates if c.is_file()), None)
+            if path is None:
+                raise DataError(f"{folder} has no {split}.{language} (or {split}.{language}.gz); a parallel corpus "
+                                f"is {{train,val,test}}.{{{source},{target}}}, one sentence per line")
+            pair.append(path.resolve())
+        found[split] = (pair[0], pair[1])
+    return found
+
+
+class TranslationTask(Task):
+    monitor = "bleu"
+    mode = "max"
+
+    data_schema = TranslationData
+    model_schema = Seq2SeqConfig
+    extra_schemas = {"decode": DecodeConfig}
+    data_config: TranslationData
+    model_config: Seq2SeqConfig
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.decode_config: DecodeConfig = self.sections["decode"]
+        # the beam and length penalty of the evaluation passes; the final report switches to decode.beam_size
+        self.beam_size, self.length_penalty = self.decode_config.val_beam_size, self.decode_config.length_penalty
+        self._signature_logged = False
+
+    # -- data -------------------------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        """What the cached data depends on."""
+        data = self.data_config
+        return {"dataset": data.dataset, "source": data.source, "target": data.target, "subword": data.subword,
+                "vocab": data.vocab, "vocab_size": data.vocab_size, "max_length": data.max_length}
+
+    def _sources(self) -> dict[str, tuple[Path, Path]]:
+        data = self.data_config
+        if data.dataset == "multi30k":
+            return multi30k.locate(Path(data.root), data.source, data.target, allow_download=data.download)
+        return _locate_files(Path(data.path).expanduser(), data.source, data.target)
+
+    def prepare(self) -> TaskData:
+        settings = self._settings()
+        data = self.data_config
+        sources = self._sources()
+        files = [path for pair in sources.values() for path in pair]
+        name = f"{settings['dataset']}-{data.source}-{data.target}"
+        entry, _ = cached(Path(data.cache_dir), name, cache_key(files, settings),
+                          lambda: self._build_cache(sources, settings))
+
+        def loader(split: str, shuffle: bool) -> BatchLoader:
+            part = entry["splits"][split]
+            source_ids = RaggedIds(part["source"], part["source_offsets"])
+            target_ids = RaggedIds(part["target"], part["target_offsets"])
+            references = part.get("references")
+            bos, eos = torch.tensor([BOS_ID], dtype=torch.int32), torch.tensor([EOS_ID], dtype=torch.int32)
+
+            def make_batch(indices: list[int]) -> TranslationBatch:
+                source, source_lengths = pad_right([source_ids[i] for i in indices])
+                target_in, _ = pad_right([torch.cat([bos, target_ids[i]]) for i in indices])
+                target_out, _ = pad_right([torch.cat([target_ids[i], eos]) for i in indices])
+                return TranslationBatch(source, source_lengths, target_in, target_out,
+                                        None if references is None else [references[i] for i in indices])
+
+            # sorted by both lengths together, so neither side of a batch is padded much
+            lengths = source_ids.lengths() + target_ids.lengths()
+            sampler = BucketBatchSampler(lengths, data.batch_size if shuffle else data.eval_batch_size,
+                                         shuffle=shuffle, seed=self.cfg.seed)
+            return BatchLoader(sampler, make_batch)
+
+        train = loader("train", shuffle=True)
+        extra = {split: loader(split, False) for split in entry["splits"] if split not in SPLITS}
+        stats = entry["stats"]
+        part = entry["splits"]["train"]
+        source_lengths, target_lengths = part["source_offsets"].diff(), part["target_offsets"].diff()
+        batches = train.sampler.batches()
+        summary = {
+            "dataset": f"{settings['dataset']} {data.source}->{data.target} ({sources['train'][0].parent})",
+            "pairs": ", ".join(f"{split} {stats[split]['pairs']:,}" for split in stats),
+            "skipped (an empty side)": ", ".join(f"{split} {stats[split]['skipped']}" for split in stats),
+            f"cut to max_length {data.max_length}": ", ".join(f"{split} {stats[split]['cut']}" for split in stats),
+            "vocabulary": (f"{data.subword} {data.vocab}: {entry['source_vocab_size']:,} source / "
+                           f"{entry['target_vocab_size']:,} target pieces"),
+            "pieces per sentence (train)": (f"source {source_lengths.float().mean():.1f} (max "
+                                            f"{int(source_lengths.max())}), target {target_lengths.float().mean():.1f}"
+                                            f" (max {int(target_lengths.max())})"),
+            "padding, bucketed batches": (f"source {padding_fraction(source_lengths, batches):.1%}, target "
+                                          f"{padding_fraction(target_lengths + 1, batches):.1%}"),
+        }
+        artifacts = {"source_tokenizer": entry["source_tokenizer"], "target_tokenizer": entry["target_tokenizer"],
+                     "source_vocab_size": entry["source_vocab_size"], "target_vocab_size": entry["target_vocab_size"],
+                     "source": data.source, "target": data.target, "max_length": data.max_length,
+                     "showcase": entry["showcase"]}
+        return TaskData(train, loader("val", False), loader("test", False), artifacts, summary, extra)
+
+    @staticmethod
+    def _build_cache(sources: dict[str, tuple[Path, Path]], settings: dict[str, Any]) -> dict[str, Any]:
+        log.info("reading %s (once; later runs load the cache)", sources["train"][0].parent)
+        texts = {split: read_parallel(*pair) for split, pair in sources.items()}
+        for split, text in texts.items():
+            if text.skipped_empty:
+                log.warning("%s: %d pairs with an empty side skipped", split, text.skipped_empty)
+        # The vocabularies come from the training split only, as a user's new sentences would meet them.
+        train = texts["train"]
+        model, size = settings["subword"], settings["vocab_size"]
+        if settings["vocab"] == "joint":
+            source_tokenizer = target_tokenizer = train_subword_tokenizer(train.sources + train.targets, model=model,
+                                                                          vocab_size=size)
+        else:
+            source_tokenizer = train_subword_tokenizer(train.sources, model=model, vocab_size=size)
+            target_tokenizer = train_subword_tokenizer(train.targets, model=model, vocab_size=size)
+        limit = settings["max_length"]
+        entry: dict[str, Any] = {"source_tokenizer": source_tokenizer.to_str(),
+                                 "target_tokenizer": target_tokenizer.to_str(),
+                                 "source_vocab_size": source_tokenizer.get_vocab_size(),
+                                 "target_vocab_size": target_tokenizer.get_vocab_size(),
+                                 "splits": {}, "stats": {}}
+        for split, text in texts.items():
+            source_ids = encode_texts(source_tokenizer, text.sources)
+            target_ids = encode_texts(target_tokenizer, text.targets)
+            cut = sum(len(s) > limit or len(t) > limit for s, t in zip(source_ids, target_ids))
+            # a sentence of only unknown characters would be empty: it keeps one <unk>
+            source_flat, source_offsets = flatten([ids[:limit] or [1] for ids in source_ids])
+            target_flat, target_offsets = flatten([ids[:limit] for ids in target_ids])
+            part = {"source": source_flat, "source_offsets": source_offsets, "target": target_flat,
+                    "target_offsets": target_offsets}
+            if split != "train":
+                part["references"] = text.targets  # scored untouched, never through the tokenizer
+            entry["splits"][split] = part
+            entry["stats"][split] = {"pairs": len(text.sources), "skipped": text.skipped_empty, "cut": cut}
+        val = texts["val"]
+        short = [i for i, line in enumerate(val.sources) if len(line.split()) <= SHOWCASE_MAX_WORDS]
+        entry["showcase"] = [[val.sources[i], val.targets[i]] for i in (short or range(len(val.sources)))[:SHOWCASE]]
+        return entry
+
+    # -- model, loss, metrics ---------------------------------------------------------------
+    def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
+        return self.model_config.build(artifacts["source_vocab_size"], artifacts["target_vocab_size"], bos_id=BOS_ID,
+                                       eos_id=EOS_ID)
+
+    def step(self, model: nn.Module, batch: TranslationBatch) -> StepOutput:
+        real = batch.target_out != PAD_ID
+        logits = model(batch.source, batch.source_lengths, batch.target_in, real)  # (N, V): real positions only
+        gold = batch.target_out[real]
+        log_probs = logits.float().log_softmax(-1)
+        nll = -log_probs.gather(1, gold.unsqueeze(1)).squeeze(1)
+        smoothing = self.model_config.label_smoothing
+        losses = nll if smoothing == 0 else (1 - smoothing) * nll - smoothing * log_probs.mean(-1)
+        count = len(gold)
+        loss_sum = losses.sum()
+        details = None
+        if not model.training:  # evaluation: what the corpus-level loss and perplexity need
+            details = {"loss_sum": float(loss_sum.detach()), "nll_sum": float(nll.detach().sum()), "tokens": count}
+        return StepOutput(loss_sum / count, count, len(batch.source_lengths), details)
+
+    def max_lengths(self, source_lengths: torch.Tensor) -> torch.Tensor:
+        decode = self.decode_config
+        return (source_lengths.float() * decode.max_length_ratio).ceil().long() + decode.max_length_extra + 1
+
+    def translate_ids(self, model: nn.Module, source: torch.Tensor, lengths: torch.Tensor,
+                      beam_size: int | None = None) -> list[list[int]]:
+        """Piece ids of each sentence's translation (greedy when the beam is 1)."""
+        beam = self.beam_size if beam_size is None else beam_size
+        max_lengths = self.max_lengths(lengths)
+        if beam == 1:
+            return greedy_search(model, source, lengths, max_lengths)
+        return beam_search(model, source, lengths, max_lengths, beam, self.length_penalty)
+
+    def evaluation_step(self, model: nn.Module, batch: TranslationBatch) -> StepOutput:
+        out = self.step(model, batch)
+        out.details["hypotheses"] = self.translate_ids(model, batch.source, batch.source_lengths)
+        out.details["references"] = batch.references
+        return out
+
+    def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
+        tokens = sum(o.details["tokens"] for o in outputs)
+        if tokens == 0:
+            return {"bleu": float("nan"), "chrf": float("nan"), "bleu_lowercase": float("nan"),
+                    "loss": float("nan"), "perplexity": float("nan")}
+        tokenizer = _tokenizer(artifacts["target_tokenizer"])
+        hypotheses = decode_ids(tokenizer, [ids for o in outputs for ids in o.details["hypotheses"]])
+        references = [line for o in outputs for line in o.details["references"]]
+        if not self._signature_logged:
+            log.info("sacreBLEU %s", signatures()["bleu"])
+            self._signature_logged = True
+        nll = sum(o.details["nll_sum"] for o in outputs) / tokens
+        return {**corpus_scores(hypotheses, references),
+                "loss": sum(o.details["loss_sum"] for o in outputs) / tokens,
+                "perplexity": math.exp(nll) if nll < 700 else math.inf}
+
+    # -- the final report -------------------------------------------------------------------
+    @classmethod
+    def add_evaluate_options(cls, group) -> None:
+        group.add_argument("--beam-size", type=int, help="hypotheses kept per sentence; 1: greedy "
+                                                         "(default: the run's decode.beam_size)")
+        group.add_argument("--length-penalty", type=float, help="alpha of the length penalty (default: the run's)")
+
+    def check_evaluation_options(self, *, beam_size: int | None = None, length_penalty: float | None = None,
+                                 **options: Any) -> None:
+        require_int("--beam-size", beam_size, allow_none=True)
+        require_number("--length-penalty", length_penalty, 0.0, allow_none=True)
+
+    def configure_evaluation(self, model: nn.Module, data: TaskData, device: torch.device, *,
+                             beam_size: int | None = None, length_penalty: float | None = None,
+                             **options: Any) -> dict[str, Any]:
+        """The final report decodes with decode.beam_size (or --beam-size) instead of validation's beam."""
+        self.check_evaluation_options(beam_size=beam_size, length_penalty=length_penalty)
+        self.beam_size = self.decode_config.beam_size if beam_size is None else beam_size
+        self.length_penalty = self.decode_config.length_penalty if length_penalty is None else length_penalty
+        log.info("final evaluation: beam %d, length penalty %g", self.beam_size, self.length_penalty)
+        return {"beam_size": self.beam_size, "length_penalty": self.length_penalty, "sacrebleu": signatures()}
+
+    # -- text in, text out ------------------------------------------------------------------
+    def _encode_source(self, artifacts: dict[str, Any], texts: list[str], device: torch.device):
+        ids = encode_texts(_tokenizer(artifacts["source_tokenizer"]), texts)
+        return [torch.tensor(row[:artifacts["max_length"]] or [1]) for row in ids]
+
+    def _attention(self, model: nn.Module, source: torch.Tensor, lengths: torch.Tensor,
+                   hypotheses: list[list[int]]) -> torch.Tensor | None:
+        """(B, T, S) the attention of each translation's steps (</s> included), read with teacher forcing:
+        decoding ran the same steps, so these are the weights it used."""
+        if model.attention is None:
+            return None
+        target_in, _ = pad_right([torch.tensor([BOS_ID, *ids]) for ids in hypotheses])
+        _, weights = model.decode(model.encode(source, lengths), target_in.to(source.device))
+        return weights
+
+    @torch.no_grad()
+    def _translate_showcase(self, model: nn.Module, artifacts: dict[str, Any]):
+        was_training = model.training
+        model.eval()
+        try:
+            device = next(model.parameters()).device
+            texts = [source for source, _ in artifacts["showcase"]]
+            source, lengths = pad_right(self._encode_source(artifacts, texts, device))
+            source, lengths = source.to(device), lengths.to(device)
+            hypotheses = self.translate_ids(model, source, lengths, self.decode_config.val_beam_size)
+            return source, lengths, hypotheses, self._attention(model, source, lengths, hypotheses)
+        finally:
+            model.train(was_training)
+
+    def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
+        """The same few validation sentences after every validation, with their references."""
+        _, _, hypotheses, _ = self._translate_showcase(model, artifacts)
+        translations = decode_ids(_tokenizer(artifacts["target_tokenizer"]), hypotheses)
+        rows = [f"| {source} | {reference} | {translation} |"
+                for (source, reference), translation in zip(artifacts["showcase"], translations)]
+        return {"translations": "\n".join(["| source | reference | translation |", "| --- | --- | --- |", *rows])}
+
+    def figures(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, Any]:
+        """The attention maps of the same sentences (none without attention)."""
+        if model.attention is None:
+            return {}
+        source, lengths, hypotheses, weights = self._translate_showcase(model, artifacts)
+        source_pieces = _tokenizer(artifacts["source_tokenizer"])
+        target_pieces = _tokenizer(artifacts["target_tokenizer"])
+        figures = {}
+        for row, ids in enumerate(hypotheses):
+            n = int(lengths[row])
+            figures[f"attention_{row}"] = attention_figure(
+                pieces(source_pieces, source[row, :n].tolist()), [*pieces(target_pieces, ids), "</s>"],
+                weights[row, :len(ids) + 1, :n].cpu().tolist(), title=artifacts["showcase"][row][0])
+        return figures
+
+    @classmethod
+    def add_predict_options(cls, group) -> None:
+        group.add_argument("--beam-size", type=int, help="hypotheses kept; 1: greedy (default: the run's "
+                                                         "decode.beam_size)")
+        group.add_argument("--attention", action="store_const", const=True,
+                           help="also print the attention weights of each generated piece over the source pieces")
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, *, beam_size: int | None = None,
+                attention: bool | None = None, **options: Any) -> dict[str, Any]:
+        beam = self.decode_config.beam_size if beam_size is None else beam_size
+        require_int("--beam-size", beam)
+        model.eval()
+        if not text.strip():
+            return {"translation": "", "beam_size": beam}
+        device = next(model.parameters()).device
+        source, lengths = pad_right(self._encode_source(artifacts, [text.strip()], device))
+        source, lengths = source.to(device), lengths.to(device)
+        self.length_penalty = self.decode_config.length_penalty
+        ids = self.translate_ids(model, source, lengths, beam)[0]
+        result: dict[str, Any] = {"translation": decode_ids(_tokenizer(artifacts["target_tokenizer"]), [ids])[0],
+                                  "beam_size": beam}
+        if attention:
+            weights = self._attention(model, source, lengths, [ids])
+            if weights is None:
+                raise ConfigError("--attention: this model has none (model.attention=none)")
+            result["attention"] = {
+                "source": pieces(_tokenizer(artifacts["source_tokenizer"]), source[0].tolist()),
+                "translation": [*pieces(_tokenizer(artifacts["target_tokenizer"]), ids), "</s>"],
+                "weights": [[round(w, 3) for w in row] for row in weights[0].cpu().tolist()],
+            }
+        return result
