@@ -157,7 +157,7 @@ def clock(device: torch.device) -> float:
 
 # -- batches --------------------------------------------------------------------------------------
 def real_tokens(batch) -> int:
-    """A batch's tokens as the tasks count them for the trainer's throughput (`StepOutput.num_tokens`):
+    """A plain loop's batch's tokens as its task counts them for the trainer (`StepOutput.num_tokens`):
     the predicted targets of a language-model window, else the sum of the real lengths."""
     if hasattr(batch, "lengths"):
         return int(batch.lengths.sum())
@@ -211,7 +211,7 @@ def seqmodels_epoch(cfg: DictConfig, task: Task, data: TaskData, run_root: Path,
         result = run_epoch(trainer, batches)
     finally:
         trainer.logger.close()
-    tokens = sum(real_tokens(batch) for batch in epoch_batches(data, batches))  # as the trainer counted them
+    tokens = round(result["tokens_per_s"] * result["seconds"])  # the trainer's own count (StepOutput.num_tokens)
     order = "bucketed batches" if hasattr(data.train, "sampler") else "windows in text order"
     return Timing(f"seqmodels `Trainer.train_epoch()`, {order}", batches, tokens, result["seconds"],
                   {name: sections.seconds.get(name, 0.0) for name in SECTIONS})

@@ -163,8 +163,7 @@ class Trainer:
         self.model.train()
         loader = self.data.train
         epoch = self.epoch + 1
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)  # a new, reproducible batch order each epoch
+        loader.set_epoch(epoch)  # a new, reproducible batch order each epoch (tasks.base.Loader)
         self.task.start_pass(self.train_model, "train")
         limit = self.tcfg.limit_train_batches
         position = self.position
