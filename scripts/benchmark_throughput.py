@@ -82,7 +82,7 @@ from seqmodels.training.optim import OptimConfig, build_optimizer
 from seqmodels.training.runtime import resolve_device, seed_everything
 from seqmodels.training.tensorboard import RunLogger
 from seqmodels.training.timing import SectionClock
-from seqmodels.training.trainer import Trainer
+from seqmodels.training.trainer import Position, Trainer
 
 SECTIONS = ("batch assembly", "forward", "backward", "optimizer step", "logging")
 
@@ -195,6 +195,9 @@ def make_trainer(cfg: DictConfig, task: Task, data: TaskData, run_root: Path, na
 
 def run_epoch(trainer: Trainer, limit: int) -> dict[str, float]:
     trainer.tcfg.limit_train_batches = limit
+    # From the epoch's first batch: a position left by the last run would skip its batches as already
+    # trained (fit resets it after every epoch).
+    trainer.position = Position()
     return trainer.train_epoch()
 
 

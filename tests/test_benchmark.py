@@ -6,6 +6,7 @@ kind gets its plain-loop baseline, and that the language-model baseline is the s
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 
@@ -64,6 +65,15 @@ def test_sentiment_is_timed_against_the_plain_and_the_packed_loop(capsys, data_r
     assert ratio(out).endswith("x")
     assert breakdown_rows(out) == [*benchmark.SECTIONS, "total (sum of sections)"]
     assert "| padding, bucketed batches (epoch 1) |" in out and "max abs logit difference" in out
+
+
+@pytest.mark.parametrize("task", ["imdb", "ptb"])
+def test_seqmodels_and_the_plain_loop_train_the_same_batches(task, capsys, data_root, tmp_path):
+    """After its warm-up epoch the trainer trains the timed epoch from its first batch, as the plain loop does."""
+    report = tmp_path / "bench.json"
+    run_benchmark(capsys, data_root, tmp_path, f"task={task}", "--repeats", "2", "--json", str(report))
+    seqmodels, plain = json.loads(report.read_text())["variants"][:2]
+    assert seqmodels["batches"] == plain["batches"] == 3 and seqmodels["tokens"] == plain["tokens"] > 0
 
 
 def test_ner_is_timed_against_its_plain_loop(capsys, data_root, tmp_path):
