@@ -177,7 +177,7 @@ def random_index_batches(data: TaskData, seed: int) -> list[list[int]]:
     lengths = data.train.sampler.lengths
     size = data.train.sampler.batch_size
     order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(seed))
-    return [order[i:i + size].tolist() for i in range(0, len(order), size)]
+    return [order[i : i + size].tolist() for i in range(0, len(order), size)]
 
 
 def random_batches(data: TaskData, index_batches: list[list[int]], count: int) -> Iterator:
@@ -216,14 +216,25 @@ def seqmodels_epoch(cfg: DictConfig, task: Task, data: TaskData, run_root: Path,
         trainer.logger.close()
     tokens = round(result["tokens_per_s"] * result["seconds"])  # the trainer's own count (StepOutput.num_tokens)
     order = "bucketed batches" if hasattr(data.train, "sampler") else "windows in text order"
-    return Timing(f"seqmodels `Trainer.train_epoch()`, {order}", batches, tokens, result["seconds"],
-                  {name: sections.seconds.get(name, 0.0) for name in SECTIONS})
+    return Timing(
+        f"seqmodels `Trainer.train_epoch()`, {order}",
+        batches,
+        tokens,
+        result["seconds"],
+        {name: sections.seconds.get(name, 0.0) for name in SECTIONS},
+    )
 
 
 # -- plain loops ----------------------------------------------------------------------------------
-def plain_loop(name: str, model: nn.Module, cfg: DictConfig, device: torch.device,
-               make_step: Callable[[nn.Module, torch.optim.Optimizer, float], Callable],
-               warmup: Iterable, timed: Iterable) -> Timing:
+def plain_loop(
+    name: str,
+    model: nn.Module,
+    cfg: DictConfig,
+    device: torch.device,
+    make_step: Callable[[nn.Module, torch.optim.Optimizer, float], Callable],
+    warmup: Iterable,
+    timed: Iterable,
+) -> Timing:
     """`make_step(model, optimizer, max_norm)` gives the step of one batch; a step that carries state
     between batches (the language model's hidden state) starts each pass afresh."""
     model.to(device).train()
@@ -249,6 +260,7 @@ def classifier_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: fl
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
+
     return step
 
 
@@ -260,6 +272,7 @@ def tagger_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
+
     return step
 
 
@@ -288,10 +301,14 @@ class PackedClassifier(nn.Module):
         self.embedding = copy.deepcopy(reference.embedding)
         self.dropout = nn.Dropout(reference.dropout.p)
         self.rnn = CELLS[encoder.cell](
-            encoder.input_size, encoder.hidden_size, num_layers=encoder.num_layers,
-            bidirectional=encoder.bidirectional, batch_first=True,
+            encoder.input_size,
+            encoder.hidden_size,
+            num_layers=encoder.num_layers,
+            bidirectional=encoder.bidirectional,
+            batch_first=True,
             # torch warns about (and ignores) inter-layer dropout on a single layer.
-            dropout=encoder.between_layers.p if encoder.num_layers > 1 else 0.0)
+            dropout=encoder.between_layers.p if encoder.num_layers > 1 else 0.0,
+        )
         self.head = copy.deepcopy(reference.head)
         copy_recurrent_weights(self.rnn, encoder)
 
@@ -323,8 +340,16 @@ class RNNModel(nn.Module):
     linear decoder, returning (T * B, ntoken) logits. `like(reference)` copies a seqmodels
     `LanguageModel`'s weights into it, so both compute the same function."""
 
-    def __init__(self, cell: str, ntoken: int, ninp: int, nhid: int, nlayers: int, dropout: float = 0.5,
-                 tie_weights: bool = False) -> None:
+    def __init__(
+        self,
+        cell: str,
+        ntoken: int,
+        ninp: int,
+        nhid: int,
+        nlayers: int,
+        dropout: float = 0.5,
+        tie_weights: bool = False,
+    ) -> None:
         super().__init__()
         self.ntoken, self.cell, self.nhid, self.nlayers = ntoken, cell, nhid, nlayers
         self.drop = nn.Dropout(dropout)
@@ -339,8 +364,15 @@ class RNNModel(nn.Module):
     def like(cls, reference: LanguageModel) -> RNNModel:
         encoder = reference.encoder
         tied = reference.decoder.weight is reference.embedding.weight
-        model = cls(encoder.cell, reference.embedding.num_embeddings, reference.embedding.embedding_dim,
-                    encoder.hidden_size, encoder.num_layers, reference.dropout.p, tie_weights=tied)
+        model = cls(
+            encoder.cell,
+            reference.embedding.num_embeddings,
+            reference.embedding.embedding_dim,
+            encoder.hidden_size,
+            encoder.num_layers,
+            reference.dropout.p,
+            tie_weights=tied,
+        )
         with torch.no_grad():
             model.encoder.weight.copy_(reference.embedding.weight)
             copy_recurrent_weights(model.rnn, encoder)
@@ -390,6 +422,7 @@ def word_lm_step(model: RNNModel, optimizer: torch.optim.Optimizer, clip: float)
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         total_loss += loss.item()
+
     return step
 
 
@@ -408,8 +441,9 @@ def lm_loss_difference(reference: LanguageModel, plain: RNNModel, window, device
 
 
 # -- the variants of a task -----------------------------------------------------------------------
-def baseline_runners(cfg: DictConfig, task: Task, data: TaskData, device: torch.device, warmup: int,
-                     batches: int) -> tuple[list[Callable[[], Timing]], dict[str, str]]:
+def baseline_runners(
+    cfg: DictConfig, task: Task, data: TaskData, device: torch.device, warmup: int, batches: int
+) -> tuple[list[Callable[[], Timing]], dict[str, str]]:
     """The baselines of this task kind, each a function that times one run, and facts about them."""
     kind = cfg.task.kind
 
@@ -417,38 +451,61 @@ def baseline_runners(cfg: DictConfig, task: Task, data: TaskData, device: torch.
         return fresh_model(task, data, cfg.seed)
 
     def plain(name: str, build: Callable[[], nn.Module], make_step: Callable) -> Callable[[], Timing]:
-        return lambda: plain_loop(name, build(), cfg, device, make_step, epoch_batches(data, warmup),
-                                  epoch_batches(data, batches))
+        return lambda: plain_loop(
+            name, build(), cfg, device, make_step, epoch_batches(data, warmup), epoch_batches(data, batches)
+        )
 
     if kind == "sentiment":
         shuffled = random_index_batches(data, cfg.seed)
         reference = fresh().to(device)
-        difference = max_logit_difference(reference, PackedClassifier(reference).to(device),
-                                          next(epoch_batches(data, 1)), device)
+        difference = max_logit_difference(
+            reference, PackedClassifier(reference).to(device), next(epoch_batches(data, 1)), device
+        )
 
         def packed() -> Timing:
             model = PackedClassifier(fresh())
-            return plain_loop(f"`pack_padded_sequence` + nn.{type(model.rnn).__name__}, random batches", model, cfg,
-                              device, classifier_step, random_batches(data, shuffled, warmup),
-                              random_batches(data, shuffled, batches))
+            return plain_loop(
+                f"`pack_padded_sequence` + nn.{type(model.rnn).__name__}, random batches",
+                model,
+                cfg,
+                device,
+                classifier_step,
+                random_batches(data, shuffled, warmup),
+                random_batches(data, shuffled, batches),
+            )
 
-        return ([plain("plain PyTorch loop, same model and batches", fresh, classifier_step), packed],
-                {"packed vs seqmodels model, max abs logit difference (eval)": f"{difference:.1e}"})
+        return (
+            [plain("plain PyTorch loop, same model and batches", fresh, classifier_step), packed],
+            {"packed vs seqmodels model, max abs logit difference (eval)": f"{difference:.1e}"},
+        )
     if kind == "ner":
         return [plain("plain PyTorch loop, same model and batches", fresh, tagger_step)], {}
     if kind == "language_model":
         if cfg.model.get("adaptive_cutoffs"):
-            print("note: the pytorch/examples word_language_model loop has a full softmax only; with "
-                  "model.adaptive_cutoffs only seqmodels and its step breakdown are timed", file=sys.stderr)
+            print(
+                "note: the pytorch/examples word_language_model loop has a full softmax only; with "
+                "model.adaptive_cutoffs only seqmodels and its step breakdown are timed",
+                file=sys.stderr,
+            )
             return [], {}
         reference = fresh().to(device)
-        difference = lm_loss_difference(reference, RNNModel.like(reference).to(device),
-                                        next(epoch_batches(data, 1)), device)
-        return ([plain("pytorch/examples word_language_model loop, same weights and windows",
-                       lambda: RNNModel.like(fresh()), word_lm_step)],
-                {"plain vs seqmodels model, loss difference on one window (eval)": f"{difference:.1e}"})
-    print(f"note: no plain-loop baseline for a {kind} task; only seqmodels and its step breakdown are timed",
-          file=sys.stderr)
+        difference = lm_loss_difference(
+            reference, RNNModel.like(reference).to(device), next(epoch_batches(data, 1)), device
+        )
+        return (
+            [
+                plain(
+                    "pytorch/examples word_language_model loop, same weights and windows",
+                    lambda: RNNModel.like(fresh()),
+                    word_lm_step,
+                )
+            ],
+            {"plain vs seqmodels model, loss difference on one window (eval)": f"{difference:.1e}"},
+        )
+    print(
+        f"note: no plain-loop baseline for a {kind} task; only seqmodels and its step breakdown are timed",
+        file=sys.stderr,
+    )
     return [], {}
 
 
@@ -477,17 +534,33 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def report(setup: dict, timings: list[Timing], plain: Timing | None, breakdown: dict[str, float],
-           batches: int, data_stats: dict) -> str:
+def report(
+    setup: dict,
+    timings: list[Timing],
+    plain: Timing | None,
+    breakdown: dict[str, float],
+    batches: int,
+    data_stats: dict,
+) -> str:
     throughput = markdown_table(
         ["variant", "batches", "real tokens/s", "ms/batch", "vs plain loop"],
-        [[t.name, str(t.batches), f"{t.tokens_per_s:,.0f}", f"{t.ms_per_batch:.1f}",
-          f"{t.tokens_per_s / plain.tokens_per_s:.2f}x" if plain else "—"] for t in timings])
+        [
+            [
+                t.name,
+                str(t.batches),
+                f"{t.tokens_per_s:,.0f}",
+                f"{t.ms_per_batch:.1f}",
+                f"{t.tokens_per_s / plain.tokens_per_s:.2f}x" if plain else "—",
+            ]
+            for t in timings
+        ],
+    )
     total = sum(breakdown.values())
     steps = markdown_table(
         ["section of one seqmodels step", "ms/batch", "share"],
         [[name, f"{1000 * s / batches:.2f}", f"{s / max(total, 1e-12):.1%}"] for name, s in breakdown.items()]
-        + [["total (sum of sections)", f"{1000 * total / batches:.2f}", "100.0%"]])
+        + [["total (sum of sections)", f"{1000 * total / batches:.2f}", "100.0%"]],
+    )
     stats = markdown_table(["data", "value"], [[key, str(value)] for key, value in data_stats.items()])
     heading = " | ".join(f"{key} {value}" for key, value in setup.items())
     return f"## Training throughput\n\n{heading}\n\n{throughput}\n\n{steps}\n\n{stats}\n"
@@ -530,20 +603,36 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.repeats > 1:
         data_stats["tokens/s of every run, per variant"] = " / ".join(
-            ", ".join(f"{t.tokens_per_s:,.0f}" for t in times) for times in runs)
-    setup = {"task": f"{cfg.task.name} ({cfg.task.kind})", "model": task.describe(),
-             "batch size": cfg.data.batch_size, **({"bptt": cfg.data.bptt} if "bptt" in cfg.data else {}),
-             "optimizer": f"{cfg.optim.name} lr {cfg.optim.lr:g}", "grad clip": cfg.trainer.grad_clip,
-             "device": device, "threads": torch.get_num_threads(), "timed batches": batches, "warm-up": warmup,
-             "repeats": args.repeats, "torch": torch.__version__}
+            ", ".join(f"{t.tokens_per_s:,.0f}" for t in times) for times in runs
+        )
+    setup = {
+        "task": f"{cfg.task.name} ({cfg.task.kind})",
+        "model": task.describe(),
+        "batch size": cfg.data.batch_size,
+        **({"bptt": cfg.data.bptt} if "bptt" in cfg.data else {}),
+        "optimizer": f"{cfg.optim.name} lr {cfg.optim.lr:g}",
+        "grad clip": cfg.trainer.grad_clip,
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "timed batches": batches,
+        "warm-up": warmup,
+        "repeats": args.repeats,
+        "torch": torch.__version__,
+    }
     print(report(setup, timings, plain, seqmodels.breakdown, batches, data_stats))
 
     if args.json:
         results = {
             "setup": {key: str(value) for key, value in setup.items()},
-            "variants": [{**{k: v for k, v in asdict(t).items() if k != "breakdown"}, "tokens_per_s": t.tokens_per_s,
-                          "ms_per_batch": t.ms_per_batch,
-                          "vs_plain": t.tokens_per_s / plain.tokens_per_s if plain else None} for t in timings],
+            "variants": [
+                {
+                    **{k: v for k, v in asdict(t).items() if k != "breakdown"},
+                    "tokens_per_s": t.tokens_per_s,
+                    "ms_per_batch": t.ms_per_batch,
+                    "vs_plain": t.tokens_per_s / plain.tokens_per_s if plain else None,
+                }
+                for t in timings
+            ],
             "breakdown_ms_per_batch": {name: 1000 * s / batches for name, s in seqmodels.breakdown.items()},
             "data": data_stats,
             "startup_seconds": startup,

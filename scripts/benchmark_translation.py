@@ -50,8 +50,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=multi30k_best")
     parser.add_argument("--batches", type=int, default=60, help="training batches timed per variant")
     parser.add_argument("--warmup", type=int, default=5, help="untimed training batches before each variant")
-    parser.add_argument("--repeats", type=int, default=2, help="time each training variant this often; report the "
-                                                               "fastest")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="time each training variant this often; report the fastest"
+    )
     parser.add_argument("--sentences", type=int, default=200, help="validation sentences decoded")
     parser.add_argument("--beam", type=int, default=5, help="beam size of the decoding comparison")
     parser.add_argument("--run", type=Path, default=None, help="decode with this run's best checkpoint")
@@ -90,8 +91,7 @@ def plain_epoch(cfg, task, data, limit: int, warmup: int) -> tuple[float, int]:
 
     def step(batch) -> None:
         logits = model(batch.source, batch.source_lengths, batch.target_in)
-        loss = F.cross_entropy(logits.transpose(1, 2), batch.target_out, ignore_index=PAD_ID,
-                               label_smoothing=smoothing)
+        loss = F.cross_entropy(logits.transpose(1, 2), batch.target_out, ignore_index=PAD_ID, label_smoothing=smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -118,17 +118,25 @@ def decoding(task, model, data, sentences: int, beam: int) -> None:
     count = sum(len(b.source_lengths) for b in batches)
     task.length_penalty = task.decode_config.length_penalty
     timings, outputs = {}, {}
-    for name, run in (("greedy, batched", lambda b: task.translate_ids(model, b.source, b.source_lengths, 1)),
-                      (f"beam {beam}, batched", lambda b: task.translate_ids(model, b.source, b.source_lengths, beam)),
-                      (f"beam {beam}, one sentence at a time", lambda b: [
-                          task.translate_ids(model, b.source[i:i + 1, :int(n)], b.source_lengths[i:i + 1], beam)[0]
-                          for i, n in enumerate(b.source_lengths.tolist())])):
+    for name, run in (
+        ("greedy, batched", lambda b: task.translate_ids(model, b.source, b.source_lengths, 1)),
+        (f"beam {beam}, batched", lambda b: task.translate_ids(model, b.source, b.source_lengths, beam)),
+        (
+            f"beam {beam}, one sentence at a time",
+            lambda b: [
+                task.translate_ids(model, b.source[i : i + 1, : int(n)], b.source_lengths[i : i + 1], beam)[0]
+                for i, n in enumerate(b.source_lengths.tolist())
+            ],
+        ),
+    ):
         start = time.perf_counter()
         outputs[name] = [ids for b in batches for ids in run(b)]
         timings[name] = time.perf_counter() - start
     same = outputs[f"beam {beam}, batched"] == outputs[f"beam {beam}, one sentence at a time"]
-    print(f"\ndecoding {count} validation sentences (batches of {data.val.sampler.batch_size}); batched and "
-          f"one-at-a-time beams give {'the same' if same else 'DIFFERENT'} translations")
+    print(
+        f"\ndecoding {count} validation sentences (batches of {data.val.sampler.batch_size}); batched and "
+        f"one-at-a-time beams give {'the same' if same else 'DIFFERENT'} translations"
+    )
     single = count / timings[f"beam {beam}, one sentence at a time"]
     for name, seconds in timings.items():
         print(f"  {name:<36} {count / seconds:8.1f} sentences/s  {count / seconds / single:6.2f}x")
@@ -157,12 +165,15 @@ def main() -> None:
         plain_rate = best["plain"][1] / best["plain"][0]
         print(f"\ntraining, {args.batches} batches (fastest of {args.repeats}): target tokens/s")
         for name, (seconds, tokens, _) in best.items():
-            print(f"  {name:<12} {tokens / seconds:8.0f} tokens/s  {1000 * seconds / args.batches:6.0f} ms/batch  "
-                  f"{tokens / seconds / plain_rate:5.2f}x plain loop")
+            print(
+                f"  {name:<12} {tokens / seconds:8.0f} tokens/s  {1000 * seconds / args.batches:6.0f} ms/batch  "
+                f"{tokens / seconds / plain_rate:5.2f}x plain loop"
+            )
         sections = best["seqmodels"][2]
         total = sum(sections.values())
-        print("  seqmodels step: " + ", ".join(f"{name} {100 * sections.get(name, 0) / total:.1f}%"
-                                              for name in SECTIONS))
+        print(
+            "  seqmodels step: " + ", ".join(f"{name} {100 * sections.get(name, 0) / total:.1f}%" for name in SECTIONS)
+        )
     model = loaded.model if loaded else task.build_model(data.artifacts)
     decoding(task, model, data, args.sentences, args.beam)
 

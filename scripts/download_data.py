@@ -26,10 +26,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     known = [*DOWNLOADABLE, "conll2003", "glove"]
     parser.add_argument("datasets", nargs="*", help=f"any of {', '.join(known)} (default: all but glove)")
-    parser.add_argument("--glove-dim", type=int, default=50, choices=glove.DIMENSIONS,
-                        help="the GloVe 6B dimension to extract (default 50)")
-    parser.add_argument("--root", type=Path, default=Path(os.environ.get("SEQMODELS_DATA_DIR", Path.cwd() / "data")),
-                        help="data.root (default: $SEQMODELS_DATA_DIR, else data/ in the checkout)")
+    parser.add_argument(
+        "--glove-dim",
+        type=int,
+        default=50,
+        choices=glove.DIMENSIONS,
+        help="the GloVe 6B dimension to extract (default 50)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(os.environ.get("SEQMODELS_DATA_DIR", Path.cwd() / "data")),
+        help="data.root (default: $SEQMODELS_DATA_DIR, else data/ in the checkout)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.datasets) - set(known))
     if unknown:

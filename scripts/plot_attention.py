@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     attention = result["attention"]
-    figure = attention_figure(attention["source"], attention["translation"], attention["weights"],
-                              title=result["translation"])
+    figure = attention_figure(
+        attention["source"], attention["translation"], attention["weights"], title=result["translation"]
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.output)
     print(result["translation"])

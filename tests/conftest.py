@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import subprocess
@@ -51,9 +50,14 @@ PLACES = [["London"], ["Paris"], ["New", "York"], ["Germany"], ["Leicestershire"
 ORGANISATIONS = [["European", "Commission"], ["Reuters"], ["Manchester", "United"], ["U.N."]]
 OTHERS = [["German"], ["British"], ["World", "Cup"], ["Olympic"]]
 ENTITIES = {"PER": PEOPLE, "LOC": PLACES, "ORG": ORGANISATIONS, "MISC": OTHERS}
-TEMPLATES = [["PER", "met", "PER", "in", "LOC", "."], ["PER", "said", "on", "Friday", "."],
-             ["the", "ORG", "of", "LOC", "won", "the", "MISC", "."], ["PER", "PER", "and", "the", "ORG", "agreed", "."],
-             ["LOC", "1996-08-30"], ["MISC", "fans", "visited", "LOC", "LOC", "'s", "capital", "."]]
+TEMPLATES = [
+    ["PER", "met", "PER", "in", "LOC", "."],
+    ["PER", "said", "on", "Friday", "."],
+    ["the", "ORG", "of", "LOC", "won", "the", "MISC", "."],
+    ["PER", "PER", "and", "the", "ORG", "agreed", "."],
+    ["LOC", "1996-08-30"],
+    ["MISC", "fans", "visited", "LOC", "LOC", "'s", "capital", "."],
+]
 
 
 def conll_sentence(rng: random.Random) -> list[tuple[str, str]]:
@@ -147,15 +151,28 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture()
 def env(data_root, tmp_path) -> dict[str, str]:
     """Environment for running train.py: the fixture data, a private cache, one thread."""
-    return {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
-            "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "SEQMODELS_DATA_DIR": str(data_root),
+        "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
+        "HYDRA_FULL_ERROR": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
-TINY = ["model.embedding_dim=8", "model.hidden_size=12", "data.batch_size=8", "trainer.max_epochs=1",
-        "trainer.num_threads=1", "trainer.log_every_n_steps=1"]
+TINY = [
+    "model.embedding_dim=8",
+    "model.hidden_size=12",
+    "data.batch_size=8",
+    "trainer.max_epochs=1",
+    "trainer.num_threads=1",
+    "trainer.log_every_n_steps=1",
+]
 
 
-def run_script(args: list[str], env: dict[str, str], cwd: Path = ROOT, check: bool = True) -> subprocess.CompletedProcess:
+def run_script(
+    args: list[str], env: dict[str, str], cwd: Path = ROOT, check: bool = True
+) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")

@@ -26,8 +26,9 @@ sys.modules[SPEC.name] = benchmark  # its dataclasses look their module up
 SPEC.loader.exec_module(benchmark)
 
 TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=4", "data.download=false"]
-SEQMODELS_ROW = re.compile(r"^\| seqmodels `Trainer\.train_epoch\(\)`, [a-z ]+ \| 3 \| [\d,]+ \| [\d.]+ \| (\S+) \|$",
-                           re.MULTILINE)
+SEQMODELS_ROW = re.compile(
+    r"^\| seqmodels `Trainer\.train_epoch\(\)`, [a-z ]+ \| 3 \| [\d,]+ \| [\d.]+ \| (\S+) \|$", re.MULTILINE
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,8 +39,18 @@ def keep_threads():
 
 
 def run_benchmark(capsys, data_root, tmp_path, *overrides: str) -> tuple[str, str]:
-    argv = [f"data.root={data_root}", f"data.cache_dir={tmp_path / 'cache'}", *TINY, *overrides,
-            "--batches", "3", "--warmup", "1", "--threads", "1"]
+    argv = [
+        f"data.root={data_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        *TINY,
+        *overrides,
+        "--batches",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+    ]
     assert benchmark.main(argv) == 0
     captured = capsys.readouterr()
     return captured.out, captured.err
@@ -77,8 +88,7 @@ def test_seqmodels_and_the_plain_loop_train_the_same_batches(task, capsys, data_
 
 
 def test_ner_is_timed_against_its_plain_loop(capsys, data_root, tmp_path):
-    out, err = run_benchmark(capsys, data_root, tmp_path, "task=conll2003", "model.char_dim=4",
-                             "model.char_filters=4")
+    out, err = run_benchmark(capsys, data_root, tmp_path, "task=conll2003", "model.char_dim=4", "model.char_filters=4")
     assert "| plain PyTorch loop, same model and batches | 3 |" in out and ratio(out).endswith("x")
     assert breakdown_rows(out) == [*benchmark.SECTIONS, "total (sum of sections)"]
     assert "packed" not in out and "no plain-loop baseline" not in err
@@ -86,8 +96,16 @@ def test_ner_is_timed_against_its_plain_loop(capsys, data_root, tmp_path):
 
 @pytest.mark.parametrize("tie", ["false", "true"])
 def test_a_language_model_is_timed_against_the_word_language_model_loop(tie, capsys, data_root, tmp_path):
-    out, _ = run_benchmark(capsys, data_root, tmp_path, "task=ptb", "model.num_layers=2", f"model.tie_weights={tie}",
-                           "optim=sgd", "trainer.grad_clip=0.25")
+    out, _ = run_benchmark(
+        capsys,
+        data_root,
+        tmp_path,
+        "task=ptb",
+        "model.num_layers=2",
+        f"model.tie_weights={tie}",
+        "optim=sgd",
+        "trainer.grad_clip=0.25",
+    )
     assert "| pytorch/examples word_language_model loop, same weights and windows | 3 |" in out
     assert "| seqmodels `Trainer.train_epoch()`, windows in text order | 3 |" in out
     assert ratio(out).endswith("x")
@@ -98,20 +116,32 @@ def test_a_language_model_is_timed_against_the_word_language_model_loop(tie, cap
 
 
 def test_an_adaptive_softmax_has_no_baseline_and_says_so(capsys, data_root, tmp_path):
-    out, err = run_benchmark(capsys, data_root, tmp_path, "task=ptb", "model.hidden_size=16",
-                             "model.adaptive_cutoffs=[4,10]")
+    out, err = run_benchmark(
+        capsys, data_root, tmp_path, "task=ptb", "model.hidden_size=16", "model.adaptive_cutoffs=[4,10]"
+    )
     assert ratio(out) == "—" and "word_language_model" not in out
     assert "model.adaptive_cutoffs" in err
 
 
-@pytest.mark.parametrize("cell,layers,tie", [("lstm", 2, False), ("lstm", 2, True), ("gru", 2, False),
-                                             ("rnn", 3, False), ("lstm", 1, False)])
+@pytest.mark.parametrize(
+    "cell,layers,tie", [("lstm", 2, False), ("lstm", 2, True), ("gru", 2, False), ("rnn", 3, False), ("lstm", 1, False)]
+)
 def test_the_plain_lm_baseline_is_the_same_model(cell, layers, tie, data_root, tmp_path):
     """Eval mode, two windows with the state carried: the pytorch/examples model holding the copied
     weights gives the loss of seqmodels' model, through the task's own step."""
-    cfg = compose_config(["task=ptb", f"data.root={data_root}", f"data.cache_dir={tmp_path}", *TINY, "data.bptt=5",
-                          f"model.cell={cell}", f"model.num_layers={layers}", f"model.tie_weights={tie}",
-                          "model.dropout=0.3"])
+    cfg = compose_config(
+        [
+            "task=ptb",
+            f"data.root={data_root}",
+            f"data.cache_dir={tmp_path}",
+            *TINY,
+            "data.bptt=5",
+            f"model.cell={cell}",
+            f"model.num_layers={layers}",
+            f"model.tie_weights={tie}",
+            "model.dropout=0.3",
+        ]
+    )
     task = get_task(cfg)
     data = task.prepare()
     torch.manual_seed(0)
@@ -142,8 +172,9 @@ def test_the_section_clock_adds_up_the_time_between_marks():
 
 
 def test_train_epoch_marks_every_section_of_every_step(data_root, tmp_path):
-    cfg = compose_config(["task=ptb", f"data.root={data_root}", f"data.cache_dir={tmp_path / 'cache'}", *TINY,
-                          "trainer.ema_decay=0.9"])
+    cfg = compose_config(
+        ["task=ptb", f"data.root={data_root}", f"data.cache_dir={tmp_path / 'cache'}", *TINY, "trainer.ema_decay=0.9"]
+    )
     with open_dict(cfg):
         cfg.trainer.limit_train_batches = 2
     task = get_task(cfg)

@@ -24,6 +24,7 @@ def events(run_dir: Path) -> EventAccumulator:
 def finished_run(tmp_path_factory, data_root):
     """One real 1-epoch run of the default model, shared by the tests that inspect it."""
     import os
+
     tmp = tmp_path_factory.mktemp("run")
     env = {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp / "cache")}
     result = train(tmp / "run", ["trainer.max_epochs=2"], env)
@@ -32,8 +33,14 @@ def finished_run(tmp_path_factory, data_root):
 
 def test_a_run_directory_holds_everything_promised(finished_run):
     run_dir, result = finished_run
-    for path in [".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.json", "checkpoints/best.pt",
-                 "checkpoints/last.pt", "train.log"]:
+    for path in [
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "metrics.json",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "train.log",
+    ]:
         assert (run_dir / path).is_file(), path
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["monitor"] == "val/accuracy" and metrics["epochs_run"] == 2
@@ -52,8 +59,17 @@ def test_tensorboard_has_steps_epochs_config_and_hparams(finished_run):
     run_dir, _ = finished_run
     accumulator = events(run_dir)
     scalars = set(accumulator.Tags()["scalars"])
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/accuracy", "val/loss",
-            "test/accuracy", "hparams/val_accuracy", "hparams/test_accuracy"} <= scalars
+    assert {
+        "train/loss",
+        "train/lr",
+        "train/grad_norm",
+        "train/tokens_per_s",
+        "val/accuracy",
+        "val/loss",
+        "test/accuracy",
+        "hparams/val_accuracy",
+        "hparams/test_accuracy",
+    } <= scalars
     assert len(accumulator.Scalars("val/accuracy")) == 2  # one point per epoch
     assert len(accumulator.Scalars("train/loss")) == len(accumulator.Scalars("train/lr")) > 2  # per step
     hparams = accumulator.PluginTagToContent("hparams")
@@ -81,8 +97,14 @@ def test_predict_prints_label_and_probability(finished_run, env):
 
 def test_predict_cuts_a_text_longer_than_any_limit(finished_run, env):
     run_dir, _ = finished_run
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "predict.py"), str(run_dir), "-"], env=env,
-                            input="a superb film. " * 50_000, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "predict.py"), str(run_dir), "-"],
+        env=env,
+        input="a superb film. " * 50_000,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in ("negative", "positive")
 
@@ -112,18 +134,32 @@ def test_same_seed_same_metrics(finished_run, data_root, tmp_path, env):
 
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
 def test_every_cell_trains_deep_and_bidirectional(cell, tmp_path, env):
-    train(tmp_path / "run", [f"model={cell}", "model.num_layers=3", "model.bidirectional=true",
-                             "trainer.limit_train_batches=2"], env)
+    train(
+        tmp_path / "run",
+        [f"model={cell}", "model.num_layers=3", "model.bidirectional=true", "trainer.limit_train_batches=2"],
+        env,
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["parameters"] > 0 and "accuracy" in metrics["test"]
 
 
 def test_multirun_gives_each_job_its_own_run_directory(tmp_path, env):
     sweep = tmp_path / "sweep"
-    result = run_script([str(ROOT / "train.py"), "-m", "model=rnn,gru", f"data.root={env['SEQMODELS_DATA_DIR']}",
-                         "model.embedding_dim=8", "model.hidden_size=8",
-                         "trainer.max_epochs=1", "trainer.num_threads=1", "trainer.limit_train_batches=2",
-                         f"hydra.sweep.dir={sweep}"], env)
+    result = run_script(
+        [
+            str(ROOT / "train.py"),
+            "-m",
+            "model=rnn,gru",
+            f"data.root={env['SEQMODELS_DATA_DIR']}",
+            "model.embedding_dim=8",
+            "model.hidden_size=8",
+            "trainer.max_epochs=1",
+            "trainer.num_threads=1",
+            "trainer.limit_train_batches=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env,
+    )
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 2 and jobs[0].startswith("0_") and jobs[1].startswith("1_"), (jobs, result.stderr)
     assert "model=rnn" in jobs[0] and "model=gru" in jobs[1]  # the directory names say what differs
@@ -136,13 +172,22 @@ def test_multirun_gives_each_job_its_own_run_directory(tmp_path, env):
     assert cells[0] < cells[1]  # a GRU has three times the recurrent weights of a simple RNN
 
 
-@pytest.mark.parametrize("override,message", [
-    (["model=transformer"], "error: model=transformer is not a model config; use one of ['bilstm', 'gru', 'lstm', 'rnn']"),
-    (["task=0"], "error: task=0 is not a task config; use one of"),
-    (["model.hiden_size=3"], "error: model.hiden_size is not a setting of `model`; did you mean model.hidden_size?"),
-    (["data.batch_size=0"], "error: data.batch_size=0 is impossible; it must be a positive integer"),
-    (["task=ptb", "model.bidirectional=true"], "error: model.bidirectional=true cannot predict the next token"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            ["model=transformer"],
+            "error: model=transformer is not a model config; use one of ['bilstm', 'gru', 'lstm', 'rnn']",
+        ),
+        (["task=0"], "error: task=0 is not a task config; use one of"),
+        (
+            ["model.hiden_size=3"],
+            "error: model.hiden_size is not a setting of `model`; did you mean model.hidden_size?",
+        ),
+        (["data.batch_size=0"], "error: data.batch_size=0 is impossible; it must be a positive integer"),
+        (["task=ptb", "model.bidirectional=true"], "error: model.bidirectional=true cannot predict the next token"),
+    ],
+)
 def test_bad_config_is_one_clear_error_and_leaves_no_run_directory(override, message, tmp_path, env):
     """Every kind of refusal once through the real CLI (the messages themselves: test_configs.py)."""
     result = train(tmp_path / "outputs" / "2026-11-29" / "run", override, env, check=False)
@@ -170,7 +215,11 @@ def test_missing_dataset_says_where_to_put_it_in_a_few_lines(tmp_path, env):
 def test_resuming_from_last_checkpoint_continues_exactly(finished_run, tmp_path, env):
     run_dir, _ = finished_run  # trained 2 epochs without a break
     train(tmp_path / "first", ["trainer.max_epochs=1"], env)
-    train(tmp_path / "rest", ["trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}"], env)
+    train(
+        tmp_path / "rest",
+        ["trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}"],
+        env,
+    )
     straight = json.loads((run_dir / "metrics.json").read_text())
     resumed = json.loads((tmp_path / "rest" / "metrics.json").read_text())
     assert resumed["epochs_run"] == 2
@@ -192,15 +241,21 @@ def test_a_weight_average_is_what_is_evaluated_saved_and_resumed(tmp_path, env):
     assert again["val"] == straight["val"] and again["test"] == straight["test"]
     # and a resumed run continues the average exactly
     train(tmp_path / "first", [*average, "trainer.max_epochs=1"], env)
-    train(tmp_path / "rest", [*average, "trainer.max_epochs=2",
-                              f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}"], env)
+    train(
+        tmp_path / "rest",
+        [*average, "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first' / 'checkpoints' / 'last.pt'}"],
+        env,
+    )
     resumed = json.loads((tmp_path / "rest" / "metrics.json").read_text())
-    assert resumed["history"] == [{**h, "seconds": r["seconds"], "tokens_per_s": r["tokens_per_s"]}
-                                  for h, r in zip(straight["history"], resumed["history"])]
+    assert resumed["history"] == [
+        {**h, "seconds": r["seconds"], "tokens_per_s": r["tokens_per_s"]}
+        for h, r in zip(straight["history"], resumed["history"])
+    ]
     assert resumed["test"] == straight["test"]
     result = train(tmp_path / "bad", ["trainer.ema_decay=1.5"], env, check=False)
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
-        "error: trainer.ema_decay=1.5 is impossible; it must be a number in (0, 1) or null")
+        "error: trainer.ema_decay=1.5 is impossible; it must be a number in (0, 1) or null"
+    )
 
 
 def test_resuming_into_a_new_directory_brings_the_best_checkpoint_along(tmp_path, env):
@@ -210,4 +265,5 @@ def test_resuming_into_a_new_directory_brings_the_best_checkpoint_along(tmp_path
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["status"] == "completed" and again["test"] == first["test"]
     assert (tmp_path / "again" / "checkpoints" / "best.pt").read_bytes() == (
-        tmp_path / "first" / "checkpoints" / "best.pt").read_bytes()
+        tmp_path / "first" / "checkpoints" / "best.pt"
+    ).read_bytes()

@@ -20,11 +20,23 @@ PLOTS = ["val_curves.png", "metric_vs_parameters.png", "gradient_flow.png"]
 def multirun(tmp_path_factory, data_root):
     """A 2-job multirun in which the first job fails (an impossible hidden size) and the second trains 2 epochs."""
     import os
+
     tmp = tmp_path_factory.mktemp("compare")
     env = {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp / "cache")}
     sweep = tmp / "sweep"
-    run_script([str(ROOT / "train.py"), "-m", *TINY, "model.hidden_size=0,8", "trainer.max_epochs=2",
-                "trainer.limit_train_batches=2", f"hydra.sweep.dir={sweep}"], env, check=False)
+    run_script(
+        [
+            str(ROOT / "train.py"),
+            "-m",
+            *TINY,
+            "model.hidden_size=0,8",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env,
+        check=False,
+    )
     return sweep, env
 
 

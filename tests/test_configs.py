@@ -46,12 +46,16 @@ def test_data_root_follows_the_environment(monkeypatch, tmp_path):
 def test_every_key_comes_from_its_declaration():
     """The YAML holds no default of its own: a composed trainer section is exactly the declared one."""
     assert OmegaConf.to_container(composed().trainer) == defaults(TrainerConfig)
-    assert any(line.startswith("trainer.max_epochs (int, default 5): epochs to train")
-               for line in help_lines(TrainerConfig, "trainer"))
+    assert any(
+        line.startswith("trainer.max_epochs (int, default 5): epochs to train")
+        for line in help_lines(TrainerConfig, "trainer")
+    )
 
 
-@pytest.mark.parametrize("group,preset", [(group, preset) for group in ("model", "task", "optim", "debug", "experiment")
-                                          for preset in presets(group)])
+@pytest.mark.parametrize(
+    "group,preset",
+    [(group, preset) for group in ("model", "task", "optim", "debug", "experiment") for preset in presets(group)],
+)
 def test_every_preset_is_fully_valid(group, preset):
     needs = ["data.path=any.txt"] if preset in ("chars", "translation") else []  # the keys without a default
     task = check_config(composed(f"{group}={preset}", *needs))  # data, model, trainer, optim and rules between them
@@ -83,46 +87,68 @@ def test_every_search_space_holds_only_valid_configs(name):
             check_config(trial)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model.hidden_size=0"], "model.hidden_size=0 is impossible; it must be a positive integer"),
-    (["model.dropout=1.0"], "model.dropout=1.0 is impossible; it must be a number in [0, 1)"),
-    (["model.cell=transformer"], "model.cell='transformer' is unknown; use one of ['gru', 'lstm', 'rnn'] (e.g. model=lstm)"),
-    (["model.pooling=attention"], "model.pooling='attention' is unknown; use one of"),
-    (["model.bidirectional=2"], "model.bidirectional=2 must be true or false"),
-    (["+model.hiden_size=64"], "model.hiden_size is not a setting of `model`; did you mean model.hidden_size?"),
-    (["+model.crf=true"], "model.crf is not a setting of `model`"),  # a tagger's key, not a classifier's
-    (["optim.name=adamx"], "optim.name='adamx' is unknown; use one of ['adam', 'adamw', 'sgd'] (e.g. optim=adamw)"),
-    (["optim.betas=[0.9]"], "optim.betas=[0.9] is impossible; use two numbers in [0, 1), e.g. [0.9,0.999]"),
-    (["trainer.precision=64"], "trainer.precision=64 is unknown; use one of ['16', '32', 'bf16']"),
-    (["trainer.device=cuda"], "trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu"),
-    (["trainer.ema_decay=1.5"], "trainer.ema_decay=1.5 is impossible; it must be a number in (0, 1) or null"),
-    (["data.batch_size=0"], "data.batch_size=0 is impossible; it must be a positive integer"),
-    (["data.keep=middle"], "data.keep='middle' is unknown; use one of ['head', 'tail'] (head: first tokens"),
-    (["seed=-1"], "seed=-1 is impossible; it must be an integer >= 0"),
-    (["+sed=1"], "sed is not a setting at the top level; did you mean seed?"),
-    (["task=ptb", "model.bidirectional=true"], "model.bidirectional=true cannot predict the next token"),
-    (["task=ptb", "model.tie_weights=true", "model.hidden_size=12"],
-     "model.tie_weights=true needs model.embedding_dim == model.hidden_size (got 128 and 12)"),
-    (["task=ptb", "model.tie_weights=true", "model.adaptive_cutoffs=[10]"], "model.tie_weights=true needs a full softmax"),
-    (["task=ptb", "model.adaptive_cutoffs=[20,10]"], "model.adaptive_cutoffs=[20, 10] is impossible"),
-    (["task=ptb", "model.adaptive_cutoffs=abc"], "model.adaptive_cutoffs='abc' is impossible; use a list of word counts"),
-    (["task=chars"], "task=chars needs a text file: add data.path=/path/to/file.txt"),
-    (["task=chars", "data.path=x", "data.val_fraction=0.6", "data.test_fraction=0.5"], "together below 1"),
-    (["task=conll2003", "model.char_dim=8", "model.char_kernel_size=4"], "model.char_kernel_size=4 must be odd"),
-    (["task=conll2003", "model.singleton_dropout=0.5"],
-     "model.singleton_dropout needs words seen once in the vocabulary, but data.min_freq=2"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model.hidden_size=0"], "model.hidden_size=0 is impossible; it must be a positive integer"),
+        (["model.dropout=1.0"], "model.dropout=1.0 is impossible; it must be a number in [0, 1)"),
+        (
+            ["model.cell=transformer"],
+            "model.cell='transformer' is unknown; use one of ['gru', 'lstm', 'rnn'] (e.g. model=lstm)",
+        ),
+        (["model.pooling=attention"], "model.pooling='attention' is unknown; use one of"),
+        (["model.bidirectional=2"], "model.bidirectional=2 must be true or false"),
+        (["+model.hiden_size=64"], "model.hiden_size is not a setting of `model`; did you mean model.hidden_size?"),
+        (["+model.crf=true"], "model.crf is not a setting of `model`"),  # a tagger's key, not a classifier's
+        (["optim.name=adamx"], "optim.name='adamx' is unknown; use one of ['adam', 'adamw', 'sgd'] (e.g. optim=adamw)"),
+        (["optim.betas=[0.9]"], "optim.betas=[0.9] is impossible; use two numbers in [0, 1), e.g. [0.9,0.999]"),
+        (["trainer.precision=64"], "trainer.precision=64 is unknown; use one of ['16', '32', 'bf16']"),
+        (
+            ["trainer.device=cuda"],
+            "trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu",
+        ),
+        (["trainer.ema_decay=1.5"], "trainer.ema_decay=1.5 is impossible; it must be a number in (0, 1) or null"),
+        (["data.batch_size=0"], "data.batch_size=0 is impossible; it must be a positive integer"),
+        (["data.keep=middle"], "data.keep='middle' is unknown; use one of ['head', 'tail'] (head: first tokens"),
+        (["seed=-1"], "seed=-1 is impossible; it must be an integer >= 0"),
+        (["+sed=1"], "sed is not a setting at the top level; did you mean seed?"),
+        (["task=ptb", "model.bidirectional=true"], "model.bidirectional=true cannot predict the next token"),
+        (
+            ["task=ptb", "model.tie_weights=true", "model.hidden_size=12"],
+            "model.tie_weights=true needs model.embedding_dim == model.hidden_size (got 128 and 12)",
+        ),
+        (
+            ["task=ptb", "model.tie_weights=true", "model.adaptive_cutoffs=[10]"],
+            "model.tie_weights=true needs a full softmax",
+        ),
+        (["task=ptb", "model.adaptive_cutoffs=[20,10]"], "model.adaptive_cutoffs=[20, 10] is impossible"),
+        (
+            ["task=ptb", "model.adaptive_cutoffs=abc"],
+            "model.adaptive_cutoffs='abc' is impossible; use a list of word counts",
+        ),
+        (["task=chars"], "task=chars needs a text file: add data.path=/path/to/file.txt"),
+        (["task=chars", "data.path=x", "data.val_fraction=0.6", "data.test_fraction=0.5"], "together below 1"),
+        (["task=conll2003", "model.char_dim=8", "model.char_kernel_size=4"], "model.char_kernel_size=4 must be odd"),
+        (
+            ["task=conll2003", "model.singleton_dropout=0.5"],
+            "model.singleton_dropout needs words seen once in the vocabulary, but data.min_freq=2",
+        ),
+    ],
+)
 def test_a_bad_value_is_one_line_naming_key_value_and_fix(overrides, message):
     with pytest.raises(ConfigError) as error:
         check_config(composed(*overrides))
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model.hiden_size=64", "model.hiden_size is not a setting of `model`; did you mean model.hidden_size?"),
-    ("trainer.max_epoch=3", "did you mean trainer.max_epochs?"),
-    ("sed=3", "did you mean seed?"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model.hiden_size=64", "model.hiden_size is not a setting of `model`; did you mean model.hidden_size?"),
+        ("trainer.max_epoch=3", "did you mean trainer.max_epochs?"),
+        ("sed=3", "did you mean seed?"),
+    ],
+)
 def test_a_misspelt_key_is_named_before_hydra_composes(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_override_keys([override])
@@ -130,8 +156,16 @@ def test_a_misspelt_key_is_named_before_hydra_composes(override, message):
 
 
 def test_multirun_job_directories_are_flat_and_readable():
-    name = job_dirname(3, ["model=lstm", "data.root=/some/folder/data", "trainer.resume=/runs/a/checkpoints/last.pt",
-                           "seed=4", "trainer.num_threads=1"])
+    name = job_dirname(
+        3,
+        [
+            "model=lstm",
+            "data.root=/some/folder/data",
+            "trainer.resume=/runs/a/checkpoints/last.pt",
+            "seed=4",
+            "trainer.num_threads=1",
+        ],
+    )
     assert name == "3_model=lstm,data.root=data,trainer.resume=last.pt"
     assert job_dirname(0, ["data.path=/a/b/"]) == "0_data.path=b" and job_dirname(7, []) == "7"
     assert len(job_dirname(1, [f"model.hidden_size={'9' * 300}"])) < 130

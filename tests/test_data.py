@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import tar_directory, write_aclimdb
-from seqmodels.config import CONFIG_DIR, compose_config
+from seqmodels.config import compose_config
 from seqmodels.data import imdb
-from seqmodels.data.batching import BucketBatchSampler, padding_fraction, pad_right
+from seqmodels.data.batching import BucketBatchSampler, pad_right, padding_fraction
 from seqmodels.data.download import download
 from seqmodels.data.splits import seeded_split
 from seqmodels.data.text import PAD_ID, UNK_ID, encode, train_word_tokenizer
@@ -20,8 +20,9 @@ from seqmodels.tasks import get_task
 
 
 def sentiment_cfg(root, cache, *overrides):
-    return compose_config([f"data.root={root}", f"data.cache_dir={cache}", "data.download=false",
-                                             "data.batch_size=4", *overrides])
+    return compose_config(
+        [f"data.root={root}", f"data.cache_dir={cache}", "data.download=false", "data.batch_size=4", *overrides]
+    )
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -39,13 +40,19 @@ def test_imdb_is_read_from_a_tree_or_either_archive_in_place(tmp_path, form):
     splits = imdb.read(source)
     assert [len(splits[s].texts) for s in ("train", "test")] == [10, 10]
     assert splits["train"].labels == [0] * 5 + [1] * 5  # neg first, by review id
-    assert splits["train"].texts[0] == (tree / "train" / "neg" / "0_" ).parent.joinpath(
-        next(p.name for p in (tree / "train" / "neg").iterdir() if p.name.startswith("0_"))).read_text()
+    assert (
+        splits["train"].texts[0]
+        == (tree / "train" / "neg" / "0_")
+        .parent.joinpath(next(p.name for p in (tree / "train" / "neg").iterdir() if p.name.startswith("0_")))
+        .read_text()
+    )
     assert sorted(p.name for p in folder.iterdir()) == [form]  # nothing unpacked or cached into data.root
 
 
 def test_missing_imdb_says_where_to_put_it(tmp_path):
-    with pytest.raises(DataError, match=r"IMDB not found in .*imdb: put aclImdb_v1\.tar\.gz \(from https://ai\.stanford"):
+    with pytest.raises(
+        DataError, match=r"IMDB not found in .*imdb: put aclImdb_v1\.tar\.gz \(from https://ai\.stanford"
+    ):
         imdb.locate(tmp_path, allow_download=False)
 
 
@@ -76,8 +83,9 @@ def test_unreachable_url_gives_a_clear_offline_error(tmp_path):
 
 # -- tokenization ------------------------------------------------------------------------------
 def test_tokenizer_removes_html_breaks_lowercases_and_maps_rare_words_to_unk():
-    tokenizer = train_word_tokenizer(["The film<br />was GREAT, great!", "the plot was great"], vocab_size=100,
-                                     min_freq=2, lowercase=True)
+    tokenizer = train_word_tokenizer(
+        ["The film<br />was GREAT, great!", "the plot was great"], vocab_size=100, min_freq=2, lowercase=True
+    )
     vocab = tokenizer.get_vocab()
     assert vocab["<pad>"] == PAD_ID and vocab["<unk>"] == UNK_ID
     assert {"the", "was", "great"} <= set(vocab) and "film" not in vocab and "br" not in vocab
@@ -150,10 +158,13 @@ def test_vocabulary_comes_from_the_training_part_only(data_root, tmp_path):
     cfg = sentiment_cfg(data_root, tmp_path / "cache", "data.min_freq=1")
     data = get_task(cfg).prepare()
     from seqmodels.data.text import tokenizer_from_json
+
     vocab = tokenizer_from_json(data.artifacts["tokenizer"]).get_vocab()
     splits = imdb.read(imdb.locate(data_root, allow_download=False))
     train_index, _ = seeded_split(48, 0.1, cfg.data.split_seed)
-    train_words = {w.lower().strip(".") for i in train_index for w in splits["train"].texts[i].replace("<br", " ").split()}
+    train_words = {
+        w.lower().strip(".") for i in train_index for w in splits["train"].texts[i].replace("<br", " ").split()
+    }
     assert set(vocab) - {"<pad>", "<unk>", ".", "/><", "/>"} <= train_words | {"br"}
 
 
@@ -176,8 +187,10 @@ def test_an_empty_split_is_refused(tmp_path):
 
 def test_download_script_reports_ready_datasets_and_what_is_missing(data_root, tmp_path, env):
     from conftest import ROOT, run_script
+
     ready = run_script([str(ROOT / "scripts" / "download_data.py"), "imdb", "conll2003", "--root", str(data_root)], env)
     assert ready.stdout.splitlines()[0].startswith("imdb: ready (") and "conll2003: ready" in ready.stdout
-    missing = run_script([str(ROOT / "scripts" / "download_data.py"), "conll2003", "--root", str(tmp_path)], env,
-                         check=False)
+    missing = run_script(
+        [str(ROOT / "scripts" / "download_data.py"), "conll2003", "--root", str(tmp_path)], env, check=False
+    )
     assert missing.returncode == 1 and "conll2003: CoNLL-2003 not found" in missing.stderr

@@ -37,7 +37,7 @@ def test_training_shards_are_disjoint_equal_in_steps_and_cover_the_epoch(example
     assert len({len(shard) for shard in shards}) == 1  # every rank takes the same number of steps
     seen = [index for shard in shards for batch in shard for index in batch]
     assert len(seen) == len(set(seen))  # disjoint
-    leftover = sum(map(len, everyone.batches())) - sum(map(len, everyone.batches()[:len(shards[0]) * ranks]))
+    leftover = sum(map(len, everyone.batches())) - sum(map(len, everyone.batches()[: len(shards[0]) * ranks]))
     assert len(seen) == examples or (len(seen) == examples - leftover and leftover < ranks)
     # whole batches are the single-process batches of this epoch: buckets stay buckets
     whole = {tuple(batch) for batch in everyone.batches()}
@@ -70,8 +70,7 @@ def test_language_model_streams_are_split_so_every_token_is_predicted_once():
 
 # -- torchrun end to end ------------------------------------------------------------------------
 def torchrun(script: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run([*TORCHRUN, script, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run([*TORCHRUN, script, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise AssertionError(f"torchrun exited {result.returncode}\n{result.stdout}\n{result.stderr[-5000:]}")
     return result
@@ -83,11 +82,19 @@ def ddp_run(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("ddp")
     scratch = tmp / "tmp"
     scratch.mkdir()
-    env = {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp / "cache"),
-           "TMPDIR": str(scratch), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "SEQMODELS_DATA_DIR": str(data_root),
+        "SEQMODELS_CACHE_DIR": str(tmp / "cache"),
+        "TMPDIR": str(scratch),
+        "PYTHONUNBUFFERED": "1",
+    }
     overrides = [o for o in TINY if not o.startswith("trainer.num_threads")]
-    torchrun(str(ROOT / "tests" / "helpers" / "ddp_probe.py"),
-             [str(tmp), *overrides, "trainer.max_epochs=2", "data.batch_size=4", f"hydra.run.dir={tmp / 'run'}"], env)
+    torchrun(
+        str(ROOT / "tests" / "helpers" / "ddp_probe.py"),
+        [str(tmp), *overrides, "trainer.max_epochs=2", "data.batch_size=4", f"hydra.run.dir={tmp / 'run'}"],
+        env,
+    )
     return tmp, env
 
 
@@ -113,8 +120,14 @@ def test_weights_are_identical_on_both_ranks_after_every_step(ddp_run):
 def test_one_set_of_run_files_written_by_rank_0(ddp_run):
     tmp, _ = ddp_run
     run = tmp / "run"
-    assert sorted(p.name for p in run.iterdir()) == [".hydra", "checkpoints", "gradient_flow.json", "metrics.json",
-                                                    "tensorboard", "train.log"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        ".hydra",
+        "checkpoints",
+        "gradient_flow.json",
+        "metrics.json",
+        "tensorboard",
+        "train.log",
+    ]
     assert len(list((run / "tensorboard").iterdir())) == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert not list((tmp / "tmp").glob("seqmodels-rank*"))  # rank 1's scratch directory for Hydra is gone
@@ -137,16 +150,28 @@ def test_resume_from_a_two_process_checkpoint_in_one_process(ddp_run, tmp_path):
     tmp, env = ddp_run
     shutil.copytree(tmp / "run", tmp_path / "run")
     overrides = [o for o in TINY if not o.startswith("trainer.max_epochs")]
-    run_script([str(ROOT / "train.py"), *overrides, "trainer.max_epochs=3", "data.batch_size=4",
-                f"trainer.resume={tmp_path / 'run'}", f"hydra.run.dir={tmp_path / 'run'}"], env)
+    run_script(
+        [
+            str(ROOT / "train.py"),
+            *overrides,
+            "trainer.max_epochs=3",
+            "data.batch_size=4",
+            f"trainer.resume={tmp_path / 'run'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        env,
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 3 and metrics["processes"] == 1 and len(metrics["history"]) == 3
 
 
 def test_language_model_under_torchrun_evaluates_every_token_once(tmp_path, env):
     overrides = [o for o in TINY if not o.startswith("trainer.num_threads")]
-    torchrun(str(ROOT / "train.py"), [*overrides, "task=ptb", "data.bptt=5", "data.eval_batch_size=3",
-                                      f"hydra.run.dir={tmp_path / 'run'}"], env)
+    torchrun(
+        str(ROOT / "train.py"),
+        [*overrides, "task=ptb", "data.bptt=5", "data.eval_batch_size=3", f"hydra.run.dir={tmp_path / 'run'}"],
+        env,
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     single = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(tmp_path / "run")], env).stdout)
     for split in ("val", "test"):
@@ -156,8 +181,17 @@ def test_language_model_under_torchrun_evaluates_every_token_once(tmp_path, env)
 # -- Hydra's submitit launcher --------------------------------------------------------------------
 def test_a_multirun_through_submitit_local_completes_every_job(tmp_path, env):
     overrides = [o for o in TINY if not o.startswith("trainer.num_threads")]
-    run_script([str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", *overrides, "model=rnn,gru",
-                f"hydra.sweep.dir={tmp_path / 'sweep'}"], env)
+    run_script(
+        [
+            str(ROOT / "train.py"),
+            "-m",
+            "hydra/launcher=submitit_local",
+            *overrides,
+            "model=rnn,gru",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        env,
+    )
     jobs = sorted(p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith("."))
     assert [job.name.split("_")[0] for job in jobs] == ["0", "1"]
     for job in jobs:
@@ -168,8 +202,18 @@ def test_a_multirun_through_submitit_local_completes_every_job(tmp_path, env):
 
 
 def test_a_submitit_job_of_two_tasks_trains_data_parallel(tmp_path, env):
-    run_script([str(ROOT / "train.py"), "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
-                "hydra.launcher.cpus_per_task=1", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"], env)
+    run_script(
+        [
+            str(ROOT / "train.py"),
+            "-m",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.tasks_per_node=2",
+            "hydra.launcher.cpus_per_task=1",
+            *TINY,
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        env,
+    )
     (job,) = [p for p in (tmp_path / "sweep").iterdir() if p.is_dir() and not p.name.startswith(".")]
     metrics = json.loads((job / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["processes"] == 2

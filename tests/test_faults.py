@@ -24,8 +24,14 @@ SLOW = ["data.batch_size=1", "trainer.max_epochs=2", "trainer.progress_interval_
 
 
 def start(run_dir: Path, overrides: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -46,6 +52,7 @@ def metrics(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_root):
     import os
+
     tmp = tmp_path_factory.mktemp("straight")
     env = {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp / "cache")}
     train(tmp / "run", SLOW, env)
@@ -86,16 +93,24 @@ def test_sigkill_after_an_epoch_resumes_exactly(uninterrupted, tmp_path, env):
 
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, env):
     train(tmp_path / "first", [], env)
-    result = train(tmp_path / "second", ["model.hidden_size=6", f"trainer.resume={tmp_path / 'first'}"], env,
-                   check=False)
+    result = train(
+        tmp_path / "second", ["model.hidden_size=6", f"trainer.resume={tmp_path / 'first'}"], env, check=False
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "was trained with model=" in result.stderr and "resume with the overrides of the original run" in result.stderr
+    assert (
+        "was trained with model=" in result.stderr and "resume with the overrides of the original run" in result.stderr
+    )
 
 
 def test_a_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_path, data_root, monkeypatch):
     # gradient_flow=false: the measurement after validation would be one more call of step()
-    cfg = composed(*TINY, "trainer.max_epochs=3", "trainer.gradient_flow=false", f"data.root={data_root}",
-                   f"data.cache_dir={tmp_path / 'cache'}")
+    cfg = composed(
+        *TINY,
+        "trainer.max_epochs=3",
+        "trainer.gradient_flow=false",
+        f"data.root={data_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    )
     real_step = SentimentTask.step
     steps = []
 
@@ -107,8 +122,11 @@ def test_a_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_pat
         return out
 
     monkeypatch.setattr(SentimentTask, "step", step_that_diverges)
-    with pytest.raises(TrainingError, match=r"training loss became nan at epoch 2, step 8; lower optim\.lr or set "
-                                            r"trainer\.grad_clip .* checkpoints/last\.pt holds the last good epoch"):
+    with pytest.raises(
+        TrainingError,
+        match=r"training loss became nan at epoch 2, step 8; lower optim\.lr or set "
+        r"trainer\.grad_clip .* checkpoints/last\.pt holds the last good epoch",
+    ):
         run(cfg, tmp_path / "run")
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
     record = metrics(tmp_path / "run")
@@ -117,12 +135,19 @@ def test_a_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_pat
 
 def test_a_failing_multirun_job_is_recorded_and_does_not_stop_the_others(tmp_path, env):
     sweep = tmp_path / "sweep"
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *TINY, "model.hidden_size=0,4",
-                             f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", *TINY, "model.hidden_size=0,4", f"hydra.sweep.dir={sweep}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0  # the sweep as a whole reports the failure
     failed, finished = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert metrics(failed) == {"status": "failed", "error": "model.hidden_size=0 is impossible; it must be a "
-                                                            "positive integer"}
+    assert metrics(failed) == {
+        "status": "failed",
+        "error": "model.hidden_size=0 is impossible; it must be a positive integer",
+    }
     assert metrics(finished)["status"] == "completed"
 
 
@@ -152,7 +177,9 @@ def test_a_damaged_cache_entry_is_rebuilt_not_used(tmp_path):
 
 def test_archive_members_cannot_write_outside_the_dataset_folder(tmp_path):
     import zipfile
+
     from seqmodels.data import wikitext2
+
     root = tmp_path / "root"
     (root / "wikitext-2").mkdir(parents=True)
     with zipfile.ZipFile(root / "wikitext-2" / wikitext2.ARCHIVE, "w") as archive:
@@ -163,13 +190,17 @@ def test_archive_members_cannot_write_outside_the_dataset_folder(tmp_path):
     assert not (tmp_path / "escaped").exists() and not (root.parent.parent / "escaped").exists()
 
 
-@pytest.mark.parametrize("content,problem", [
-    (b"not a checkpoint at all", "is not a readable seqmodels checkpoint"),
-    ("pickled code", "is not a readable seqmodels checkpoint"),
-    ({"format": 99}, "is not a seqmodels checkpoint of format 1"),
-])
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        (b"not a checkpoint at all", "is not a readable seqmodels checkpoint"),
+        ("pickled code", "is not a readable seqmodels checkpoint"),
+        ({"format": 99}, "is not a seqmodels checkpoint of format 1"),
+    ],
+)
 def test_predict_refuses_what_is_not_a_checkpoint_without_running_it(tmp_path, env, content, problem):
     from conftest import run_script
+
     path = tmp_path / "run" / "checkpoints" / "best.pt"
     path.parent.mkdir(parents=True)
     if isinstance(content, bytes):

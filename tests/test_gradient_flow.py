@@ -18,8 +18,13 @@ from seqmodels.models.encoder import RecurrentEncoder
 from seqmodels.models.recording import RecordedStates
 from seqmodels.tasks.base import StepOutput, Task
 from seqmodels.train import run
-from seqmodels.training.gradient_flow import (FILENAME, gradient_norms_by_distance, measure, record_gradient_flow,
-                                              recording_hidden_states)
+from seqmodels.training.gradient_flow import (
+    FILENAME,
+    gradient_norms_by_distance,
+    measure,
+    record_gradient_flow,
+    recording_hidden_states,
+)
 from test_configs import composed
 
 W = 0.5  # the fixed recurrent weight of the toy problems: dL/dh_t shrinks as W ** distance
@@ -46,14 +51,14 @@ def test_a_linear_rnn_gradient_shrinks_geometrically_with_distance_from_the_loss
     curve = gradient_norms_by_distance(loss, {"toy": [recorded]}, max_distance=20)["toy"]
     # dL/dh_t = W^(length-1-t) * ones(size) for every sequence: the norm is sqrt(size) * W^k
     assert len(curve) == 6  # distances 0..5 occur; longer ones do not
-    assert curve == pytest.approx([math.sqrt(size) * W ** k for k in range(6)], rel=1e-6)
+    assert curve == pytest.approx([math.sqrt(size) * W**k for k in range(6)], rel=1e-6)
 
 
 def test_distances_are_counted_from_each_sequences_own_end_and_capped():
     lengths = torch.tensor([9, 7])
     loss, recorded = linear_rnn(torch.randn(2, 9, 3), lengths, first_step=2)  # states from step 2 on only
     curve = gradient_norms_by_distance(loss, {"toy": [recorded]}, max_distance=5)["toy"]
-    assert curve == pytest.approx([math.sqrt(3) * W ** k for k in range(5)], rel=1e-6)
+    assert curve == pytest.approx([math.sqrt(3) * W**k for k in range(5)], rel=1e-6)
 
 
 class EncoderOnly(nn.Module):
@@ -67,6 +72,7 @@ class EncoderOnly(nn.Module):
 
 class FinalStateTask(Task):
     """A many-to-one task without data: the loss reads the encoder's final state only."""
+
     monitor, mode = "loss", "min"
 
     def __init__(self) -> None:
@@ -108,14 +114,16 @@ def test_measure_finds_the_encoder_and_sees_the_geometric_decay(bidirectional):
     curves = measure(task, model, (1e-4 * torch.randn(3, 12, 3), lengths), steps=30)
     assert list(curves) == ["encoder"] and len(curves["encoder"]) == 12
     relative = [v / curves["encoder"][0] for v in curves["encoder"]]
-    assert relative == pytest.approx([W ** k for k in range(12)], rel=1e-3)
+    assert relative == pytest.approx([W**k for k in range(12)], rel=1e-3)
     # a measurement changes nothing: no parameter gradients, the mode restored, recording off again
     assert all(p.grad is None for p in model.parameters())
     assert model.training and model.encoder.record_steps is None and model.encoder.recorded == []
     assert task.passes == ["val"]
 
 
-@pytest.mark.parametrize("cell,bidirectional,layers", list(itertools.product(["rnn", "gru", "lstm"], [False, True], [1, 2])))
+@pytest.mark.parametrize(
+    "cell,bidirectional,layers", list(itertools.product(["rnn", "gru", "lstm"], [False, True], [1, 2]))
+)
 def test_recording_gives_the_same_outputs(cell, bidirectional, layers):
     torch.manual_seed(0)
     encoder = RecurrentEncoder(cell, 4, 6, num_layers=layers, bidirectional=bidirectional).eval()
@@ -161,8 +169,16 @@ def test_gradient_flow_json_keeps_one_curve_per_epoch_and_a_resumed_run_replaces
 @pytest.mark.parametrize("task", ["imdb", "conll2003", "ptb"])
 def test_a_run_writes_the_curve_of_every_epoch_and_plots_it_in_tensorboard(task, tmp_path, data_root):
     extra = {"imdb": ["model.bidirectional=true"], "conll2003": ["model.crf=true"], "ptb": ["data.bptt=8"]}[task]
-    cfg = composed(*TINY, f"task={task}", *extra, "trainer.max_epochs=2", "trainer.limit_train_batches=2",
-                   "trainer.gradient_flow_steps=6", f"data.root={data_root}", f"data.cache_dir={tmp_path / 'cache'}")
+    cfg = composed(
+        *TINY,
+        f"task={task}",
+        *extra,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=2",
+        "trainer.gradient_flow_steps=6",
+        f"data.root={data_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    )
     run(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / FILENAME).read_text())
     assert [e["epoch"] for e in record["epochs"]] == [1, 2]
@@ -175,7 +191,12 @@ def test_a_run_writes_the_curve_of_every_epoch_and_plots_it_in_tensorboard(task,
 
 
 def test_gradient_flow_can_be_turned_off(tmp_path, data_root):
-    cfg = composed(*TINY, "trainer.gradient_flow=false", "trainer.limit_train_batches=1", f"data.root={data_root}",
-                   f"data.cache_dir={tmp_path / 'cache'}")
+    cfg = composed(
+        *TINY,
+        "trainer.gradient_flow=false",
+        "trainer.limit_train_batches=1",
+        f"data.root={data_root}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    )
     run(cfg, tmp_path / "run")
     assert not (tmp_path / "run" / FILENAME).exists()

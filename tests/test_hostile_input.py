@@ -20,21 +20,76 @@ from seqmodels.tasks import get_task
 from seqmodels.train import run
 from test_configs import composed
 
-KEYS = ["model.hidden_size", "model.num_layers", "model.dropout", "model.embedding_dim", "model.cell",
-        "model.bidirectional", "model.pooling", "data.batch_size", "data.max_length", "data.vocab_size",
-        "data.min_freq", "data.keep", "data.val_fraction", "trainer.max_epochs", "trainer.grad_clip",
-        "trainer.device", "trainer.precision", "trainer.limit_train_batches", "trainer.early_stopping_patience", "trainer.ema_decay",
-        "optim.lr", "optim.name", "optim.schedule", "optim.weight_decay", "optim.momentum", "optim.warmup_steps",
-        "optim.betas", "seed", "task", "model", "optim"]
+KEYS = [
+    "model.hidden_size",
+    "model.num_layers",
+    "model.dropout",
+    "model.embedding_dim",
+    "model.cell",
+    "model.bidirectional",
+    "model.pooling",
+    "data.batch_size",
+    "data.max_length",
+    "data.vocab_size",
+    "data.min_freq",
+    "data.keep",
+    "data.val_fraction",
+    "trainer.max_epochs",
+    "trainer.grad_clip",
+    "trainer.device",
+    "trainer.precision",
+    "trainer.limit_train_batches",
+    "trainer.early_stopping_patience",
+    "trainer.ema_decay",
+    "optim.lr",
+    "optim.name",
+    "optim.schedule",
+    "optim.weight_decay",
+    "optim.momentum",
+    "optim.warmup_steps",
+    "optim.betas",
+    "seed",
+    "task",
+    "model",
+    "optim",
+]
 HOSTILE = st.one_of(
     st.integers(-3, 3).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["abc", "", "null", "true", "[1,2]", "{a: 1}", "1e309", "-0", "'", "${oc.env:NOPE_NOT_SET}",
-                     "${data.root}", "lstm", "gru", "sgd", "imdb", "cuda", "nan", "[0.9]", "1.5"]),
+    st.sampled_from(
+        [
+            "abc",
+            "",
+            "null",
+            "true",
+            "[1,2]",
+            "{a: 1}",
+            "1e309",
+            "-0",
+            "'",
+            "${oc.env:NOPE_NOT_SET}",
+            "${data.root}",
+            "lstm",
+            "gru",
+            "sgd",
+            "imdb",
+            "cuda",
+            "nan",
+            "[0.9]",
+            "1.5",
+        ]
+    ),
     st.text(max_size=6),
 )
-SMALL = ["model.embedding_dim=4", "model.hidden_size=4", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
-         "trainer.limit_val_batches=1", "trainer.num_threads=1", "data.batch_size=8"]
+SMALL = [
+    "model.embedding_dim=4",
+    "model.hidden_size=4",
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "trainer.limit_val_batches=1",
+    "trainer.num_threads=1",
+    "data.batch_size=8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +109,9 @@ def test_hostile_overrides_run_or_fail_cleanly(overrides, small_root):
         return
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            cfg = composed(*SMALL, f"data.root={small_root}", f"data.cache_dir={tmp}/cache", "data.download=false",
-                           *rendered)
+            cfg = composed(
+                *SMALL, f"data.root={small_root}", f"data.cache_dir={tmp}/cache", "data.download=false", *rendered
+            )
         except HydraException:
             return  # Hydra's own message for a bad override (printed without traceback by the CLI)
         try:
@@ -78,8 +134,13 @@ def test_hostile_file_contents_are_read_or_refused_cleanly(content, which, tmp_p
             with open(folder / "eng.train", "ab") as handle:
                 handle.write(b"\n" + content + b"\n")
             overrides = ["task=conll2003"]
-        cfg = composed(*overrides, f"data.root={root}", f"data.cache_dir={root / 'cache'}", "data.download=false",
-                       "data.batch_size=2")
+        cfg = composed(
+            *overrides,
+            f"data.root={root}",
+            f"data.cache_dir={root / 'cache'}",
+            "data.download=false",
+            "data.batch_size=2",
+        )
         try:
             get_task(cfg).prepare()
         except DataError as error:

@@ -17,10 +17,21 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, run_script, train, write_ptb, write_wikitext2
-from seqmodels.config import CONFIG_DIR, compose_config
+from seqmodels.config import compose_config
 from seqmodels.data import ptb, wikitext2
-from seqmodels.data.corpus import (EOS, IGNORE, UNKNOWN, UNKNOWN_CHAR, StreamWindows, build_vocabulary, encode, lay_out,
-                                   read_text, read_words, split_by_fractions)
+from seqmodels.data.corpus import (
+    EOS,
+    IGNORE,
+    UNKNOWN,
+    UNKNOWN_CHAR,
+    StreamWindows,
+    build_vocabulary,
+    encode,
+    lay_out,
+    read_text,
+    read_words,
+    split_by_fractions,
+)
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModel
 from seqmodels.models.cache import ContinuousCache
@@ -41,14 +52,27 @@ def one_thread():
 
 
 def lm_cfg(root, cache, *overrides, task="ptb"):
-    return compose_config([f"task={task}", f"data.root={root}", f"data.cache_dir={cache}",
-                                             "data.download=false", "model.embedding_dim=8", "model.hidden_size=8",
-                                             *overrides])
+    return compose_config(
+        [
+            f"task={task}",
+            f"data.root={root}",
+            f"data.cache_dir={cache}",
+            "data.download=false",
+            "model.embedding_dim=8",
+            "model.hidden_size=8",
+            *overrides,
+        ]
+    )
 
 
 def env_for(data_root, tmp_path) -> dict[str, str]:
-    return {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
-            "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "SEQMODELS_DATA_DIR": str(data_root),
+        "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
+        "HYDRA_FULL_ERROR": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -76,8 +100,9 @@ def test_characters_are_split_into_contiguous_parts():
 def test_characters_unseen_in_training_become_the_replacement_character(data_root, tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("ab" * 20 + "abc" + "abx", encoding="utf-8")  # 46 characters: val "abc", test "abx"
-    cfg = lm_cfg(data_root, tmp_path, f"data.path={text}", "data.val_fraction=0.07", "data.test_fraction=0.07",
-                 task="chars")
+    cfg = lm_cfg(
+        data_root, tmp_path, f"data.path={text}", "data.val_fraction=0.07", "data.test_fraction=0.07", task="chars"
+    )
     task = get_task(cfg)
     data = task.prepare()
     assert data.artifacts["vocabulary"] == [UNKNOWN_CHAR, "a", "b"] and data.artifacts["start"] == "a"
@@ -150,6 +175,7 @@ def ptb_task(data_root, tmp_path):
         data = task.prepare()
         torch.manual_seed(0)
         return task, data, task.build_model(data.artifacts)
+
     return make
 
 
@@ -223,7 +249,7 @@ def test_perplexity_is_exp_of_the_mean_token_loss_computed_by_hand(ptb_task):
         negative_log_likelihood = 0.0
         for start, stop in ((0, 4), (4, 7)):
             logits, _ = model(ids[start:stop].unsqueeze(0))
-            for step, target in enumerate(ids[start + 1:stop + 1].tolist()):
+            for step, target in enumerate(ids[start + 1 : stop + 1].tolist()):
                 probabilities = logits[0, step].softmax(-1)
                 negative_log_likelihood -= math.log(float(probabilities[target]))
     assert metrics["loss"] == pytest.approx(negative_log_likelihood / 7, rel=1e-5)
@@ -250,11 +276,17 @@ def test_the_adaptive_softmax_needs_sensible_cutoffs_and_no_tied_weights(data_ro
     task = get_task(lm_cfg(data_root, tmp_path, "model.adaptive_cutoffs=[4,100]", "model.hidden_size=16"))
     with pytest.raises(ConfigError, match=r"model.adaptive_cutoffs=\[4, 100\] is impossible for a vocabulary of 23"):
         task.build_model({"vocab_size": 23})
-    for overrides, message in [(["model.adaptive_cutoffs=4"], "use a list of word counts"),
-                               (["model.adaptive_cutoffs=[4,10]", "model.hidden_size=12"],
-                                r"too many for model.hidden_size=12 .* use at most 1 cutoffs"),
-                               (["model.adaptive_cutoffs=[4,10]", "model.tie_weights=true", "model.hidden_size=8"],
-                                "model.tie_weights=true needs a full softmax")]:
+    for overrides, message in [
+        (["model.adaptive_cutoffs=4"], "use a list of word counts"),
+        (
+            ["model.adaptive_cutoffs=[4,10]", "model.hidden_size=12"],
+            r"too many for model.hidden_size=12 .* use at most 1 cutoffs",
+        ),
+        (
+            ["model.adaptive_cutoffs=[4,10]", "model.tie_weights=true", "model.hidden_size=8"],
+            "model.tie_weights=true needs a full softmax",
+        ),
+    ]:
         with pytest.raises(ConfigError, match=message):
             get_task(lm_cfg(data_root, tmp_path, *overrides))
 
@@ -272,19 +304,28 @@ def test_tied_weights_share_one_matrix_and_need_equal_sizes(data_root, tmp_path)
     rows = {row.name: row for row in parameter_rows(model)}  # the startup table counts the matrix once
     assert rows["decoder"].count == 30 and "shared with embedding" in rows["decoder"].formula
     assert sum(row.count for row in rows.values()) == sum(p.numel() for p in model.parameters())
-    with pytest.raises(ConfigError, match=r"model.tie_weights=true needs model.embedding_dim == model.hidden_size "
-                                          r"\(got 8 and 12\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.tie_weights=true needs model.embedding_dim == model.hidden_size "
+        r"\(got 8 and 12\)",
+    ):
         get_task(lm_cfg(data_root, tmp_path, "model.tie_weights=true", "model.hidden_size=12"))
 
 
-@pytest.mark.parametrize("task,overrides,message", [
-    ("ptb", ["model.bidirectional=true"], "model.bidirectional=true cannot predict the next token"),
-    ("wikitext2", ["model=bilstm"], "model.bidirectional=true cannot predict the next token"),
-    ("ptb", ["data.bptt=0"], "data.bptt=0 is impossible"),
-    ("chars", [], "task=chars needs a text file: add data.path="),
-    ("chars", ["data.path=x.txt", "data.val_fraction=0.6", "data.test_fraction=0.5"],
-     "data.val_fraction=0.6 and data.test_fraction=0.5 are impossible"),
-])
+@pytest.mark.parametrize(
+    "task,overrides,message",
+    [
+        ("ptb", ["model.bidirectional=true"], "model.bidirectional=true cannot predict the next token"),
+        ("wikitext2", ["model=bilstm"], "model.bidirectional=true cannot predict the next token"),
+        ("ptb", ["data.bptt=0"], "data.bptt=0 is impossible"),
+        ("chars", [], "task=chars needs a text file: add data.path="),
+        (
+            "chars",
+            ["data.path=x.txt", "data.val_fraction=0.6", "data.test_fraction=0.5"],
+            "data.val_fraction=0.6 and data.test_fraction=0.5 are impossible",
+        ),
+    ],
+)
 def test_impossible_language_model_settings_are_refused_before_reading_data(task, overrides, message, tmp_path):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         get_task(lm_cfg(tmp_path / "no-data", tmp_path, *overrides, task=task))
@@ -320,7 +361,8 @@ def test_predict_lists_the_top_k_and_samples_a_continuation(ptb_task):
     task, data, model = ptb_task()
     answer = task.predict(model, data.artifacts, "The cat jumped", top_k=3, length=5, seed=7, ignored_option=1)
     assert [entry["probability"] for entry in answer["next"]] == sorted(
-        (entry["probability"] for entry in answer["next"]), reverse=True)
+        (entry["probability"] for entry in answer["next"]), reverse=True
+    )
     assert len(answer["next"]) == 3 and all(e["token"] in data.artifacts["vocabulary"] for e in answer["next"])
     assert len(answer["continuation"].split()) == 5
     assert answer["unknown"] == ["jumped"]  # "The" is read as PTB's "the"; "jumped" is not a word of the corpus
@@ -338,19 +380,26 @@ def test_sentiment_predict_accepts_and_ignores_sampling_options():
 
 # -- files and downloads -----------------------------------------------------------------------
 def test_missing_corpora_name_their_files_and_folder(tmp_path):
-    with pytest.raises(DataError, match=r"Penn Treebank not found in .*ptb \(missing: ptb.train.txt, ptb.valid.txt, "
-                                        r"ptb.test.txt\): put .* in .*ptb"):
+    with pytest.raises(
+        DataError,
+        match=r"Penn Treebank not found in .*ptb \(missing: ptb.train.txt, ptb.valid.txt, "
+        r"ptb.test.txt\): put .* in .*ptb",
+    ):
         ptb.locate(tmp_path, allow_download=False)
-    with pytest.raises(DataError, match=r"WikiText-2 not found in .*wikitext-2 \(missing: wiki.train.tokens, "
-                                        r"wiki.valid.tokens, wiki.test.tokens\): put .*wikitext-2-v1.zip"):
+    with pytest.raises(
+        DataError,
+        match=r"WikiText-2 not found in .*wikitext-2 \(missing: wiki.train.tokens, "
+        r"wiki.valid.tokens, wiki.test.tokens\): put .*wikitext-2-v1.zip",
+    ):
         wikitext2.locate(tmp_path, allow_download=False)
 
 
 def test_ptb_downloads_each_missing_file_and_checks_it(tmp_path, monkeypatch):
     served = write_ptb(tmp_path / "served")
     monkeypatch.setattr(ptb, "URL", served.as_uri() + "/")
-    monkeypatch.setattr(ptb, "MD5", {name: hashlib.md5((served / name).read_bytes()).hexdigest()
-                                     for name in ptb.FILES.values()})
+    monkeypatch.setattr(
+        ptb, "MD5", {name: hashlib.md5((served / name).read_bytes()).hexdigest() for name in ptb.FILES.values()}
+    )
     (tmp_path / "root" / "ptb").mkdir(parents=True)
     (tmp_path / "root" / "ptb" / "ptb.train.txt").write_text(" kept as it is \n")
     paths = ptb.locate(tmp_path / "root", allow_download=True)
@@ -422,8 +471,13 @@ def test_the_cache_points_at_earlier_states_followed_by_the_target(size):
     targets[1, 10:] = IGNORE  # the end of the second stream
     model_probs = torch.rand(2, 12)
     cache = ContinuousCache(size, theta=0.7, lam=0.3, ignore_index=IGNORE)
-    windowed = torch.cat([cache.probabilities(hidden[:, s:s + 5], targets[:, s:s + 5], model_probs[:, s:s + 5])
-                          for s in range(0, 12, 5)], dim=1)  # read window by window, as evaluation does
+    windowed = torch.cat(
+        [
+            cache.probabilities(hidden[:, s : s + 5], targets[:, s : s + 5], model_probs[:, s : s + 5])
+            for s in range(0, 12, 5)
+        ],
+        dim=1,
+    )  # read window by window, as evaluation does
     by_hand = cache_by_hand(hidden, targets, model_probs, size, 0.7, 0.3)
     real = targets != IGNORE
     assert torch.allclose(windowed[real], by_hand[real], atol=1e-6)
@@ -449,9 +503,11 @@ def test_a_cache_of_weight_zero_changes_nothing_and_a_cache_helps_a_repetitive_t
     assert perplexity() < plain
     task.use_cache(0, 0.5, 0.3)
     assert task.cache is None and perplexity() == pytest.approx(plain, rel=1e-6)
-    for args, message in [((-1, 0.5, 0.1), "--cache-size=-1 is impossible"),
-                          ((10, 0.0, 0.1), r"--cache-theta=0.0 is impossible; it must be a number in \(0, inf\)"),
-                          ((10, 0.5, 1.5), r"--cache-lambda=1.5 is impossible; it must be a number in \[0, 1\]")]:
+    for args, message in [
+        ((-1, 0.5, 0.1), "--cache-size=-1 is impossible"),
+        ((10, 0.0, 0.1), r"--cache-theta=0.0 is impossible; it must be a number in \(0, inf\)"),
+        ((10, 0.5, 1.5), r"--cache-lambda=1.5 is impossible; it must be a number in \[0, 1\]"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             task.use_cache(*args)
 
@@ -460,8 +516,9 @@ def test_a_cache_of_weight_zero_changes_nothing_and_a_cache_helps_a_repetitive_t
 @pytest.fixture(scope="module")
 def ptb_run(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("lm")
-    train(tmp / "run", ["task=ptb", "data.batch_size=4", "data.bptt=10", "trainer.max_epochs=2"],
-          env_for(data_root, tmp))
+    train(
+        tmp / "run", ["task=ptb", "data.batch_size=4", "data.bptt=10", "trainer.max_epochs=2"], env_for(data_root, tmp)
+    )
     return tmp / "run"
 
 
@@ -480,8 +537,19 @@ def test_train_ptb_reports_perplexity_and_logs_samples(ptb_run):
 
 
 def test_predict_script_prints_next_words_and_a_reproducible_continuation(ptb_run, data_root, tmp_path):
-    args = [str(ROOT / "scripts" / "predict.py"), str(ptb_run), "the cat", "--top-k", "3", "--length", "6",
-            "--seed", "5", "--temperature", "0.8"]
+    args = [
+        str(ROOT / "scripts" / "predict.py"),
+        str(ptb_run),
+        "the cat",
+        "--top-k",
+        "3",
+        "--length",
+        "6",
+        "--seed",
+        "5",
+        "--temperature",
+        "0.8",
+    ]
     first = json.loads(run_script(args, env_for(data_root, tmp_path)).stdout)
     second = json.loads(run_script(args, env_for(data_root, tmp_path)).stdout)
     assert first == second
@@ -492,37 +560,80 @@ def test_predict_script_prints_next_words_and_a_reproducible_continuation(ptb_ru
 def test_evaluate_script_tunes_a_cache_on_validation_and_reports_test(ptb_run, data_root, tmp_path):
     env = env_for(data_root, tmp_path)
     plain = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run)], env).stdout)
-    fixed = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--cache-size", "100",
-                                   "--cache-theta", "0.5", "--cache-lambda", "0"], env).stdout)
+    fixed = json.loads(
+        run_script(
+            [
+                str(ROOT / "scripts" / "evaluate.py"),
+                str(ptb_run),
+                "--cache-size",
+                "100",
+                "--cache-theta",
+                "0.5",
+                "--cache-lambda",
+                "0",
+            ],
+            env,
+        ).stdout
+    )
     assert fixed["cache"] == {"size": 100, "theta": 0.5, "lambda": 0.0}
     assert fixed["test"]["perplexity"] == pytest.approx(plain["test"]["perplexity"], rel=1e-6)
-    tuned = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--cache-size", "100",
-                                   "--tune-cache"], env).stdout)
+    tuned = json.loads(
+        run_script(
+            [str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--cache-size", "100", "--tune-cache"], env
+        ).stdout
+    )
     search = tuned["cache_search"]
     best = min(search, key=lambda row: row["val"])
     assert [row["theta"] for row in search[:9]] == [0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0, 5.0]  # at lambda 0.1
     assert {row["lambda"] for row in search[:9]} == {0.1}
     best_theta = min(search[:9], key=lambda row: row["val"])["theta"]
-    assert [(row["theta"], row["lambda"]) for row in search[9:]] == [(best_theta, lam)
-                                                                     for lam in (0, 0.05, 0.15, 0.2, 0.3, 0.4)]
+    assert [(row["theta"], row["lambda"]) for row in search[9:]] == [
+        (best_theta, lam) for lam in (0, 0.05, 0.15, 0.2, 0.3, 0.4)
+    ]
     assert search[9]["val"] == pytest.approx(plain["val"]["perplexity"])  # lambda 0: the model alone
     assert tuned["cache"] == {"size": 100, "theta": best["theta"], "lambda": best["lambda"]}
     assert tuned["val"]["perplexity"] == pytest.approx(best["val"]) and best["val"] <= search[5]["val"]
     refused = run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run), "--tune-cache"], env, check=False)
     assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == ["error: --tune-cache needs --cache-size N (e.g. 2000): how many "
-                                                   "states the cache remembers"]
+    assert refused.stderr.strip().splitlines() == [
+        "error: --tune-cache needs --cache-size N (e.g. 2000): how many states the cache remembers"
+    ]
 
 
 def test_train_wikitext2_with_a_deep_gru_and_an_adaptive_softmax(data_root, tmp_path):
     env = env_for(data_root, tmp_path)
-    train(tmp_path / "run", ["task=wikitext2", "model=gru", "model.num_layers=2", "data.batch_size=4",
-                             "model.adaptive_cutoffs=[4,12]", "model.hidden_size=16", "trainer.limit_train_batches=3"], env)
+    train(
+        tmp_path / "run",
+        [
+            "task=wikitext2",
+            "model=gru",
+            "model.num_layers=2",
+            "data.batch_size=4",
+            "model.adaptive_cutoffs=[4,12]",
+            "model.hidden_size=16",
+            "trainer.limit_train_batches=3",
+        ],
+        env,
+    )
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test"]["perplexity"] > 1
     assert "adaptive.tail.1.1" in (tmp_path / "run" / "train.log").read_text()  # in the parameter table
-    answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "The cat",
-                                    "--top-k", "3", "--length", "4", "--seed", "0"], env).stdout)
+    answer = json.loads(
+        run_script(
+            [
+                str(ROOT / "scripts" / "predict.py"),
+                str(tmp_path / "run"),
+                "The cat",
+                "--top-k",
+                "3",
+                "--length",
+                "4",
+                "--seed",
+                "0",
+            ],
+            env,
+        ).stdout
+    )
     assert len(answer["next"]) == 3 and len(answer["continuation"].split()) == 4
 
 
@@ -530,23 +641,29 @@ def test_train_and_predict_characters_of_any_text_file(data_root, tmp_path):
     text = tmp_path / "poem.txt"
     text.write_text("Ünïcödé lines, and more lines.\nThe cat sat on the mat.\n" * 40, encoding="utf-8")
     env = env_for(data_root, tmp_path)
-    train(tmp_path / "run", ["task=chars", f"data.path={text}", "model=rnn", "model.num_layers=2", "data.bptt=16"],
-          env)
+    train(tmp_path / "run", ["task=chars", f"data.path={text}", "model=rnn", "model.num_layers=2", "data.bptt=16"], env)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["monitor"] == "val/perplexity" and metrics["test"]["perplexity"] > 1
-    answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "The c",
-                                    "--length", "12", "--seed", "1"], env).stdout)
+    answer = json.loads(
+        run_script(
+            [str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "The c", "--length", "12", "--seed", "1"], env
+        ).stdout
+    )
     assert len(answer["continuation"]) == 12 and all(len(e["token"]) == 1 for e in answer["next"])
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["task=ptb", "model.bidirectional=true"], "error: model.bidirectional=true cannot predict the next token"),
-    (["task=ptb", "data.root={empty}", "data.download=false"], "error: Penn Treebank not found in {empty}/ptb"),
-    (["task=chars", "data.path={empty}/none.txt"], "error: data.path={empty}/none.txt is not a file"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["task=ptb", "model.bidirectional=true"], "error: model.bidirectional=true cannot predict the next token"),
+        (["task=ptb", "data.root={empty}", "data.download=false"], "error: Penn Treebank not found in {empty}/ptb"),
+        (["task=chars", "data.path={empty}/none.txt"], "error: data.path={empty}/none.txt is not a file"),
+    ],
+)
 def test_refusals_are_one_clear_line(overrides, message, data_root, tmp_path):
     empty = tmp_path / "empty"
-    result = train(tmp_path / "run", [o.format(empty=empty) for o in overrides], env_for(data_root, tmp_path),
-                   check=False)
+    result = train(
+        tmp_path / "run", [o.format(empty=empty) for o in overrides], env_for(data_root, tmp_path), check=False
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(message.format(empty=empty)), result.stderr

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import re
 
 import pytest
 import torch
 from torch import nn
 
-from seqmodels.errors import ConfigError
 from seqmodels.models import SequenceClassifier
 from seqmodels.models.encoder import RecurrentEncoder, reverse_within_lengths
 from seqmodels.models.summary import parameter_rows, parameter_table, recurrent_formula
@@ -37,7 +35,9 @@ def test_parameter_count_equals_formula_and_torch(cell, bidirectional, layers):
     expected = directions * gates * (d * h + h * h + 2 * h)
     expected += (layers - 1) * directions * gates * (directions * h * h + h * h + 2 * h)
     assert sum(p.numel() for p in encoder.parameters()) == expected
-    reference = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell](d, h, num_layers=layers, bidirectional=bidirectional)
+    reference = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cell](
+        d, h, num_layers=layers, bidirectional=bidirectional
+    )
     assert sum(p.numel() for p in reference.parameters()) == expected
 
 
@@ -51,8 +51,14 @@ def test_formula_matches_the_lecture_example():
 def test_parameter_table_lists_every_layer_and_the_total():
     model = SequenceClassifier(100, 2, "gru", embedding_dim=8, hidden_size=4, num_layers=2, bidirectional=True)
     rows = {row.name: row for row in parameter_rows(model)}
-    assert set(rows) == {"embedding", "encoder.forward_layers.0", "encoder.forward_layers.1",
-                         "encoder.backward_layers.0", "encoder.backward_layers.1", "head"}
+    assert set(rows) == {
+        "embedding",
+        "encoder.forward_layers.0",
+        "encoder.forward_layers.1",
+        "encoder.backward_layers.0",
+        "encoder.backward_layers.1",
+        "head",
+    }
     assert rows["embedding"].count == 800
     assert rows["encoder.forward_layers.1"].formula == "3*(8*4 + 4*4 + 2*4)"  # input = both directions
     total = sum(p.numel() for p in model.parameters())
@@ -72,8 +78,17 @@ def test_reverse_within_lengths_keeps_padding_in_place_and_is_its_own_inverse():
 @pytest.mark.parametrize("cell,bidirectional,layers", VARIANTS)
 def test_padding_does_not_change_a_reviews_logits(cell, bidirectional, layers, pooling):
     torch.manual_seed(0)
-    model = SequenceClassifier(50, 2, cell, embedding_dim=6, hidden_size=5, num_layers=layers,
-                               bidirectional=bidirectional, dropout=0.2, pooling=pooling).eval()
+    model = SequenceClassifier(
+        50,
+        2,
+        cell,
+        embedding_dim=6,
+        hidden_size=5,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        dropout=0.2,
+        pooling=pooling,
+    ).eval()
     review = torch.randint(2, 50, (7,))
     alone = model(review.unsqueeze(0), torch.tensor([7]))
     longer = torch.randint(2, 50, (2, 19))

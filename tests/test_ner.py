@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from conftest import ROOT, run_script, train
-from seqmodels.config import CONFIG_DIR, compose_config
+from seqmodels.config import compose_config
 from seqmodels.data import conll
 from seqmodels.data.conll import Span, entity_spans, to_iob2
 from seqmodels.data.text import UNK_ID
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LinearChainCRF, SequenceTagger, TaggerConfig
-from seqmodels.schema import validate
 from seqmodels.models.tagger import CharCNN, SequenceAttention
+from seqmodels.schema import validate
 from seqmodels.tasks import get_task
 from seqmodels.tasks.ner_metrics import entity_scores
 
@@ -33,13 +33,23 @@ def conll_lines(rows: list[str]) -> str:
 
 # -- reading ------------------------------------------------------------------------------------
 DOCUMENTS = [
-    "-DOCSTART- -X- -X- O", "",
-    "Harry NNP I-NP I-PER", "Potter NNP I-NP I-PER", "Ron NNP I-NP B-PER",  # two people, IOB1
-    "met VBD I-VP O", "the DT I-NP O",
-    "European NNP I-NP I-ORG", "Commission NNP I-NP I-ORG", "London NNP I-NP I-LOC",  # type change
-    ". . O O", "", "",  # two blank lines: still one sentence break
-    "-DOCSTART- -X- -X- O", "",
-    "Paris NNP I-NP I-LOC", "1996-08-30 CD I-NP O",
+    "-DOCSTART- -X- -X- O",
+    "",
+    "Harry NNP I-NP I-PER",
+    "Potter NNP I-NP I-PER",
+    "Ron NNP I-NP B-PER",  # two people, IOB1
+    "met VBD I-VP O",
+    "the DT I-NP O",
+    "European NNP I-NP I-ORG",
+    "Commission NNP I-NP I-ORG",
+    "London NNP I-NP I-LOC",  # type change
+    ". . O O",
+    "",
+    "",  # two blank lines: still one sentence break
+    "-DOCSTART- -X- -X- O",
+    "",
+    "Paris NNP I-NP I-LOC",
+    "1996-08-30 CD I-NP O",
     "-DOCSTART- -X- -X- O",  # a document marker also ends a sentence
     "Reuters\tNNP\tI-NP\tI-ORG",  # tab-separated, and no newline at the end of the file
 ]
@@ -52,9 +62,14 @@ def test_reader_converts_iob1_to_iob2_and_numbers_documents(tmp_path, newline):
     sentences = conll.read(path)
     assert [s.words for s in sentences] == [
         ["Harry", "Potter", "Ron", "met", "the", "European", "Commission", "London", "."],
-        ["Paris", "1996-08-30"], ["Reuters"]]
+        ["Paris", "1996-08-30"],
+        ["Reuters"],
+    ]
     assert [s.tags for s in sentences] == [
-        ["B-PER", "I-PER", "B-PER", "O", "O", "B-ORG", "I-ORG", "B-LOC", "O"], ["B-LOC", "O"], ["B-ORG"]]
+        ["B-PER", "I-PER", "B-PER", "O", "O", "B-ORG", "I-ORG", "B-LOC", "O"],
+        ["B-LOC", "O"],
+        ["B-ORG"],
+    ]
     assert [s.document for s in sentences] == [0, 1, 2]  # each -DOCSTART- opens the next document
 
 
@@ -68,28 +83,34 @@ def test_latin1_files_are_read_too(tmp_path):
 def test_a_malformed_line_is_named_with_its_number(tmp_path, line):
     path = tmp_path / "eng.train"
     path.write_text(conll_lines(["-DOCSTART- -X- -X- O", "", "Ron NNP I-NP I-PER", line]))
-    with pytest.raises(DataError, match=f"eng.train:4: expected 'word POS chunk NER'"):
+    with pytest.raises(DataError, match="eng.train:4: expected 'word POS chunk NER'"):
         conll.read(path)
 
 
-@pytest.mark.parametrize("lengths,documents,max_tokens,starts", [
-    ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 7, [0, 2, 3]),  # fill up to 7 tokens, never across documents
-    ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 0, [0, 1, 2, 3, 4]),  # 0: every sentence alone
-    ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 1000, [0, 3]),  # whole documents
-    ([10, 2, 2], [0, 0, 0], 5, [0, 1]),  # a sentence longer than the limit is a run of its own, whole
-])
+@pytest.mark.parametrize(
+    "lengths,documents,max_tokens,starts",
+    [
+        ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 7, [0, 2, 3]),  # fill up to 7 tokens, never across documents
+        ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 0, [0, 1, 2, 3, 4]),  # 0: every sentence alone
+        ([3, 4, 2, 5, 1], [0, 0, 0, 1, 1], 1000, [0, 3]),  # whole documents
+        ([10, 2, 2], [0, 0, 0], 5, [0, 1]),  # a sentence longer than the limit is a run of its own, whole
+    ],
+)
 def test_document_context_runs(lengths, documents, max_tokens, starts):
     assert conll.context_starts(lengths, documents, max_tokens) == starts
 
 
-@pytest.mark.parametrize("tags,iob2", [
-    (["I-PER", "I-PER", "B-PER"], ["B-PER", "I-PER", "B-PER"]),
-    (["I-ORG", "I-LOC"], ["B-ORG", "B-LOC"]),
-    (["O", "I-MISC", "I-MISC", "O", "I-MISC"], ["O", "B-MISC", "I-MISC", "O", "B-MISC"]),
-    (["B-PER", "I-LOC", "I-LOC"], ["B-PER", "B-LOC", "I-LOC"]),
-    (["B-LOC", "I-LOC", "B-LOC", "O"], ["B-LOC", "I-LOC", "B-LOC", "O"]),  # IOB2 stays as it is
-    ([], []),
-])
+@pytest.mark.parametrize(
+    "tags,iob2",
+    [
+        (["I-PER", "I-PER", "B-PER"], ["B-PER", "I-PER", "B-PER"]),
+        (["I-ORG", "I-LOC"], ["B-ORG", "B-LOC"]),
+        (["O", "I-MISC", "I-MISC", "O", "I-MISC"], ["O", "B-MISC", "I-MISC", "O", "B-MISC"]),
+        (["B-PER", "I-LOC", "I-LOC"], ["B-PER", "B-LOC", "I-LOC"]),
+        (["B-LOC", "I-LOC", "B-LOC", "O"], ["B-LOC", "I-LOC", "B-LOC", "O"]),  # IOB2 stays as it is
+        ([], []),
+    ],
+)
 def test_iob1_to_iob2(tags, iob2):
     assert to_iob2(tags) == iob2
     assert to_iob2(iob2) == iob2
@@ -97,8 +118,11 @@ def test_iob1_to_iob2(tags, iob2):
 
 
 def test_entity_spans_follow_conlleval():
-    assert entity_spans(["I-PER", "I-PER", "B-PER", "O", "I-LOC"]) == [Span("PER", 0, 2), Span("PER", 2, 3),
-                                                                      Span("LOC", 4, 5)]
+    assert entity_spans(["I-PER", "I-PER", "B-PER", "O", "I-LOC"]) == [
+        Span("PER", 0, 2),
+        Span("PER", 2, 3),
+        Span("LOC", 4, 5),
+    ]
     assert entity_spans(["B-ORG", "I-ORG", "I-LOC"]) == [Span("ORG", 0, 2), Span("LOC", 2, 3)]
     assert entity_spans(["O", "I-LOC", "B-LOC", "I-LOC"]) == [Span("LOC", 1, 2), Span("LOC", 2, 4)]
 
@@ -125,16 +149,20 @@ def test_raw_text_is_split_like_conll():
 # Gold and predicted IOB1 tags, one sentence per row. conlleval on this file (w GOLD PRED per line,
 # blank lines between sentences) counts 10 gold, 9 found, 6 correct; per type (gold/found/correct)
 # LOC 2/2/1, MISC 1/1/1, ORG 2/2/1, PER 5/4/3.
-GOLD = [["I-PER", "I-PER", "B-PER", "O", "I-LOC"],  # two adjacent people...
-        ["I-ORG", "I-LOC", "O", "I-MISC", "I-MISC"],  # a type change starts an entity
-        ["O", "B-PER", "I-PER", "O", "I-ORG"],
-        ["I-PER"],  # entities never run across sentences
-        ["I-PER", "I-PER"]]
-PREDICTED = [["I-PER", "I-PER", "I-PER", "O", "I-LOC"],  # ...predicted as one: wrong, LOC right
-             ["I-ORG", "I-ORG", "O", "B-MISC", "I-MISC"],  # ORG too long: wrong; B-MISC I-MISC = MISC
-             ["O", "I-PER", "I-PER", "I-LOC", "I-ORG"],  # I-PER after O starts PER (right), LOC spurious
-             ["I-PER"],
-             ["B-PER", "I-PER"]]  # IOB2 spelling of the same entity: right
+GOLD = [
+    ["I-PER", "I-PER", "B-PER", "O", "I-LOC"],  # two adjacent people...
+    ["I-ORG", "I-LOC", "O", "I-MISC", "I-MISC"],  # a type change starts an entity
+    ["O", "B-PER", "I-PER", "O", "I-ORG"],
+    ["I-PER"],  # entities never run across sentences
+    ["I-PER", "I-PER"],
+]
+PREDICTED = [
+    ["I-PER", "I-PER", "I-PER", "O", "I-LOC"],  # ...predicted as one: wrong, LOC right
+    ["I-ORG", "I-ORG", "O", "B-MISC", "I-MISC"],  # ORG too long: wrong; B-MISC I-MISC = MISC
+    ["O", "I-PER", "I-PER", "I-LOC", "I-ORG"],  # I-PER after O starts PER (right), LOC spurious
+    ["I-PER"],
+    ["B-PER", "I-PER"],
+]  # IOB2 spelling of the same entity: right
 
 
 def test_scores_equal_conlleval_on_a_hand_counted_example():
@@ -200,14 +228,21 @@ TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 def test_iob2_forbids_inside_tags_that_continue_no_entity_of_their_type():
     transitions, start = conll.forbidden_iob2(TAGS)
     forbidden = {(TAGS[i], TAGS[j]) for i in range(5) for j in range(5) if transitions[i][j]}
-    assert forbidden == {("O", "I-PER"), ("O", "I-LOC"), ("B-LOC", "I-PER"), ("I-LOC", "I-PER"),
-                         ("B-PER", "I-LOC"), ("I-PER", "I-LOC")}
+    assert forbidden == {
+        ("O", "I-PER"),
+        ("O", "I-LOC"),
+        ("B-LOC", "I-PER"),
+        ("I-LOC", "I-PER"),
+        ("B-PER", "I-LOC"),
+        ("I-PER", "I-LOC"),
+    }
     assert [TAGS[i] for i in range(5) if start[i]] == ["I-PER", "I-LOC"]
 
 
 def is_valid_iob2(tags: list[str]) -> bool:
-    return all(not tag.startswith("I-") or (i > 0 and tags[i - 1] in (f"B-{tag[2:]}", tag))
-               for i, tag in enumerate(tags))
+    return all(
+        not tag.startswith("I-") or (i > 0 and tags[i - 1] in (f"B-{tag[2:]}", tag)) for i, tag in enumerate(tags)
+    )
 
 
 @pytest.mark.parametrize("crf", [False, True])
@@ -225,11 +260,17 @@ def test_valid_tags_decoding_is_the_best_valid_sequence_by_brute_force(crf):
     paths, free_paths = model.decode(emissions, lengths), free.decode(emissions, lengths)
     invalid_without = 0
     for row, length in enumerate(lengths.tolist()):
-        def score(tags):
+
+        def score(tags, row=row, length=length):
             if crf:
-                return (model.crf.start[tags[0]] + model.crf.end[tags[-1]] + sum(emissions[row, t, tags[t]] for t in
-                        range(length)) + sum(model.crf.transitions[tags[t - 1], tags[t]] for t in range(1, length)))
+                return (
+                    model.crf.start[tags[0]]
+                    + model.crf.end[tags[-1]]
+                    + sum(emissions[row, t, tags[t]] for t in range(length))
+                    + sum(model.crf.transitions[tags[t - 1], tags[t]] for t in range(1, length))
+                )
             return sum(emissions[row, t].log_softmax(-1)[tags[t]] for t in range(length))
+
         valid = [tags for tags in itertools.product(range(5), repeat=length) if is_valid_iob2([TAGS[i] for i in tags])]
         assert paths[row, :length].tolist() == list(max(valid, key=score))
         assert paths[row, length:].eq(0).all()
@@ -252,11 +293,26 @@ def test_crf_learns_a_transition_that_emissions_cannot_show():
 
 
 # -- the tagger ---------------------------------------------------------------------------------
-def make_tagger(cell="lstm", bidirectional=False, layers=1, crf=False, char_dim=0, shape_dim=0, **extra) -> SequenceTagger:
-    return SequenceTagger(vocab_size=40, num_tags=5, cell=cell, embedding_dim=6, hidden_size=5, num_layers=layers,
-                          bidirectional=bidirectional, dropout=0.2, crf=crf, num_chars=30, char_dim=char_dim,
-                          char_filters=4 if char_dim else 0, num_shapes=len(conll.SHAPES), shape_dim=shape_dim,
-                          **extra)
+def make_tagger(
+    cell="lstm", bidirectional=False, layers=1, crf=False, char_dim=0, shape_dim=0, **extra
+) -> SequenceTagger:
+    return SequenceTagger(
+        vocab_size=40,
+        num_tags=5,
+        cell=cell,
+        embedding_dim=6,
+        hidden_size=5,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        dropout=0.2,
+        crf=crf,
+        num_chars=30,
+        char_dim=char_dim,
+        char_filters=4 if char_dim else 0,
+        num_shapes=len(conll.SHAPES),
+        shape_dim=shape_dim,
+        **extra,
+    )
 
 
 def random_chars(lengths: list[int], width: int, longest: int) -> torch.Tensor:
@@ -268,14 +324,26 @@ def random_chars(lengths: list[int], width: int, longest: int) -> torch.Tensor:
     return chars
 
 
-@pytest.mark.parametrize("crf,char_dim,shape_dim,valid_tags,attention_dim", [
-    (False, 0, 0, False, 0), (True, 0, 0, False, 0), (False, 3, 2, True, 4), (True, 3, 2, True, 4)])
+@pytest.mark.parametrize(
+    "crf,char_dim,shape_dim,valid_tags,attention_dim",
+    [(False, 0, 0, False, 0), (True, 0, 0, False, 0), (False, 3, 2, True, 4), (True, 3, 2, True, 4)],
+)
 @pytest.mark.parametrize("cell,bidirectional,layers", VARIANTS)
-def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(cell, bidirectional, layers, crf, char_dim,
-                                                                    shape_dim, valid_tags, attention_dim):
+def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(
+    cell, bidirectional, layers, crf, char_dim, shape_dim, valid_tags, attention_dim
+):
     torch.manual_seed(0)
-    model = make_tagger(cell, bidirectional, layers, crf, char_dim, shape_dim, word_dropout=0.5,
-                        attention_dim=attention_dim, forbidden=conll.forbidden_iob2(TAGS) if valid_tags else None).eval()
+    model = make_tagger(
+        cell,
+        bidirectional,
+        layers,
+        crf,
+        char_dim,
+        shape_dim,
+        word_dropout=0.5,
+        attention_dim=attention_dim,
+        forbidden=conll.forbidden_iob2(TAGS) if valid_tags else None,
+    ).eval()
     sentence = torch.randint(2, 40, (5,))
     sentence_chars = random_chars([0] * 5, 6, 6)
     sentence_shapes = torch.randint(1, len(conll.SHAPES), (5,))
@@ -377,48 +445,93 @@ def test_singleton_dropout_turns_only_rare_words_into_unk():
 
 
 def test_word_shapes_keep_capitals_and_digits():
-    shapes = {word: conll.SHAPES[conll.word_shape(word)] for word in
-              ["the", "London", "EU", "I", "McDonald", "1996", "1996-08-30", "3.5", "B52", ",", "U.S."]}
-    assert shapes == {"the": "lower", "London": "title", "EU": "upper", "I": "title", "McDonald": "mixed",
-                      "1996": "number", "1996-08-30": "number", "3.5": "number", "B52": "has digit", ",": "other",
-                      "U.S.": "upper"}
+    shapes = {
+        word: conll.SHAPES[conll.word_shape(word)]
+        for word in ["the", "London", "EU", "I", "McDonald", "1996", "1996-08-30", "3.5", "B52", ",", "U.S."]
+    }
+    assert shapes == {
+        "the": "lower",
+        "London": "title",
+        "EU": "upper",
+        "I": "title",
+        "McDonald": "mixed",
+        "1996": "number",
+        "1996-08-30": "number",
+        "3.5": "number",
+        "B52": "has digit",
+        ",": "other",
+        "U.S.": "upper",
+    }
 
 
 def test_tagger_options_are_checked():
     base = {"crf": False, "char_dim": 0, "char_filters": 50, "char_kernel_size": 3}
     config = validate(TaggerConfig, base, "model")
-    assert (config.crf, config.valid_tags, config.char_dim, config.shape_dim, config.word_dropout) == (False, False, 0,
-                                                                                                      0, 0.0)
+    assert (config.crf, config.valid_tags, config.char_dim, config.shape_dim, config.word_dropout) == (
+        False,
+        False,
+        0,
+        0,
+        0.0,
+    )
     model = config.build(20, 5, num_chars=10, num_shapes=3, unk_id=1, singletons_from=20, forbidden=None)
     assert model.chars is None and model.crf is None  # char_filters is unused without char_dim
-    assert validate(TaggerConfig, {**base, "char_dim": 8}, "model").build(
-        20, 5, num_chars=10, num_shapes=3, unk_id=1, singletons_from=20, forbidden=None).chars.output_size == 50
-    for key, value, message in [("crf", "yes", "model.crf='yes' must be true or false"),
-                                ("valid_tags", 1, "model.valid_tags=1 must be true or false"),
-                                ("char_dim", -1, "model.char_dim=-1 is impossible"),
-                                ("shape_dim", -2, "model.shape_dim=-2 is impossible"),
-                                ("attention_dim", 1.5, "model.attention_dim=1.5 is impossible"),
-                                ("word_dropout", 1.0, r"model.word_dropout=1.0 is impossible; it must be a number in \[0, 1\)"),
-                                ("singleton_dropout", -0.1, "model.singleton_dropout=-0.1 is impossible"),
-                                ("char_kernel_size", 4, "model.char_kernel_size=4 must be odd")]:
+    assert (
+        validate(TaggerConfig, {**base, "char_dim": 8}, "model")
+        .build(20, 5, num_chars=10, num_shapes=3, unk_id=1, singletons_from=20, forbidden=None)
+        .chars.output_size
+        == 50
+    )
+    for key, value, message in [
+        ("crf", "yes", "model.crf='yes' must be true or false"),
+        ("valid_tags", 1, "model.valid_tags=1 must be true or false"),
+        ("char_dim", -1, "model.char_dim=-1 is impossible"),
+        ("shape_dim", -2, "model.shape_dim=-2 is impossible"),
+        ("attention_dim", 1.5, "model.attention_dim=1.5 is impossible"),
+        ("word_dropout", 1.0, r"model.word_dropout=1.0 is impossible; it must be a number in \[0, 1\)"),
+        ("singleton_dropout", -0.1, "model.singleton_dropout=-0.1 is impossible"),
+        ("char_kernel_size", 4, "model.char_kernel_size=4 must be odd"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             validate(TaggerConfig, {**base, "char_dim": 8, key: value}, "model")
 
 
 # -- data preparation ---------------------------------------------------------------------------
 def ner_cfg(root, cache, *overrides):
-    return compose_config(["task=conll2003", f"data.root={root}", f"data.cache_dir={cache}",
-                                             "data.batch_size=2", "model.embedding_dim=6", "model.hidden_size=5",
-                                             *overrides])
+    return compose_config(
+        [
+            "task=conll2003",
+            f"data.root={root}",
+            f"data.cache_dir={cache}",
+            "data.batch_size=2",
+            "model.embedding_dim=6",
+            "model.hidden_size=5",
+            *overrides,
+        ]
+    )
 
 
 @pytest.fixture()
 def small_conll(tmp_path):
     folder = tmp_path / "data" / "conll2003"
     folder.mkdir(parents=True)
-    train = ["-DOCSTART- -X- -X- O", "", "Harry NNP I-NP I-PER", "met VBD I-VP O", "Ron NNP I-NP I-PER", "",
-             "Harry NNP I-NP I-PER", "left VBD I-VP O", "Paris NNP I-NP I-LOC", ". . O O", "",
-             "Harry NNP I-NP I-PER", "Potter NNP I-NP I-PER", "Ron NNP I-NP B-PER", "met VBD I-VP O"]
+    train = [
+        "-DOCSTART- -X- -X- O",
+        "",
+        "Harry NNP I-NP I-PER",
+        "met VBD I-VP O",
+        "Ron NNP I-NP I-PER",
+        "",
+        "Harry NNP I-NP I-PER",
+        "left VBD I-VP O",
+        "Paris NNP I-NP I-LOC",
+        ". . O O",
+        "",
+        "Harry NNP I-NP I-PER",
+        "Potter NNP I-NP I-PER",
+        "Ron NNP I-NP B-PER",
+        "met VBD I-VP O",
+    ]
     (folder / "eng.train").write_text(conll_lines(train))
     (folder / "eng.testa").write_text(conll_lines(["Draco NNP I-NP I-PER", "met VBD I-VP O", "Harry NNP I-NP I-PER"]))
     (folder / "eng.testb").write_text(conll_lines(["The DT I-NP O", "Ministry NNP I-NP I-ORG"]))
@@ -455,7 +568,9 @@ def test_prepare_builds_vocabularies_from_training_and_tags_from_the_data(small_
 
 
 def test_words_seen_once_are_counted_for_singleton_dropout(small_conll, tmp_path):
-    data = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1", "model.singleton_dropout=0.5")).prepare()
+    data = get_task(
+        ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1", "model.singleton_dropout=0.5")
+    ).prepare()
     words, first = data.artifacts["words"], data.artifacts["singletons_from"]
     assert words[2:first] == ["Harry", "met", "Ron"]  # seen 3, 2 and 2 times
     assert sorted(words[first:]) == [".", "Paris", "Potter", "left"]  # seen once
@@ -464,8 +579,9 @@ def test_words_seen_once_are_counted_for_singleton_dropout(small_conll, tmp_path
 
 
 def test_lowercase_maps_words_but_characters_and_shapes_keep_capitals(small_conll, tmp_path):
-    data = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1", "data.lowercase=true",
-                            "model.shape_dim=3")).prepare()
+    data = get_task(
+        ner_cfg(small_conll, tmp_path / "cache", "data.min_freq=1", "data.lowercase=true", "model.shape_dim=3")
+    ).prepare()
     assert "harry" in data.artifacts["words"] and "Harry" not in data.artifacts["words"]
     assert "H" in data.artifacts["chars"]
     (test,) = list(data.test)  # "The Ministry"
@@ -499,8 +615,9 @@ def test_evaluate_scores_tags_and_weighs_the_loss_by_tokens(small_conll, tmp_pat
 def test_document_context_reads_sentences_together_and_scores_them_one_by_one(small_conll, tmp_path):
     # training is one document of sentences with 3, 4 and 4 tokens: up to 7 tokens, the first two go together
     alone = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.batch_size=1")).prepare()
-    task = get_task(ner_cfg(small_conll, tmp_path / "cache", "data.batch_size=1", "data.context_tokens=7",
-                            "model.crf=true"))
+    task = get_task(
+        ner_cfg(small_conll, tmp_path / "cache", "data.batch_size=1", "data.context_tokens=7", "model.crf=true")
+    )
     data = task.prepare()
     assert data.summary["examples"] == "runs of sentences of one document, up to 7 tokens: 2 in training"
     sentences = {tuple(b.tokens[0].tolist()): b for b in alone.train}
@@ -520,9 +637,20 @@ def test_document_context_reads_sentences_together_and_scores_them_one_by_one(sm
 
 
 # -- end to end ---------------------------------------------------------------------------------
-NER_TINY = ["task=conll2003", "model=gru", "model.bidirectional=true", "model.num_layers=2", "model.crf=true",
-            "model.char_dim=6", "model.char_filters=5", "model.shape_dim=3", "model.word_dropout=0.1",
-            "data.min_freq=1", "model.singleton_dropout=0.5", "model.valid_tags=true"]
+NER_TINY = [
+    "task=conll2003",
+    "model=gru",
+    "model.bidirectional=true",
+    "model.num_layers=2",
+    "model.crf=true",
+    "model.char_dim=6",
+    "model.char_filters=5",
+    "model.shape_dim=3",
+    "model.word_dropout=0.1",
+    "data.min_freq=1",
+    "model.singleton_dropout=0.5",
+    "model.valid_tags=true",
+]
 
 
 @pytest.fixture(scope="module")
@@ -574,21 +702,40 @@ def test_every_model_variant_tags(variant, tmp_path, env):
 
 
 def test_a_document_context_run_trains_and_predicts(tmp_path, env):
-    train(tmp_path / "run", ["task=conll2003", "model=lstm", "model.bidirectional=true", "model.crf=true",
-                             "model.attention_dim=4", "data.context_tokens=60", "data.batch_size=4",
-                             "trainer.max_epochs=1"], env)
+    train(
+        tmp_path / "run",
+        [
+            "task=conll2003",
+            "model=lstm",
+            "model.bidirectional=true",
+            "model.crf=true",
+            "model.attention_dim=4",
+            "data.context_tokens=60",
+            "data.batch_size=4",
+            "trainer.max_epochs=1",
+        ],
+        env,
+    )
     log = (tmp_path / "run" / "train.log").read_text()
     assert "runs of sentences of one document, up to 60 tokens" in log and "attention.query" in log
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 <= metrics["test"]["f1"] <= 1 and metrics["test"]["loss"] > 0
-    answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"),
-                                    "Harry met Ron. Ron left Paris."], env).stdout)
+    answer = json.loads(
+        run_script(
+            [str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "Harry met Ron. Ron left Paris."], env
+        ).stdout
+    )
     assert len(answer["tags"]) == len(answer["tokens"]) == 8  # the text is one document, tagged as one sequence
 
 
 def test_missing_conll_is_one_clear_error(tmp_path, env):
     result = train(tmp_path / "run", ["task=conll2003", f"data.root={tmp_path / 'empty'}"], env, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"error: CoNLL-2003 not found: put eng.train, eng.testa, eng.testb in {tmp_path / 'empty' / 'conll2003'}")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"error: CoNLL-2003 not found: put eng.train, eng.testa, eng.testb in {tmp_path / 'empty' / 'conll2003'}"
+        )
+    )
     assert "Traceback" not in result.stderr

@@ -12,8 +12,9 @@ from seqmodels.training.optim import LRSchedule, build_optimizer
 
 
 def make(schedule: str, mode: str = "min", total_steps: int = 10, **options):
-    cfg = OmegaConf.create({"schedule": schedule, "warmup_steps": 0, "plateau_factor": 0.25, "plateau_patience": 0,
-                            **options})
+    cfg = OmegaConf.create(
+        {"schedule": schedule, "warmup_steps": 0, "plateau_factor": 0.25, "plateau_patience": 0, **options}
+    )
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=20.0)
     return optimizer, LRSchedule(cfg, optimizer, total_steps, mode)
 
@@ -31,7 +32,8 @@ def train_steps(optimizer, schedule, steps: int) -> list[float]:
 def test_warm_up_then_cosine_and_linear_decay_per_step():
     optimizer, schedule = make("cosine", warmup_steps=2, total_steps=6)
     assert train_steps(optimizer, schedule, 6) == pytest.approx(
-        [10.0, 20.0, 20.0, 20 * 0.5 * (1 + math.cos(math.pi / 4)), 10.0, 20 * 0.5 * (1 + math.cos(3 * math.pi / 4))])
+        [10.0, 20.0, 20.0, 20 * 0.5 * (1 + math.cos(math.pi / 4)), 10.0, 20 * 0.5 * (1 + math.cos(3 * math.pi / 4))]
+    )
     optimizer, schedule = make("linear", total_steps=4)
     assert train_steps(optimizer, schedule, 4) == pytest.approx([20.0, 15.0, 10.0, 5.0])
 
@@ -77,9 +79,18 @@ def test_a_resumed_schedule_trains_with_the_rate_it_had():
 def test_a_checkpoint_from_the_reduce_lr_on_plateau_days_resumes_with_its_decayed_rate():
     optimizer, schedule = make("plateau")
     train_steps(optimizer, schedule, 4)
-    old = {"per_step": schedule.per_step.state_dict(),
-           "plateau": {"factor": 0.25, "patience": 0, "best": 159.79, "num_bad_epochs": 0, "_last_lr": [5.0],
-                       "mode": "min", "last_epoch": 6}}
+    old = {
+        "per_step": schedule.per_step.state_dict(),
+        "plateau": {
+            "factor": 0.25,
+            "patience": 0,
+            "best": 159.79,
+            "num_bad_epochs": 0,
+            "_last_lr": [5.0],
+            "mode": "min",
+            "last_epoch": 6,
+        },
+    }
     optimizer, resumed = make("plateau")
     resumed.load_state_dict(old)
     assert resumed.best == 159.79 and train_steps(optimizer, resumed, 2) == [5.0, 5.0]
@@ -87,8 +98,19 @@ def test_a_checkpoint_from_the_reduce_lr_on_plateau_days_resumes_with_its_decaye
 
 @pytest.mark.parametrize("name,reference", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
 def test_the_fused_optimizers_take_the_textbook_steps(name, reference):
-    cfg = OmegaConf.create({"name": name, "lr": 0.01, "betas": [0.9, 0.999], "weight_decay": 0.01, "momentum": 0.0,
-                            "schedule": "constant", "warmup_steps": 0, "plateau_factor": 0.25, "plateau_patience": 0})
+    cfg = OmegaConf.create(
+        {
+            "name": name,
+            "lr": 0.01,
+            "betas": [0.9, 0.999],
+            "weight_decay": 0.01,
+            "momentum": 0.0,
+            "schedule": "constant",
+            "warmup_steps": 0,
+            "plateau_factor": 0.25,
+            "plateau_patience": 0,
+        }
+    )
     torch.manual_seed(0)
     start, grads = torch.randn(3, 4), [torch.randn(3, 4) for _ in range(5)]
     ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())

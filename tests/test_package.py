@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,21 +17,45 @@ def test_the_installed_wheel_trains_from_any_directory(tmp_path, data_root):
     wheels, target, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "anywhere"
     work.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheel = next(wheels.glob("seqmodels-*.whl"))
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert (target / "seqmodels" / "configs" / "config.yaml").is_file()  # the configs are package data
     # the wheel's code, not the checkout's, with the dependencies of this environment
-    env = {**os.environ, "PYTHONPATH": str(target), "SEQMODELS_DATA_DIR": str(data_root),
-           "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(target),
+        "SEQMODELS_DATA_DIR": str(data_root),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+    }
     env.pop("SEQMODELS_CACHE_DIR", None)
-    where = subprocess.run([sys.executable, "-c", "import seqmodels; print(seqmodels.__file__)"], cwd=work, env=env,
-                           capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import seqmodels; print(seqmodels.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert where.stdout.startswith(str(target))
-    result = subprocess.run([str(target / "bin" / "seqmodels-train"), *TINY, "trainer.limit_train_batches=2"],
-                            cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(target / "bin" / "seqmodels-train"), *TINY, "trainer.limit_train_batches=2"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     runs = list((work / "outputs").glob("*/*/metrics.json"))  # outputs/ in the current directory
     assert len(runs) == 1 and json.loads(runs[0].read_text())["status"] == "completed"

@@ -25,8 +25,19 @@ SMALL = [*TINY, "model.hidden_size=8", "model.num_layers=1", "trainer.limit_trai
 
 
 def search(sweep: Path, n_trials: int, env, *overrides: str, check: bool = True):
-    return run_script([str(ROOT / "train.py"), "-m", "hparams_search=imdb_optuna", *SMALL, *overrides,
-                       f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweep.dir={sweep}"], env, check=check)
+    return run_script(
+        [
+            str(ROOT / "train.py"),
+            "-m",
+            "hparams_search=imdb_optuna",
+            *SMALL,
+            *overrides,
+            f"hydra.sweeper.n_trials={n_trials}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env,
+        check=check,
+    )
 
 
 def study(sweep: Path, name: str = "imdb_optuna") -> optuna.Study:
@@ -142,8 +153,19 @@ def test_parallel_jobs_come_from_the_launcher_and_the_sweeper(monkeypatch):
 def test_parallel_multirun_jobs_split_the_cores(tmp_path, env):
     sweep = tmp_path / "sweep"
     tiny = [o for o in SMALL if not o.startswith("trainer.num_threads")]
-    run_script([str(ROOT / "train.py"), "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=rnn,gru",
-                *tiny, "trainer.num_threads=null", f"hydra.sweep.dir={sweep}"], env)
+    run_script(
+        [
+            str(ROOT / "train.py"),
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "model=rnn,gru",
+            *tiny,
+            "trainer.num_threads=null",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env,
+    )
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 2
     share = max(1, runtime.available_cores() // 2)

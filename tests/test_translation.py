@@ -32,9 +32,24 @@ from seqmodels.tasks.translation_metrics import corpus_scores, signatures
 from seqmodels.train import check_config
 
 # -- tiny parallel corpora in the published format -----------------------------------------------
-LEXICON = {"ein": "a", "Mann": "man", "eine": "a", "Frau": "woman", "Hund": "dog", "Kind": "child",
-           "fährt": "rides", "sieht": "sees", "hält": "holds", "Fahrrad": "bicycle", "Ball": "ball",
-           "rot": "red", "groß": "big", "im": "in the", "Park": "park", "Straße": "street"}
+LEXICON = {
+    "ein": "a",
+    "Mann": "man",
+    "eine": "a",
+    "Frau": "woman",
+    "Hund": "dog",
+    "Kind": "child",
+    "fährt": "rides",
+    "sieht": "sees",
+    "hält": "holds",
+    "Fahrrad": "bicycle",
+    "Ball": "ball",
+    "rot": "red",
+    "groß": "big",
+    "im": "in the",
+    "Park": "park",
+    "Straße": "street",
+}
 SUBJECTS = [["Ein", "Mann"], ["Eine", "Frau"], ["Ein", "Hund"], ["Ein", "Kind"]]
 VERBS = ["fährt", "sieht", "hält"]
 OBJECTS = [["ein", "Fahrrad"], ["ein", "Ball"], ["eine", "Straße"]]
@@ -56,8 +71,14 @@ def write_gz(path: Path, lines: list[str]) -> Path:
 def write_multi30k(root: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
     """root/multi30k/<split>.{de,en,fr}.gz for every split Multi30k publishes (fr: the English again)."""
     rng = random.Random(seed)
-    sizes = sizes or {"train": 160, "val": 16, "test_2016_flickr": 16, "test_2017_flickr": 8,
-                      "test_2017_mscoco": 8, "test_2018_flickr": 8}
+    sizes = sizes or {
+        "train": 160,
+        "val": 16,
+        "test_2016_flickr": 16,
+        "test_2017_flickr": 8,
+        "test_2017_mscoco": 8,
+        "test_2018_flickr": 8,
+    }
     for split, count in sizes.items():
         pairs = [sentence_pair(rng) for _ in range(count)]
         write_gz(root / "multi30k" / f"{split}.de.gz", [de for de, _ in pairs])
@@ -83,8 +104,14 @@ def mt_root(tmp_path_factory) -> Path:
 @pytest.fixture()
 def mt_env(mt_root, tmp_path) -> dict[str, str]:
     import os
-    return {**os.environ, "SEQMODELS_DATA_DIR": str(mt_root), "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
-            "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+
+    return {
+        **os.environ,
+        "SEQMODELS_DATA_DIR": str(mt_root),
+        "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
+        "HYDRA_FULL_ERROR": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -122,12 +149,16 @@ def test_a_truncated_gzip_file_is_one_line(tmp_path):
 
 
 def test_multi30k_files_are_found_or_downloaded_with_their_checksum(tmp_path, monkeypatch):
-    write_multi30k(tmp_path, {"train": 2, "val": 2, "test_2016_flickr": 2, "test_2017_flickr": 2,
-                              "test_2017_mscoco": 2})  # test_2018_flickr is missing
+    write_multi30k(
+        tmp_path, {"train": 2, "val": 2, "test_2016_flickr": 2, "test_2017_flickr": 2, "test_2017_mscoco": 2}
+    )  # test_2018_flickr is missing
     with pytest.raises(DataError) as error:
         multi30k.locate(tmp_path, "de", "en", allow_download=False)
-    assert "test_2018_flickr.de.gz not found" in str(error.value) and "raw.githubusercontent.com/multi30k" in str(
-        error.value) and "\n" not in str(error.value)
+    assert (
+        "test_2018_flickr.de.gz not found" in str(error.value)
+        and "raw.githubusercontent.com/multi30k" in str(error.value)
+        and "\n" not in str(error.value)
+    )
     fetched = []
 
     def fake_download(url, destination, *, sha256=None, manual_hint="", md5=None):
@@ -158,15 +189,37 @@ def test_subwords_detokenize_exactly_and_keep_the_special_ids(model):
 
 
 # -- the model -----------------------------------------------------------------------------------
-VARIANTS = [("bahdanau", {}), ("luong", {}), ("luong", {"input_feeding": False}), ("luong", {"luong_score": "dot"}),
-            ("none", {}), ("none", {"context": False, "reverse_source": True})]
+VARIANTS = [
+    ("bahdanau", {}),
+    ("luong", {}),
+    ("luong", {"input_feeding": False}),
+    ("luong", {"luong_score": "dot"}),
+    ("none", {}),
+    ("none", {"context": False, "reverse_source": True}),
+]
 
 
-def tiny_model(attention: str = "bahdanau", cell: str = "gru", bidirectional: bool = True, layers: int = 2,
-               source_vocab: int = 13, target_vocab: int = 11, seed: int = 0, **extra) -> Seq2Seq:
+def tiny_model(
+    attention: str = "bahdanau",
+    cell: str = "gru",
+    bidirectional: bool = True,
+    layers: int = 2,
+    source_vocab: int = 13,
+    target_vocab: int = 11,
+    seed: int = 0,
+    **extra,
+) -> Seq2Seq:
     torch.manual_seed(seed)
-    config = Seq2SeqConfig(cell=cell, embedding_dim=8, hidden_size=6, num_layers=layers, bidirectional=bidirectional,
-                           dropout=0.0, attention=attention, **extra)
+    config = Seq2SeqConfig(
+        cell=cell,
+        embedding_dim=8,
+        hidden_size=6,
+        num_layers=layers,
+        bidirectional=bidirectional,
+        dropout=0.0,
+        attention=attention,
+        **extra,
+    )
     config.check()
     return config.build(source_vocab, target_vocab, bos_id=BOS_ID, eos_id=EOS_ID).eval()
 
@@ -191,7 +244,7 @@ def test_shapes_and_padding_invariance(cell, attention, extra):
     assert logits.shape == (3, target_in.shape[1], 11)
     for row, (s, t) in enumerate(zip(SOURCES, TARGETS)):
         alone = model(*batch_of([s], [t]))[0]
-        torch.testing.assert_close(logits[row, :len(t) + 1], alone, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(logits[row, : len(t) + 1], alone, atol=1e-5, rtol=1e-4)
     mask = target_in != PAD_ID
     torch.testing.assert_close(model(source, lengths, target_in, mask), logits[mask])
 
@@ -251,8 +304,9 @@ def test_beam_of_one_is_greedy_exactly(attention, extra, seed):
     assert all(len(ids) < m for ids, m in zip(greedy, max_lengths.tolist()))  # </s> counts towards the limit
 
 
-def sequence_score(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, ids: list[int],
-                   max_length: int) -> float:
+def sequence_score(
+    model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, ids: list[int], max_length: int
+) -> float:
     """log p(ids </s>) under the constraints search applies (<pad>, <s> never; only </s> at the last step)."""
     memory = model.encode(source, lengths)
     state = model.initial_state(memory)
@@ -277,8 +331,16 @@ def test_a_beam_as_large_as_the_hypothesis_space_finds_the_exact_best(alpha, see
     best = beam_search(model, source, lengths, torch.tensor([max_length] * 2), beam_size=16, alpha=alpha)
     for row in range(2):
         hypotheses = [list(ids) for n in range(max_length) for ids in itertools.product([1, 4], repeat=n)]
-        scored = [(sequence_score(model, source[row:row + 1, :int(lengths[row])], lengths[row:row + 1], ids,
-                                  max_length) / length_penalty(len(ids) + 1, alpha), ids) for ids in hypotheses]
+        scored = [
+            (
+                sequence_score(
+                    model, source[row : row + 1, : int(lengths[row])], lengths[row : row + 1], ids, max_length
+                )
+                / length_penalty(len(ids) + 1, alpha),
+                ids,
+            )
+            for ids in hypotheses
+        ]
         assert best[row] == max(scored)[1]
 
 
@@ -287,8 +349,10 @@ def test_batched_beam_search_equals_one_sentence_at_a_time():
     source, lengths, _ = batch_of(SOURCES, TARGETS)
     max_lengths = torch.tensor([6, 10, 4])
     together = beam_search(model, source, lengths, max_lengths, beam_size=4, alpha=0.6)
-    alone = [beam_search(model, source[i:i + 1, :int(lengths[i])], lengths[i:i + 1], max_lengths[i:i + 1], 4, 0.6)[0]
-             for i in range(3)]
+    alone = [
+        beam_search(model, source[i : i + 1, : int(lengths[i])], lengths[i : i + 1], max_lengths[i : i + 1], 4, 0.6)[0]
+        for i in range(3)
+    ]
     assert together == alone
 
 
@@ -308,7 +372,8 @@ def test_bleu_chrf_and_lowercased_bleu_are_sacrebleus():
     scores = corpus_scores(HYPOTHESES, REFERENCES)
     assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score)
     assert scores["bleu_lowercase"] == pytest.approx(
-        sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES], lowercase=True).score)
+        sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES], lowercase=True).score
+    )
     assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score)
     assert scores["bleu_lowercase"] > scores["bleu"]  # "two" matches "Two" only without case
     assert corpus_scores(REFERENCES, REFERENCES)["bleu"] == pytest.approx(100.0)
@@ -316,8 +381,18 @@ def test_bleu_chrf_and_lowercased_bleu_are_sacrebleus():
 
 
 def translation_task(root: Path, cache: Path, *overrides: str):
-    cfg = compose_config(["task=multi30k", "model=gru", "model.embedding_dim=8", "model.hidden_size=6",
-                          f"data.root={root}", f"data.cache_dir={cache}", "data.vocab_size=40", *overrides])
+    cfg = compose_config(
+        [
+            "task=multi30k",
+            "model=gru",
+            "model.embedding_dim=8",
+            "model.hidden_size=6",
+            f"data.root={root}",
+            f"data.cache_dir={cache}",
+            "data.vocab_size=40",
+            *overrides,
+        ]
+    )
     return check_config(cfg)
 
 
@@ -340,10 +415,20 @@ def test_evaluate_scores_detokenized_hypotheses_against_the_references(mt_root, 
     tokenizer = train_subword_tokenizer(HYPOTHESES, model="bpe", vocab_size=60)
     artifacts = {**data.artifacts, "target_tokenizer": tokenizer.to_str()}
     ids = encode_texts(tokenizer, HYPOTHESES)
-    outputs = [StepOutput(torch.tensor(1.0), 10, 2, {"loss_sum": 12.0, "nll_sum": 10.0, "tokens": 10,
-                                                     "hypotheses": ids[:2], "references": REFERENCES[:2]}),
-               StepOutput(torch.tensor(1.0), 5, 1, {"loss_sum": 6.0, "nll_sum": 5.0, "tokens": 5,
-                                                    "hypotheses": ids[2:], "references": REFERENCES[2:]})]
+    outputs = [
+        StepOutput(
+            torch.tensor(1.0),
+            10,
+            2,
+            {"loss_sum": 12.0, "nll_sum": 10.0, "tokens": 10, "hypotheses": ids[:2], "references": REFERENCES[:2]},
+        ),
+        StepOutput(
+            torch.tensor(1.0),
+            5,
+            1,
+            {"loss_sum": 6.0, "nll_sum": 5.0, "tokens": 5, "hypotheses": ids[2:], "references": REFERENCES[2:]},
+        ),
+    ]
     metrics = task.evaluate(outputs, artifacts)
     assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score)
     assert metrics["loss"] == pytest.approx(18 / 15) and metrics["perplexity"] == pytest.approx(math.exp(1.0))
@@ -354,8 +439,10 @@ def test_data_is_prepared_with_references_extra_tests_and_cut_sentences(mt_root,
     data = task.prepare()
     assert set(data.extra_tests) == set(multi30k.EXTRA_TESTS)
     assert "train 160" in data.summary["pairs"] and "test 16" in data.summary["pairs"]
-    assert data.summary["cut to max_length 6"].startswith("train ") and "train 0," not in data.summary[
-        "cut to max_length 6"]
+    assert (
+        data.summary["cut to max_length 6"].startswith("train ")
+        and "train 0," not in data.summary["cut to max_length 6"]
+    )
     batch = next(iter(data.test))
     assert isinstance(batch, TranslationBatch) and len(batch.references) == len(batch.source_lengths)
     assert int(batch.source_lengths.max()) <= 6 and all(r.endswith(".") for r in batch.references)
@@ -391,17 +478,27 @@ def test_the_final_evaluation_decodes_with_the_configured_beam(mt_root, tmp_path
 
 
 # -- one-line errors before training -------------------------------------------------------------
-@pytest.mark.parametrize("overrides,message", [
-    (["model.attention=transformer"], "model.attention='transformer' is unknown; use one of"),
-    (["decode.beam_size=0"], "decode.beam_size=0 is impossible; it must be a positive integer"),
-    (["decode.length_penalty=-1"], "decode.length_penalty=-1 is impossible"),
-    (["data.source=cs"], "data.source='cs' is not a Multi30k language; use one of ['en', 'de', 'fr']"),
-    (["data.target=de"], "data.source and data.target are both 'de'; choose two languages"),
-    (["model.attention=luong", "model.luong_score=dot", "model.bidirectional=true", "model.decoder_hidden_size=64"],
-     "model.luong_score=dot needs the decoder's size (64) to equal the encoder's output size (256)"),
-    (["model.teacher_forcing=1.5"], "model.teacher_forcing=1.5 is impossible; it must be a number in [0, 1]"),
-    (["+decode.beam=3"], "decode.beam is not a setting of `decode`; did you mean decode.beam_size?"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["model.attention=transformer"], "model.attention='transformer' is unknown; use one of"),
+        (["decode.beam_size=0"], "decode.beam_size=0 is impossible; it must be a positive integer"),
+        (["decode.length_penalty=-1"], "decode.length_penalty=-1 is impossible"),
+        (["data.source=cs"], "data.source='cs' is not a Multi30k language; use one of ['en', 'de', 'fr']"),
+        (["data.target=de"], "data.source and data.target are both 'de'; choose two languages"),
+        (
+            [
+                "model.attention=luong",
+                "model.luong_score=dot",
+                "model.bidirectional=true",
+                "model.decoder_hidden_size=64",
+            ],
+            "model.luong_score=dot needs the decoder's size (64) to equal the encoder's output size (256)",
+        ),
+        (["model.teacher_forcing=1.5"], "model.teacher_forcing=1.5 is impossible; it must be a number in [0, 1]"),
+        (["+decode.beam=3"], "decode.beam is not a setting of `decode`; did you mean decode.beam_size?"),
+    ],
+)
 def test_a_bad_translation_setting_is_one_line(overrides, message):
     with pytest.raises(ConfigError) as error:
         check_config(compose_config(["task=multi30k", *overrides]))
@@ -421,16 +518,21 @@ def test_misaligned_user_corpus_stops_before_training_in_one_line(tmp_path, mt_e
     result = train(tmp_path / "run", ["task=translation", f"data.path={corpus}"], mt_env, check=False)
     assert result.returncode == 2
     error = result.stderr.strip().splitlines()[-1]
-    assert error == (f"error: {corpus / 'val.de.gz'} has 2 lines but {corpus / 'val.en.gz'} has 3; the two sides "
-                     f"of a parallel corpus must be aligned line by line")
+    assert error == (
+        f"error: {corpus / 'val.de.gz'} has 2 lines but {corpus / 'val.en.gz'} has 3; the two sides "
+        f"of a parallel corpus must be aligned line by line"
+    )
 
 
 # -- end to end ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_train_predict_and_evaluate_end_to_end(tmp_path, mt_env):
     run_dir = tmp_path / "run"
-    train(run_dir, ["task=multi30k", "model=gru", "data.vocab_size=40", "trainer.max_epochs=2",
-                    "decode.beam_size=3"], mt_env)
+    train(
+        run_dir,
+        ["task=multi30k", "model=gru", "data.vocab_size=40", "trainer.max_epochs=2", "decode.beam_size=3"],
+        mt_env,
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["monitor"] == "val/bleu"
     assert {"bleu", "chrf", "bleu_lowercase", "loss", "perplexity"} <= set(metrics["test"])
@@ -439,18 +541,29 @@ def test_train_predict_and_evaluate_end_to_end(tmp_path, mt_env):
     log = (run_dir / "train.log").read_text()
     assert "sacreBLEU nrefs:1|case:mixed" in log and "final evaluation: beam 3" in log
 
-    result = run_script([str(ROOT / "scripts" / "predict.py"), str(run_dir), "Ein Mann fährt ein Fahrrad.",
-                         "--beam-size", "2", "--attention"], mt_env)
+    result = run_script(
+        [
+            str(ROOT / "scripts" / "predict.py"),
+            str(run_dir),
+            "Ein Mann fährt ein Fahrrad.",
+            "--beam-size",
+            "2",
+            "--attention",
+        ],
+        mt_env,
+    )
     answer = json.loads(result.stdout)
     assert isinstance(answer["translation"], str) and answer["beam_size"] == 2
     attention = answer["attention"]
     assert len(attention["weights"]) == len(attention["translation"])
     assert all(len(row) == len(attention["source"]) and abs(sum(row) - 1) < 0.01 for row in attention["weights"])
 
-    refused = run_script([str(ROOT / "scripts" / "predict.py"), str(run_dir), "Ein Mann.", "--beam-size", "0"],
-                         mt_env, check=False)
+    refused = run_script(
+        [str(ROOT / "scripts" / "predict.py"), str(run_dir), "Ein Mann.", "--beam-size", "0"], mt_env, check=False
+    )
     assert refused.returncode == 2 and "--beam-size=0 is impossible" in refused.stderr
 
-    evaluated = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(run_dir), "--beam-size", "1"],
-                                      mt_env).stdout)
+    evaluated = json.loads(
+        run_script([str(ROOT / "scripts" / "evaluate.py"), str(run_dir), "--beam-size", "1"], mt_env).stdout
+    )
     assert evaluated["beam_size"] == 1 and set(multi30k.EXTRA_TESTS) <= set(evaluated)

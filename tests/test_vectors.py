@@ -17,10 +17,10 @@ import torch
 
 from conftest import ROOT, run_script, train
 from seqmodels.config import compose_config
-from seqmodels.data import glove, vectors as vector_files
+from seqmodels.data import glove
+from seqmodels.data import vectors as vector_files
 from seqmodels.data.pretrained import extend, match, unseen_candidates
-from seqmodels.data.text import (PAD, UNK, UNK_ID, WHITESPACE_TOKEN, encode, extend_vocabulary,
-                                 train_word_tokenizer)
+from seqmodels.data.text import PAD, UNK, UNK_ID, WHITESPACE_TOKEN, encode, extend_vocabulary, train_word_tokenizer
 from seqmodels.data.vectors import GLOVE, WORD2VEC_BINARY, WORD2VEC_TEXT, load_vectors, probe
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import ClassifierConfig, LanguageModelConfig
@@ -57,8 +57,9 @@ def word2vec_binary(path, words=WORDS, vectors=VECTORS, gz=False, count=None):
 
 # -- formats ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("gz", [False, True])
-@pytest.mark.parametrize("writer,fmt", [(glove_file, GLOVE), (word2vec_text, WORD2VEC_TEXT),
-                                        (word2vec_binary, WORD2VEC_BINARY)])
+@pytest.mark.parametrize(
+    "writer,fmt", [(glove_file, GLOVE), (word2vec_text, WORD2VEC_TEXT), (word2vec_binary, WORD2VEC_BINARY)]
+)
 def test_every_format_reads_the_same_vectors(tmp_path, writer, fmt, gz):
     path = writer(tmp_path / ("vectors.gz" if gz else "vectors"), gz=gz)
     assert probe(path).format == fmt and probe(path).dim == 3
@@ -94,8 +95,10 @@ BAD_FILES = {
     "empty gz": (gzip.compress(b""), "is empty"),
     "wrong count": (b"the 1 2 3\nparis 1 2\nharry 1 2 3\n", r"v:2: 2 values after the word 'paris', expected 3"),
     "not a number": (b"the 1 2 3\nparis 1 x 3\n", r"v:2: 'x' after the word 'paris' is not a number"),
-    "mixed dimensions": (b"the 1 2 3\nparis 1 2 3 4\nharry 1 2 3 4\n", "mixed dimensions: the lines before line 2 "
-                                                                          "hold 3 values, lines 2 and 3 hold 4"),
+    "mixed dimensions": (
+        b"the 1 2 3\nparis 1 2 3 4\nharry 1 2 3 4\n",
+        "mixed dimensions: the lines before line 2 hold 3 values, lines 2 and 3 hold 4",
+    ),
     "header dimension": (b"2 4\nthe 1 2 3\nparis 1 2 3\n", "mixed dimensions: the header says 4 values per word"),
     "not utf-8": (b"the 1 2 3\ncaf\xe9 1 2 3\n", r"v:2: not UTF-8 text \(byte 0xe9\)"),
     "header says more": (b"3 3\nthe 1 2 3\nparis 1 2 3\n", "header says 3 words but the file holds 2"),
@@ -119,11 +122,14 @@ def test_a_bad_vector_file_is_one_line(tmp_path, case):
     assert not cache.exists() or not list(cache.iterdir())  # nothing half-made is left behind
 
 
-@pytest.mark.parametrize("case,message", [
-    ("fewer", "header says 3 words but the file ends after 2"),
-    ("more", "header says 1 words but more data follows them"),
-    ("latin-1", r"\(word 2\): not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("fewer", "header says 3 words but the file ends after 2"),
+        ("more", "header says 1 words but more data follows them"),
+        ("latin-1", r"\(word 2\): not UTF-8 text"),
+    ],
+)
 def test_a_bad_binary_file_is_one_line(tmp_path, case, message):
     words = ["the", "caf\xe9"] if case == "latin-1" else WORDS[:2]
     path = tmp_path / "v.bin"
@@ -154,14 +160,20 @@ def test_an_unreadable_file_is_one_line(tmp_path):
 def test_a_dimension_other_than_embedding_dim_names_both(tmp_path, small_conll):
     path = glove_file(tmp_path / "v.txt")
     task = get_task(ner_cfg(small_conll, tmp_path, path, "model.embedding_dim=7"))
-    with pytest.raises(ConfigError, match=r"holds 3-dimensional vectors but model.embedding_dim=7: set "
-                                          r"model.embedding_dim=3"):
+    with pytest.raises(
+        ConfigError,
+        match=r"holds 3-dimensional vectors but model.embedding_dim=7: set "
+        r"model.embedding_dim=3",
+    ):
         task.prepare()
 
 
 def test_a_missing_file_names_the_setting_and_where_it_looked(tmp_path, small_conll):
-    with pytest.raises(DataError, match=r"model.pretrained_vectors=nowhere.txt: no such file \(.*nowhere.txt or "
-                                        r".*data/nowhere.txt\)"):
+    with pytest.raises(
+        DataError,
+        match=r"model.pretrained_vectors=nowhere.txt: no such file \(.*nowhere.txt or "
+        r".*data/nowhere.txt\)",
+    ):
         get_task(ner_cfg(small_conll, tmp_path, "nowhere.txt")).prepare()
 
 
@@ -169,8 +181,17 @@ def test_freezing_without_vectors_and_frozen_tied_weights_are_refused():
     with pytest.raises(ConfigError, match="model.freeze_vectors=true needs model.pretrained_vectors"):
         validate(ClassifierConfig, {"freeze_vectors": True}, "model")
     with pytest.raises(ConfigError, match="would freeze the output layer"):
-        validate(LanguageModelConfig, {"freeze_vectors": True, "pretrained_vectors": "v.txt", "tie_weights": True,
-                                       "embedding_dim": 8, "hidden_size": 8}, "model")
+        validate(
+            LanguageModelConfig,
+            {
+                "freeze_vectors": True,
+                "pretrained_vectors": "v.txt",
+                "tie_weights": True,
+                "embedding_dim": 8,
+                "hidden_size": 8,
+            },
+            "model",
+        )
 
 
 # -- coverage -----------------------------------------------------------------------------------
@@ -184,20 +205,25 @@ def test_coverage_counts_exact_lowercased_and_missing_words_and_training_tokens(
     assert found.tolist() == [False, False, True, True, False, True, True]
     assert torch.equal(rows[3], torch.from_numpy(VECTORS[1]))  # Paris <- paris
     assert coverage.frequent_missing[0] == "Draco"
-    assert coverage.line().endswith("of 4 vocabulary words 2 found exactly, 1 lowercased, 1 not found (25.0%, "
-                                    "started at random); 62.5% of training tokens covered; 1 more pretrained "
-                                    "words kept, frozen, for words unseen in training")
+    assert coverage.line().endswith(
+        "of 4 vocabulary words 2 found exactly, 1 lowercased, 1 not found (25.0%, "
+        "started at random); 62.5% of training tokens covered; 1 more pretrained "
+        "words kept, frozen, for words unseen in training"
+    )
     assert coverage.warning() is None
-    _, _, low = match(loaded, [PAD, UNK, "Draco", "the"], frozen=0, train_ids=torch.tensor([2, 2, 2, 3]),
-                      specials=(PAD, UNK))
-    assert low.warning().startswith("ONLY 25.0% OF TRAINING TOKENS HAVE A PRETRAINED VECTOR: likely vectors of "
-                                    "another language")
+    _, _, low = match(
+        loaded, [PAD, UNK, "Draco", "the"], frozen=0, train_ids=torch.tensor([2, 2, 2, 3]), specials=(PAD, UNK)
+    )
+    assert low.warning().startswith(
+        "ONLY 25.0% OF TRAINING TOKENS HAVE A PRETRAINED VECTOR: likely vectors of another language"
+    )
     assert "'Draco'" in low.warning()
 
 
 def test_unseen_words_are_the_files_first_words_the_text_can_produce(tmp_path):
-    loaded = load_vectors(glove_file(tmp_path / "v.txt", ["the", "Paris", "e-mail", "ron", ","], VECTORS[:5]),
-                          tmp_path / "cache")
+    loaded = load_vectors(
+        glove_file(tmp_path / "v.txt", ["the", "Paris", "e-mail", "ron", ","], VECTORS[:5]), tmp_path / "cache"
+    )
     assert unseen_candidates(loaded, 2, lowercase=False) == ["the", "Paris"]
     assert unseen_candidates(loaded, None, lowercase=True) == ["the", "e-mail", "ron", ","]
     assert unseen_candidates(loaded, None, lowercase=True, token_pattern=r"\w+|[^\w\s]+") == ["the", "ron", ","]
@@ -236,8 +262,11 @@ def test_the_embedding_keeps_pad_zero_draws_missing_words_at_scale_and_freezes_b
 
 
 def test_freeze_vectors_keeps_the_embedding_through_a_training_step():
-    config = validate(ClassifierConfig, {"embedding_dim": 3, "hidden_size": 4, "pretrained_vectors": "v.txt",
-                                         "freeze_vectors": True}, "model")
+    config = validate(
+        ClassifierConfig,
+        {"embedding_dim": 3, "hidden_size": 4, "pretrained_vectors": "v.txt", "freeze_vectors": True},
+        "model",
+    )
     rows = PretrainedRows(torch.randn(6, 3), torch.ones(6, dtype=torch.bool), 1.0)
     model = config.build(6, 2, frozen_words=2, pretrained=rows)
     before = model.embedding.weight.detach().clone()
@@ -258,19 +287,39 @@ def conll_lines(rows):
 def small_conll(tmp_path):
     folder = tmp_path / "data" / "conll2003"
     folder.mkdir(parents=True)
-    train_rows = ["-DOCSTART- -X- -X- O", "", "Harry NNP I-NP I-PER", "met VBD I-VP O", "Ron NNP I-NP I-PER", "",
-                  "Harry NNP I-NP I-PER", "left VBD I-VP O", "Paris NNP I-NP I-LOC", ". . O O"]
+    train_rows = [
+        "-DOCSTART- -X- -X- O",
+        "",
+        "Harry NNP I-NP I-PER",
+        "met VBD I-VP O",
+        "Ron NNP I-NP I-PER",
+        "",
+        "Harry NNP I-NP I-PER",
+        "left VBD I-VP O",
+        "Paris NNP I-NP I-LOC",
+        ". . O O",
+    ]
     (folder / "eng.train").write_text(conll_lines(train_rows))
     (folder / "eng.testa").write_text(conll_lines(["Draco NNP I-NP I-PER", "met VBD I-VP O", "Harry NNP I-NP I-PER"]))
-    (folder / "eng.testb").write_text(conll_lines(["The DT I-NP O", "Ministry NNP I-NP I-ORG", "Kyrgyzstan NNP "
-                                                                                               "I-NP I-LOC"]))
+    (folder / "eng.testb").write_text(
+        conll_lines(["The DT I-NP O", "Ministry NNP I-NP I-ORG", "Kyrgyzstan NNP I-NP I-LOC"])
+    )
     return tmp_path / "data"
 
 
 def ner_cfg(root, tmp_path, vectors, *overrides):
-    return compose_config(["task=conll2003", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",
-                           "data.batch_size=8", "model.embedding_dim=3", "model.hidden_size=5",
-                           f"model.pretrained_vectors={vectors}", *overrides])
+    return compose_config(
+        [
+            "task=conll2003",
+            f"data.root={root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.batch_size=8",
+            "model.embedding_dim=3",
+            "model.hidden_size=5",
+            f"model.pretrained_vectors={vectors}",
+            *overrides,
+        ]
+    )
 
 
 def test_a_test_word_training_never_saw_gets_its_vector_without_peeking(tmp_path, small_conll, caplog):
@@ -281,7 +330,7 @@ def test_a_test_word_training_never_saw_gets_its_vector_without_peeking(tmp_path
     words, frozen = data.artifacts["words"], data.artifacts["frozen_words"]
     training = words[: len(words) - frozen]
     assert training == [PAD, UNK, "Harry", "met", "Ron", "left", "Paris", "."]  # the training words only
-    assert words[len(training):] == ["the", "paris", "harry", "ron", "kyrgyzstan", "ministry", "é"]
+    assert words[len(training) :] == ["the", "paris", "harry", "ron", "kyrgyzstan", "ministry", "é"]
     assert "of 6 vocabulary words 1 found exactly, 3 lowercased" in caplog.text
     (test,) = list(data.test)  # The Ministry Kyrgyzstan: never seen in training, all in the file (lowercased)
     assert test.tokens.tolist() == [[words.index("the"), words.index("ministry"), words.index("kyrgyzstan")]]
@@ -301,9 +350,18 @@ def test_zero_unseen_word_vectors_keeps_the_plain_vocabulary(tmp_path, small_con
 
 def test_a_language_model_keeps_its_corpus_vocabulary(tmp_path, data_root):
     path = glove_file(tmp_path / "v.txt", ["the", "cat", "dog", "zebra"], VECTORS[:4])
-    task = get_task(compose_config(["task=ptb", f"data.root={data_root}", f"data.cache_dir={tmp_path / 'cache'}",
-                                    "model.embedding_dim=3", "model.hidden_size=4",
-                                    f"model.pretrained_vectors={path}"]))
+    task = get_task(
+        compose_config(
+            [
+                "task=ptb",
+                f"data.root={data_root}",
+                f"data.cache_dir={tmp_path / 'cache'}",
+                "model.embedding_dim=3",
+                "model.hidden_size=4",
+                f"model.pretrained_vectors={path}",
+            ]
+        )
+    )
     data = task.prepare()
     model = task.build_model(data.artifacts)
     vocabulary = data.artifacts["vocabulary"]
@@ -346,26 +404,45 @@ VECTOR_RUN = ["model.embedding_dim=8", "model.freeze_vectors=false"]
 
 def test_ner_trains_with_vectors_and_predicts_without_the_file(tmp_path, env):
     path = vectors_for_the_fixtures(tmp_path / "vectors.txt.gz")
-    train(tmp_path / "run", ["task=conll2003", "model.crf=true", "model.char_dim=4", "model.char_filters=3",
-                             f"model.pretrained_vectors={path}", *VECTOR_RUN], env)
+    train(
+        tmp_path / "run",
+        [
+            "task=conll2003",
+            "model.crf=true",
+            "model.char_dim=4",
+            "model.char_filters=3",
+            f"model.pretrained_vectors={path}",
+            *VECTOR_RUN,
+        ],
+        env,
+    )
     log = (tmp_path / "run" / "train.log").read_text()
     assert "word vectors: vectors.txt.gz (GloVe text," in log and "found exactly" in log
     state = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
     assert state["artifacts"]["frozen_words"] > 0 and "embedding.frozen" in state["model"]
     path.unlink()  # the run directory alone predicts
-    answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"),
-                                    "Hermione met Harry in London ."], env).stdout)
+    answer = json.loads(
+        run_script(
+            [str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "Hermione met Harry in London ."], env
+        ).stdout
+    )
     assert answer["tokens"] == ["Hermione", "met", "Harry", "in", "London", "."]
 
 
 def test_sentiment_trains_with_frozen_vectors(tmp_path, env):
     path = vectors_for_the_fixtures(tmp_path / "vectors.txt.gz")
-    train(tmp_path / "run", ["task=imdb", f"model.pretrained_vectors={path}", "model.embedding_dim=8",
-                             "model.freeze_vectors=true"], env)
+    train(
+        tmp_path / "run",
+        ["task=imdb", f"model.pretrained_vectors={path}", "model.embedding_dim=8", "model.freeze_vectors=true"],
+        env,
+    )
     log = (tmp_path / "run" / "train.log").read_text()
     assert "of training tokens covered" in log and "not trained" in log
     state = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
     assert state["artifacts"]["frozen_words"] > 0
-    answer = json.loads(run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"),
-                                    "An unseen, wonderful film."], env).stdout)
+    answer = json.loads(
+        run_script(
+            [str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "An unseen, wonderful film."], env
+        ).stdout
+    )
     assert answer["label"] in ("positive", "negative")

@@ -29,15 +29,28 @@ def require_int(name: str, value: Any, minimum: int = 1, *, allow_none: bool = F
         raise ConfigError(f"{name}={value!r} is impossible; it must be {wanted}" + (" or null" if allow_none else ""))
 
 
-def require_number(name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = False,
-                   high_open: bool = True, allow_none: bool = False) -> None:
+def require_number(
+    name: str,
+    value: Any,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = True,
+    allow_none: bool = False,
+) -> None:
     if allow_none and value is None:
         return
-    ok = is_number(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    ok = (
+        is_number(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
+    )
     if not ok:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise ConfigError(f"{name}={value!r} is impossible; it must be a number in {interval}"
-                          + (" or null" if allow_none else ""))
+        raise ConfigError(
+            f"{name}={value!r} is impossible; it must be a number in {interval}" + (" or null" if allow_none else "")
+        )
 
 
 def require_bool(name: str, value: Any) -> None:

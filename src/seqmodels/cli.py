@@ -23,10 +23,10 @@ from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.schema import help_lines
 from seqmodels.tasks import task_class
 from seqmodels.train import RunConfig, check_override_keys, run
-from seqmodels.training.optim import OptimConfig
-from seqmodels.training.trainer import TrainerConfig
 from seqmodels.training import distributed
+from seqmodels.training.optim import OptimConfig
 from seqmodels.training.runtime import available_cores, resolve_device
+from seqmodels.training.trainer import TrainerConfig
 
 log = logging.getLogger("seqmodels")
 register_configs()
@@ -123,8 +123,11 @@ def _quiet_rank_overrides() -> list[str]:
     if world.is_main:
         return []
     if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
-        _fail("error: torchrun trains one model; for a sweep of data-parallel jobs use a launcher that starts the "
-              "ranks, e.g. hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=N (README: Scaling out)", 2)
+        _fail(
+            "error: torchrun trains one model; for a sweep of data-parallel jobs use a launcher that starts the "
+            "ranks, e.g. hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=N (README: Scaling out)",
+            2,
+        )
     scratch = tempfile.mkdtemp(prefix=f"seqmodels-rank{world.rank}-")
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     return [f"hydra.run.dir={scratch}", "hydra.output_subdir=null", "hydra/job_logging=stdout"]
@@ -134,8 +137,14 @@ def print_keys(overrides: list[str]) -> None:
     """`python train.py [task=...] --keys`: every key the chosen task reads, with type, default and meaning."""
     cfg = compose_config(overrides)
     task = task_class(cfg)
-    for prefix, schema in (("", RunConfig), ("data", task.data_schema), ("model", task.model_schema),
-                           *task.extra_schemas.items(), ("trainer", TrainerConfig), ("optim", OptimConfig)):
+    for prefix, schema in (
+        ("", RunConfig),
+        ("data", task.data_schema),
+        ("model", task.model_schema),
+        *task.extra_schemas.items(),
+        ("trainer", TrainerConfig),
+        ("optim", OptimConfig),
+    ):
         print("\n".join(help_lines(schema, prefix)))
 
 

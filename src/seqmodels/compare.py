@@ -43,8 +43,22 @@ GRADIENT_FLOW = "gradient_flow.json"
 # Overrides that change speed, not results, and sweep bookkeeping: not worth a column.
 IGNORED_OVERRIDES = ("trainer.num_threads", "trainer.device", "hparams_search")
 LOWER_IS_BETTER = ("perplexity", "loss")
-COLUMNS = ["run", "status", "task", "model", "parameters", "overrides", "metric", "best_val", "test", "best_epoch",
-           "epochs", "wall_time_s", "tokens_per_s", "error"]
+COLUMNS = [
+    "run",
+    "status",
+    "task",
+    "model",
+    "parameters",
+    "overrides",
+    "metric",
+    "best_val",
+    "test",
+    "best_epoch",
+    "epochs",
+    "wall_time_s",
+    "tokens_per_s",
+    "error",
+]
 
 
 @dataclass
@@ -187,18 +201,31 @@ def mark_varying_overrides(runs: list[Run]) -> None:
 def load_runs(paths: list[Path]) -> list[Run]:
     found = find_runs(paths)
     base = Path(os.path.commonpath([str(p.resolve()) for p in found])) if len(found) > 1 else found[0].resolve().parent
-    runs = [read_run(path, str(path.resolve().relative_to(base)) if path.resolve() != base else path.name)
-            for path in found]
+    runs = [
+        read_run(path, str(path.resolve().relative_to(base)) if path.resolve() != base else path.name) for path in found
+    ]
     mark_varying_overrides(runs)
     return runs
 
 
 # -- tables --------------------------------------------------------------------------------
 def _row(run: Run) -> dict[str, Any]:
-    return {"run": run.name, "status": run.status, "task": run.task, "model": run.model, "parameters": run.parameters,
-            "overrides": run.varying, "metric": run.metric, "best_val": run.best_val, "test": run.test,
-            "best_epoch": run.best_epoch, "epochs": run.epochs, "wall_time_s": run.wall_time_s,
-            "tokens_per_s": run.tokens_per_s, "error": run.error}
+    return {
+        "run": run.name,
+        "status": run.status,
+        "task": run.task,
+        "model": run.model,
+        "parameters": run.parameters,
+        "overrides": run.varying,
+        "metric": run.metric,
+        "best_val": run.best_val,
+        "test": run.test,
+        "best_epoch": run.best_epoch,
+        "epochs": run.epochs,
+        "wall_time_s": run.wall_time_s,
+        "tokens_per_s": run.tokens_per_s,
+        "error": run.error,
+    }
 
 
 def write_csv(runs: list[Run], path: Path) -> None:
@@ -220,7 +247,13 @@ def _metric(value: float | None, metric: str) -> str:
 def _duration(seconds: float | None) -> str:
     if not isinstance(seconds, (int, float)):
         return ""
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+    return (
+        f"{seconds:.1f} s"
+        if seconds < 60
+        else f"{seconds / 60:.1f} min"
+        if seconds < 3600
+        else f"{seconds / 3600:.2f} h"
+    )
 
 
 def _cell(text: Any) -> str:
@@ -233,22 +266,53 @@ def best_run(runs: list[Run]) -> Run | None:
     if not metrics:
         return None
     metric = metrics.most_common(1)[0][0]
-    candidates = [r for r in runs if r.metric == metric and r.status == "completed" and isinstance(r.best_val, (int, float))]
+    candidates = [
+        r for r in runs if r.metric == metric and r.status == "completed" and isinstance(r.best_val, (int, float))
+    ]
     if not candidates:
         return None
     return (min if candidates[0].mode == "min" else max)(candidates, key=lambda r: r.best_val)
 
 
 def markdown_table(runs: list[Run]) -> str:
-    columns = [("run", "l"), ("status", "l"), ("model", "l"), ("parameters", "r"), ("overrides", "l"), ("metric", "l"), ("best val", "r"), ("test", "r"),
-               ("best epoch", "r"), ("epochs", "r"), ("wall time", "r"), ("tokens/s", "r")]
-    lines = ["| " + " | ".join(name for name, _ in columns) + " |",
-             "| " + " | ".join("---:" if align == "r" else "---" for _, align in columns) + " |"]
+    columns = [
+        ("run", "l"),
+        ("status", "l"),
+        ("model", "l"),
+        ("parameters", "r"),
+        ("overrides", "l"),
+        ("metric", "l"),
+        ("best val", "r"),
+        ("test", "r"),
+        ("best epoch", "r"),
+        ("epochs", "r"),
+        ("wall time", "r"),
+        ("tokens/s", "r"),
+    ]
+    lines = [
+        "| " + " | ".join(name for name, _ in columns) + " |",
+        "| " + " | ".join("---:" if align == "r" else "---" for _, align in columns) + " |",
+    ]
     for run in runs:
-        status = run.status if run.status == "completed" else f"**{run.status}**" + (f": {run.error[:100]}" if run.error else "")
-        cells = [run.name, status, run.model, f"{run.parameters:,}" if isinstance(run.parameters, int) else "", run.varying, run.metric,
-                 _metric(run.best_val, run.metric), _metric(run.test, run.metric), run.best_epoch, run.epochs,
-                 _duration(run.wall_time_s), f"{run.tokens_per_s:,.0f}" if isinstance(run.tokens_per_s, (int, float)) else ""]
+        status = (
+            run.status
+            if run.status == "completed"
+            else f"**{run.status}**" + (f": {run.error[:100]}" if run.error else "")
+        )
+        cells = [
+            run.name,
+            status,
+            run.model,
+            f"{run.parameters:,}" if isinstance(run.parameters, int) else "",
+            run.varying,
+            run.metric,
+            _metric(run.best_val, run.metric),
+            _metric(run.test, run.metric),
+            run.best_epoch,
+            run.epochs,
+            _duration(run.wall_time_s),
+            f"{run.tokens_per_s:,.0f}" if isinstance(run.tokens_per_s, (int, float)) else "",
+        ]
         lines.append("| " + " | ".join(_cell("" if c is None else c) for c in cells) + " |")
     return "\n".join(lines)
 
@@ -278,8 +342,14 @@ def plot_val_curves(runs: list[Run], path: Path) -> bool:
         points = [(h["epoch"], h.get(f"val_{run.metric}")) for h in run.history]
         points = [(e, v) for e, v in points if isinstance(v, (int, float)) and math.isfinite(v)]
         if points:
-            ax.plot([e for e, _ in points], [v for _, v in points], marker="o", markersize=3, label=run.label,
-                    linestyle="-" if run.status == "completed" else "--")
+            ax.plot(
+                [e for e, _ in points],
+                [v for _, v in points],
+                marker="o",
+                markersize=3,
+                label=run.label,
+                linestyle="-" if run.status == "completed" else "--",
+            )
             drawn = True
     metrics = sorted({run.metric for run in runs if run.metric})
     from matplotlib.ticker import MaxNLocator
@@ -300,11 +370,18 @@ def plot_metric_vs_parameters(runs: list[Run], path: Path) -> bool:
         return False
     ax.scatter([r.parameters for r in points], [r.best_val for r in points], label="best validation", zorder=3)
     tested = [r for r in points if isinstance(r.test, (int, float))]
-    ax.scatter([r.parameters for r in tested], [r.test for r in tested], facecolors="none", edgecolors="tab:red",
-               label="test (best checkpoint)", zorder=3)
+    ax.scatter(
+        [r.parameters for r in tested],
+        [r.test for r in tested],
+        facecolors="none",
+        edgecolors="tab:red",
+        label="test (best checkpoint)",
+        zorder=3,
+    )
     for run in points:
-        ax.annotate(run.label, (run.parameters, run.best_val), textcoords="offset points", xytext=(4, 4),
-                    fontsize="x-small")
+        ax.annotate(
+            run.label, (run.parameters, run.best_val), textcoords="offset points", xytext=(4, 4), fontsize="x-small"
+        )
     from matplotlib.ticker import FuncFormatter
 
     sizes = [r.parameters for r in points]
@@ -370,28 +447,50 @@ def write_report(runs: list[Run], out: Path, sources: list[Path]) -> dict[str, P
     out.mkdir(parents=True, exist_ok=True)
     written = {"csv": out / "compare.csv", "markdown": out / "COMPARE.md"}
     write_csv(runs, written["csv"])
-    plots = {"val_curves": plot_val_curves(runs, out / "val_curves.png"),
-             "metric_vs_parameters": plot_metric_vs_parameters(runs, out / "metric_vs_parameters.png"),
-             "gradient_flow": plot_gradient_flow(runs, out / "gradient_flow.png")}
+    plots = {
+        "val_curves": plot_val_curves(runs, out / "val_curves.png"),
+        "metric_vs_parameters": plot_metric_vs_parameters(runs, out / "metric_vs_parameters.png"),
+        "gradient_flow": plot_gradient_flow(runs, out / "gradient_flow.png"),
+    }
     written.update({name: out / f"{name}.png" for name, made in plots.items() if made})
     statuses = Counter(run.status for run in runs)
-    lines = ["# Comparison", "", f"{len(runs)} runs from {', '.join(str(s) for s in sources)}: "
-             + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items())) + ".", ""]
+    lines = [
+        "# Comparison",
+        "",
+        f"{len(runs)} runs from {', '.join(str(s) for s in sources)}: "
+        + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+        + ".",
+        "",
+    ]
     best = best_run(runs)
     if best is not None:
-        lines += [f"Best: **{best.name}** ({best.label}): validation {best.metric} {_metric(best.best_val, best.metric)}, "
-                  f"test {_metric(best.test, best.metric)}.", ""]
+        lines += [
+            f"Best: **{best.name}** ({best.label}): validation {best.metric} {_metric(best.best_val, best.metric)}, "
+            f"test {_metric(best.test, best.metric)}.",
+            "",
+        ]
     lines += [*_optuna_summary({run.path.parent for run in runs}), ""]
-    lines += [markdown_table(runs), "",
-              "best val: the monitored metric of the best epoch's checkpoint on the validation split; test: the same "
-              "checkpoint on the test split. Wall time: training and validation, not data preparation.", ""]
-    captions = {"val_curves": ("validation curves", "The validation metric per epoch."),
-                "metric_vs_parameters": ("metric against parameters",
-                                         "Best validation metric (and test) against parameter count."),
-                "gradient_flow": ("gradient flow", "Gradient flow: ||dL/dh_t|| at k steps before the end of each "
-                                  "sequence, relative to k = 0, at each run's best epoch, on one validation batch (what "
-                                  "k means per task: src/seqmodels/training/gradient_flow.py). A curve that falls off "
-                                  "means the gradient vanishes with distance.")}
+    lines += [
+        markdown_table(runs),
+        "",
+        "best val: the monitored metric of the best epoch's checkpoint on the validation split; test: the same "
+        "checkpoint on the test split. Wall time: training and validation, not data preparation.",
+        "",
+    ]
+    captions = {
+        "val_curves": ("validation curves", "The validation metric per epoch."),
+        "metric_vs_parameters": (
+            "metric against parameters",
+            "Best validation metric (and test) against parameter count.",
+        ),
+        "gradient_flow": (
+            "gradient flow",
+            "Gradient flow: ||dL/dh_t|| at k steps before the end of each "
+            "sequence, relative to k = 0, at each run's best epoch, on one validation batch (what "
+            "k means per task: src/seqmodels/training/gradient_flow.py). A curve that falls off "
+            "means the gradient vanishes with distance.",
+        ),
+    }
     for name, (alt, caption) in captions.items():
         if plots[name]:
             lines += [f"![{alt}]({name}.png)", "", f"*{caption}*", ""]
@@ -408,8 +507,11 @@ def default_out(paths: list[Path]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, help="run directories, or folders of them (a multirun)")
-    parser.add_argument("--out", type=Path, help="where to write (default: the one folder given, else the folder "
-                                                 "that holds all of them)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write (default: the one folder given, else the folder that holds all of them)",
+    )
     args = parser.parse_args(argv)
     try:
         runs = load_runs(args.paths)

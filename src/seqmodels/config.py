@@ -15,9 +15,8 @@ the YAML files extend (`defaults: [/schema/encoder@_here_, _self_]`):
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from collections.abc import Iterable
+from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore

@@ -28,8 +28,10 @@ def evaluate_checkpoint(loaded: LoadedRun, **options: Any) -> dict[str, Any]:
     task.check_evaluation_options(**options)
     data = task.prepare()
     if data.artifacts != loaded.artifacts:
-        raise CheckpointError(f"the data prepared now differs from {loaded.checkpoint}'s (vocabulary or labels); "
-                              f"check data.root and that the dataset files are the original ones")
+        raise CheckpointError(
+            f"the data prepared now differs from {loaded.checkpoint}'s (vocabulary or labels); "
+            f"check data.root and that the dataset files are the original ones"
+        )
     result: dict[str, Any] = {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch}
     result.update(task.configure_evaluation(model, data, loaded.device, **options))
     for split, loader in (("val", data.val), ("test", data.test), *data.extra_tests.items()):

@@ -41,8 +41,9 @@ class LoadedRun:
         return self.task.predict(self.model, self.artifacts, text, **options)
 
 
-def load_run(run: str | Path, checkpoint: str = "best.pt", device: str = "cpu",
-             data_root: str | Path | None = None) -> LoadedRun:
+def load_run(
+    run: str | Path, checkpoint: str = "best.pt", device: str = "cpu", data_root: str | Path | None = None
+) -> LoadedRun:
     """`run`: a run directory or a checkpoint file; `data_root`: where the datasets are now, if the
     run's data must be prepared again (evaluation) and has moved."""
     path = checkpoint_path(Path(run), checkpoint)

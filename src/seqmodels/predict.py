@@ -18,8 +18,11 @@ from seqmodels.loading import TaskOptions, load_run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a run directory (outputs/DATE/TIME) or a checkpoint file")
-    parser.add_argument("text", help="the text to answer: a review, a sentence, the start of a text; "
-                                     "- reads it from standard input (for long texts)")
+    parser.add_argument(
+        "text",
+        help="the text to answer: a review, a sentence, the start of a text; "
+        "- reads it from standard input (for long texts)",
+    )
     parser.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     task_options = TaskOptions.add_to(parser, "predict")

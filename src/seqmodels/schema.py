@@ -31,14 +31,31 @@ from seqmodels.errors import ConfigError
 S = TypeVar("S", bound="Section")
 
 
-def setting(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
-            low_open: bool = False, high_open: bool = True, choices: tuple[Any, ...] | None = None,
-            hint: str = "", length: int | None = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    low_open: bool = False,
+    high_open: bool = True,
+    choices: tuple[Any, ...] | None = None,
+    hint: str = "",
+    length: int | None = None,
+) -> Any:
     """A declared key: its default and meaning; for numbers the allowed interval ([minimum, maximum],
     either end open), for strings the allowed `choices` (`hint` is added to the refusal), for lists
     their `length`."""
-    metadata = {"help": help, "minimum": minimum, "maximum": maximum, "low_open": low_open,
-                "high_open": high_open, "choices": choices, "hint": hint, "length": length}
+    metadata = {
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "low_open": low_open,
+        "high_open": high_open,
+        "choices": choices,
+        "hint": hint,
+        "length": length,
+    }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -71,8 +88,10 @@ def help_lines(schema: type[Section], prefix: str) -> list[str]:
     for f in dataclasses.fields(schema):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         kind = _type_name(hints[f.name])
-        lines.append(f"{prefix + '.' if prefix else ''}{f.name} ({kind}, default {OmegaConf.to_yaml({'v': default}).strip()[3:]}): "
-                     f"{f.metadata.get('help', '')}")
+        shown = OmegaConf.to_yaml({"v": default}).strip()[3:]
+        lines.append(
+            f"{prefix + '.' if prefix else ''}{f.name} ({kind}, default {shown}): {f.metadata.get('help', '')}"
+        )
     return lines
 
 
@@ -86,7 +105,9 @@ def _type_name(annotation: Any) -> str:
 
 
 def _optional(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(annotation)
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
+        annotation
+    )
 
 
 def suggest_key(key: str, known: list[str], prefix: str) -> str:
@@ -137,10 +158,15 @@ def _checked(name: str, value: Any, annotation: Any, meta: Mapping[str, Any]) ->
         if meta.get("maximum") is not None and value > meta["maximum"]:
             raise ConfigError(f"{name}={value!r} is impossible; it must be at most {meta['maximum']}")
     elif annotation is float:
-        require_number(name, value, -math.inf if low is None else low,
-                       math.inf if meta.get("maximum") is None else meta["maximum"], low_open=meta.get("low_open", False),
-                       high_open=meta.get("high_open", True) if meta.get("maximum") is not None else True,
-                       allow_none=optional)
+        require_number(
+            name,
+            value,
+            -math.inf if low is None else low,
+            math.inf if meta.get("maximum") is None else meta["maximum"],
+            low_open=meta.get("low_open", False),
+            high_open=meta.get("high_open", True) if meta.get("maximum") is not None else True,
+            allow_none=optional,
+        )
         value = float(value)
     elif annotation is str:
         if meta.get("choices") is not None:

@@ -47,10 +47,11 @@ def continue_study(impl: Any, config: DictConfig, arguments: list[str]) -> None:
     if impl.storage is None:  # an in-memory study: nothing to continue
         return
     if isinstance(impl.storage, str) and impl.storage.startswith(SQLITE):
-        Path(impl.storage[len(SQLITE):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(impl.storage[len(SQLITE) :]).parent.mkdir(parents=True, exist_ok=True)
     directions = impl._get_directions()
-    study = optuna.create_study(study_name=impl.study_name, storage=impl.storage, directions=directions,
-                                load_if_exists=True)
+    study = optuna.create_study(
+        study_name=impl.study_name, storage=impl.storage, directions=directions, load_if_exists=True
+    )
     overrides = _relevant(list(arguments))
     trials = study.get_trials(deepcopy=False)
     if not trials and "overrides" not in study.user_attrs:
@@ -59,12 +60,16 @@ def continue_study(impl: Any, config: DictConfig, arguments: list[str]) -> None:
         return  # a new study: the sweeper runs as usual
     started_with = study.user_attrs.get("overrides", overrides)
     if started_with != overrides:
-        raise ConfigError(f"the study {study.study_name!r} in {impl.storage} was started with the overrides "
-                          f"{started_with}, not {overrides}; continue it with those, or start a new one with "
-                          f"another hydra.sweep.dir")
+        raise ConfigError(
+            f"the study {study.study_name!r} in {impl.storage} was started with the overrides "
+            f"{started_with}, not {overrides}; continue it with those, or start a new one with "
+            f"another hydra.sweep.dir"
+        )
     if [d.name.lower() for d in study.directions] != [d.lower() for d in directions]:
-        raise ConfigError(f"the study {study.study_name!r} in {impl.storage} was started to "
-                          f"{[d.name.lower() for d in study.directions]}, not {directions}")
+        raise ConfigError(
+            f"the study {study.study_name!r} in {impl.storage} was started to "
+            f"{[d.name.lower() for d in study.directions]}, not {directions}"
+        )
 
     interrupted = list(study.user_attrs.get("interrupted_trials", []))
     for trial in trials:
@@ -75,12 +80,20 @@ def continue_study(impl: Any, config: DictConfig, arguments: list[str]) -> None:
             log.warning("trial %d was interrupted; it runs again first", trial.number)
     study.set_user_attr("interrupted_trials", interrupted)
 
-    finished = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-                   and t.number not in interrupted)
+    finished = sum(
+        1
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) and t.number not in interrupted
+    )
     impl.n_trials = max(0, impl.n_trials - finished)
     impl.job_idx = len(trials)  # job directories continue the numbering
     sampler = config.hydra.sweeper.get("sampler")
     if sampler is not None and sampler.get("seed") is not None:
         impl.sampler = instantiate(sampler, seed=int(sampler.seed) + len(trials))
-    log.info("continuing study %r (%s): %d trials finished, %d to go", study.study_name, impl.storage, finished,
-             impl.n_trials)
+    log.info(
+        "continuing study %r (%s): %d trials finished, %d to go",
+        study.study_name,
+        impl.storage,
+        finished,
+        impl.n_trials,
+    )

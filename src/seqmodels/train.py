@@ -52,8 +52,14 @@ def declared_keys() -> dict[str, set[str]]:
     """Every key any task may use, per group ("" for the top level): what an override can name."""
     from seqmodels.tasks import TASKS, TaskChoice
 
-    found = {"": set(keys(RunConfig)), "task": set(keys(TaskChoice)), "trainer": set(keys(TrainerConfig)),
-             "optim": set(keys(OptimConfig)), "data": set(), "model": set()}
+    found = {
+        "": set(keys(RunConfig)),
+        "task": set(keys(TaskChoice)),
+        "trainer": set(keys(TrainerConfig)),
+        "optim": set(keys(OptimConfig)),
+        "data": set(),
+        "model": set(),
+    }
     for task in TASKS.values():
         found["data"] |= set(keys(task.data_schema))
         found["model"] |= set(keys(task.model_schema))
@@ -101,8 +107,14 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     who += [f"{world.local_size} ranks"] if world.local_size > 1 else []
     sharing = f" ({' x '.join(who)} share {available_cores()} cores)" if sharers > 1 else ""
     ranks = f" | data-parallel: {world.size} processes ({distributed.backend()})" if world.enabled else ""
-    log.info("task: %s (%s) | model: %s | optim: %s lr %g", cfg.task.name, cfg.task.kind, task.describe(),
-             cfg.optim.name, cfg.optim.lr)
+    log.info(
+        "task: %s (%s) | model: %s | optim: %s lr %g",
+        cfg.task.name,
+        cfg.task.kind,
+        task.describe(),
+        cfg.optim.name,
+        cfg.optim.lr,
+    )
     log.info("run directory: %s | device: %s | threads: %d%s%s", run_dir, device, threads, sharing, ranks)
     with distributed.local_main_first():  # the data cache is built once per machine, not in a race
         data = task.prepare()

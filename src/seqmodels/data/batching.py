@@ -22,8 +22,16 @@ from seqmodels.data.text import PAD_ID
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    def __init__(self, lengths: Sequence[int] | torch.Tensor, batch_size: int, *, shuffle: bool,
-                 seed: int = 0, pool_batches: int = 50, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        lengths: Sequence[int] | torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        pool_batches: int = 50,
+        drop_last: bool = False,
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = torch.as_tensor(lengths)
@@ -50,30 +58,30 @@ class BucketBatchSampler(Sampler[list[int]]):
         if self.num_ranks == 1:
             return everyone
         if not self.shuffle:  # evaluation: every example once; ranks may differ by a batch
-            return everyone[self.rank::self.num_ranks]
+            return everyone[self.rank :: self.num_ranks]
         # Training ranks must take the same number of steps (each step waits for every rank's
         # gradients): whole batches are dealt round-robin, and the examples of the last few
         # batches, too few to go round, are split evenly (dropped only if fewer than the ranks).
         dealt = len(everyone) // self.num_ranks * self.num_ranks
-        mine = everyone[:dealt][self.rank::self.num_ranks]
+        mine = everyone[:dealt][self.rank :: self.num_ranks]
         rest = [index for batch in everyone[dealt:] for index in batch]
         if len(rest) >= self.num_ranks:
-            mine.append(rest[self.rank::self.num_ranks])
+            mine.append(rest[self.rank :: self.num_ranks])
         return mine
 
     def _all_batches(self) -> list[list[int]]:
         n = len(self.lengths)
         if not self.shuffle:  # evaluation: fully sorted, the least padding possible
             order = torch.sort(self.lengths, stable=True).indices
-            return [order[i:i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(n, generator=generator)
         pool = self.batch_size * self.pool_batches
         batches: list[list[int]] = []
         for start in range(0, n, pool):
-            chunk = order[start:start + pool]
+            chunk = order[start : start + pool]
             chunk = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
-            batches += [chunk[i:i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
+            batches += [chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         permutation = torch.randperm(len(batches), generator=generator).tolist()
@@ -107,9 +115,11 @@ def padding_report(lengths: torch.Tensor, sampler: BucketBatchSampler) -> dict[s
     """The start-up summary's padding lines: one epoch of bucketed batches against the same
     batch size drawn at random (what bucketing saves)."""
     order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0))
-    random_batches = [order[i:i + sampler.batch_size].tolist() for i in range(0, len(order), sampler.batch_size)]
-    return {"padding, bucketed batches": f"{padding_fraction(lengths, sampler.batches()):.1%}",
-            "padding, random batches": f"{padding_fraction(lengths, random_batches):.1%}"}
+    random_batches = [order[i : i + sampler.batch_size].tolist() for i in range(0, len(order), sampler.batch_size)]
+    return {
+        "padding, bucketed batches": f"{padding_fraction(lengths, sampler.batches()):.1%}",
+        "padding, random batches": f"{padding_fraction(lengths, random_batches):.1%}",
+    }
 
 
 def pad_right(sequences: Sequence[torch.Tensor], pad_value: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +142,7 @@ class RaggedIds:
         return len(self.offsets) - 1
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.flat[self.offsets[index]:self.offsets[index + 1]]
+        return self.flat[self.offsets[index] : self.offsets[index + 1]]
 
     def lengths(self) -> torch.Tensor:
         return self.offsets[1:] - self.offsets[:-1]

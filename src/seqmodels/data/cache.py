@@ -36,8 +36,9 @@ def fingerprint(paths: Iterable[Path]) -> list[tuple[str, int, int]]:
 
 
 def cache_key(sources: Iterable[Path], settings: dict[str, Any]) -> str:
-    blob = json.dumps({"version": FORMAT_VERSION, "files": fingerprint(sources), "settings": settings},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"version": FORMAT_VERSION, "files": fingerprint(sources), "settings": settings}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -49,9 +49,11 @@ def locate(root: Path) -> dict[str, Path]:
     paths = {split: folder / name for split, name in FILES.items()}
     missing = [path.name for path in paths.values() if not path.is_file()]
     if missing:
-        raise DataError(f"CoNLL-2003 not found: put {', '.join(FILES.values())} in {folder} "
-                        f"(missing: {', '.join(missing)}; the dataset has no official download), "
-                        f"or point data.root (or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/")
+        raise DataError(
+            f"CoNLL-2003 not found: put {', '.join(FILES.values())} in {folder} "
+            f"(missing: {', '.join(missing)}; the dataset has no official download), "
+            f"or point data.root (or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/"
+        )
     return paths
 
 
@@ -88,8 +90,10 @@ def read(path: Path) -> list[Sentence]:
             continue
         tag = columns[-1]
         if len(columns) < 2 or not _is_iob_tag(tag):
-            raise DataError(f"{path}:{number}: expected 'word POS chunk NER' with an NER tag such as O, "
-                            f"I-PER or B-LOC, got {line.strip()!r}")
+            raise DataError(
+                f"{path}:{number}: expected 'word POS chunk NER' with an NER tag such as O, "
+                f"I-PER or B-LOC, got {line.strip()!r}"
+            )
         words.append(columns[0])
         tags.append(tag)
     end_sentence()
@@ -141,13 +145,14 @@ def to_iob2(tags: list[str]) -> list[str]:
     converted = ["O"] * len(tags)
     for span in entity_spans(tags):
         converted[span.start] = f"B-{span.type}"
-        converted[span.start + 1:span.end] = [f"I-{span.type}"] * (span.end - span.start - 1)
+        converted[span.start + 1 : span.end] = [f"I-{span.type}"] * (span.end - span.start - 1)
     return converted
 
 
 def forbidden_iob2(tags: list[str]) -> tuple[list[list[bool]], list[bool]]:
     """[before][after]: may `after` not follow `before`, and [tag]: may `tag` not start a
     sentence, in IOB2, where `I-X` only continues an X entity (after `B-X` or `I-X`)."""
+
     def continues(before: str | None, after: str) -> bool:
         return not after.startswith("I-") or before in (f"B-{after[2:]}", after)
 

@@ -50,8 +50,9 @@ def read_text(path: Path) -> str:
     try:
         return Path(path).read_bytes().decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); "
-                        f"convert it, e.g. iconv -t utf-8") from None
+        raise DataError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); convert it, e.g. iconv -t utf-8"
+        ) from None
 
 
 def split_by_fractions(text: str, val_fraction: float, test_fraction: float) -> dict[str, str]:
@@ -61,7 +62,7 @@ def split_by_fractions(text: str, val_fraction: float, test_fraction: float) -> 
     val = int(len(text) * val_fraction)
     test = int(len(text) * test_fraction)
     train = len(text) - val - test
-    return {"train": text[:train], "val": text[train:train + val], "test": text[train + val:]}
+    return {"train": text[:train], "val": text[train : train + val], "test": text[train + val :]}
 
 
 def build_vocabulary(tokens: Iterable[str], unknown: str | None = None) -> list[str]:
@@ -128,8 +129,10 @@ class StreamWindows:
         its own rows, so together the ranks still predict every token exactly once."""
         rows = torch.arange(self.streams.inputs.shape[0]).tensor_split(num_ranks)[rank]
         if len(rows) == 0:
-            raise ValueError(f"{self.streams.inputs.shape[0]} streams cannot be shared by {num_ranks} processes; "
-                             f"use a batch size of at least {num_ranks}")
+            raise ValueError(
+                f"{self.streams.inputs.shape[0]} streams cannot be shared by {num_ranks} processes; "
+                f"use a batch size of at least {num_ranks}"
+            )
         self.streams = Streams(self.streams.inputs[rows], self.streams.targets[rows])
 
     def __len__(self) -> int:

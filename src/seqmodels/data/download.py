@@ -23,8 +23,9 @@ def file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def download(url: str, destination: Path, *, md5: str | None = None, sha256: str | None = None,
-             manual_hint: str = "") -> Path:
+def download(
+    url: str, destination: Path, *, md5: str | None = None, sha256: str | None = None, manual_hint: str = ""
+) -> Path:
     """Download `url` to `destination` with a progress bar and a checksum check.
 
     The bytes go to `destination.part` first and are renamed only once the checksum
@@ -36,8 +37,14 @@ def download(url: str, destination: Path, *, md5: str | None = None, sha256: str
     try:
         with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {destination.name}",
-                      mininterval=1.0, disable=None) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=f"downloading {destination.name}",
+                mininterval=1.0,
+                disable=None,
+            ) as bar:
                 for block in iter(lambda: response.read(CHUNK), b""):
                     out.write(block)
                     bar.update(len(block))
@@ -48,7 +55,9 @@ def download(url: str, destination: Path, *, md5: str | None = None, sha256: str
         actual = file_digest(partial, algorithm)
         if actual != expected:
             partial.unlink(missing_ok=True)
-            raise DataError(f"{url} downloaded with {algorithm} {actual}, expected {expected}: "
-                            f"the file is corrupt or not the published one; {manual_hint}")
+            raise DataError(
+                f"{url} downloaded with {algorithm} {actual}, expected {expected}: "
+                f"the file is corrupt or not the published one; {manual_hint}"
+            )
     os.replace(partial, destination)
     return destination

@@ -41,8 +41,10 @@ def locate(root: Path, allow_download: bool, dim: int = 50) -> Path:
         if candidate.exists():
             return candidate
     archive = folder / ARCHIVE
-    hint = (f"download {URL} by hand and put it (or its glove.6B.{dim}d.txt) in {folder}, or point data.root "
-            f"(or SEQMODELS_DATA_DIR) at a folder that holds glove/")
+    hint = (
+        f"download {URL} by hand and put it (or its glove.6B.{dim}d.txt) in {folder}, or point data.root "
+        f"(or SEQMODELS_DATA_DIR) at a folder that holds glove/"
+    )
     if not archive.exists():
         if not allow_download:
             raise DataError(f"GloVe not found in {folder}: {hint}")
@@ -56,8 +58,11 @@ def extract(archive: Path, dim: int, target: Path) -> Path:
     log.info("extracting %s from %s into %s", member, archive, target)
     partial = target.with_name(target.name + ".part")
     try:
-        with zipfile.ZipFile(archive) as bundle, bundle.open(member) as source, \
-                gzip.GzipFile(partial, mode="wb", compresslevel=6, mtime=0) as packed:
+        with (
+            zipfile.ZipFile(archive) as bundle,
+            bundle.open(member) as source,
+            gzip.GzipFile(partial, mode="wb", compresslevel=6, mtime=0) as packed,
+        ):
             shutil.copyfileobj(source, packed, 1 << 20)
     except KeyError:
         partial.unlink(missing_ok=True)

@@ -38,8 +38,10 @@ def locate(root: Path, allow_download: bool) -> Path:
     for candidate in candidates:
         if candidate.exists():
             return candidate
-    hint = (f"put {ARCHIVES[0]} (from {URL}) or an extracted aclImdb/ folder in {folder}, "
-            f"or point data.root (or SEQMODELS_DATA_DIR) at a folder that holds imdb/")
+    hint = (
+        f"put {ARCHIVES[0]} (from {URL}) or an extracted aclImdb/ folder in {folder}, "
+        f"or point data.root (or SEQMODELS_DATA_DIR) at a folder that holds imdb/"
+    )
     if not allow_download:
         raise DataError(f"IMDB not found in {folder}: {hint}")
     return download(URL, folder / ARCHIVES[0], md5=MD5, manual_hint=hint)
@@ -80,18 +82,20 @@ def read(source: Path) -> dict[str, Reviews]:
                     if member.isfile() and REVIEW.search(member.name):
                         add(member.name, archive.extractfile(member).read)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download "
-                        f"{URL} again") from None
+        raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download {URL} again") from None
     if damaged:
-        log.warning("%d IMDB reviews are not valid UTF-8 (e.g. %s); bad bytes were replaced by U+FFFD",
-                    len(damaged), damaged[0])
+        log.warning(
+            "%d IMDB reviews are not valid UTF-8 (e.g. %s); bad bytes were replaced by U+FFFD", len(damaged), damaged[0]
+        )
     if empty:
         log.warning("%d IMDB reviews are empty (e.g. %s); kept as a single <unk> token", len(empty), empty[0])
     result = {}
     for split, items in found.items():
         if not items or len({label for label, _, _ in items}) < 2:
-            raise DataError(f"{source} has no {split}/pos and {split}/neg reviews; expected the aclImdb layout "
-                            f"(aclImdb/{split}/pos/<id>_<rating>.txt)")
+            raise DataError(
+                f"{source} has no {split}/pos and {split}/neg reviews; expected the aclImdb layout "
+                f"(aclImdb/{split}/pos/<id>_<rating>.txt)"
+            )
         items.sort(key=lambda item: (item[0], item[1]))
         result[split] = Reviews([text for _, _, text in items], [label for label, _, _ in items])
     return result

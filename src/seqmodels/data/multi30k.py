@@ -44,8 +44,10 @@ def locate(root: Path, source: str, target: str, allow_download: bool) -> dict[s
     """{split: (source file, target file)} for train, val, test and the extra test sets, each file
     found under `root/multi30k` or downloaded there."""
     folder = Path(root) / "multi30k"
-    return {split: (_file(folder, name, source, allow_download), _file(folder, name, target, allow_download))
-            for split, name in {**SPLITS, **{name: name for name in EXTRA_TESTS}}.items()}
+    return {
+        split: (_file(folder, name, source, allow_download), _file(folder, name, target, allow_download))
+        for split, name in {**SPLITS, **{name: name for name in EXTRA_TESTS}}.items()
+    }
 
 
 def _file(folder: Path, split: str, language: str, allow_download: bool) -> Path:
@@ -54,8 +56,10 @@ def _file(folder: Path, split: str, language: str, allow_download: bool) -> Path
         if candidate.is_file():
             return candidate
     url = URL.format(name=name)
-    hint = (f"put {name} (from {url}) in {folder}, or point data.root (or SEQMODELS_DATA_DIR) at a folder that "
-            f"holds multi30k/")
+    hint = (
+        f"put {name} (from {url}) in {folder}, or point data.root (or SEQMODELS_DATA_DIR) at a folder that "
+        f"holds multi30k/"
+    )
     if not allow_download:
         raise DataError(f"Multi30k file {name} not found in {folder}: {hint}")
     return download(url, folder / name, sha256=SHA256[name], manual_hint=hint)

@@ -31,9 +31,11 @@ def read_lines(path: Path) -> list[str]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = raw[:error.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: byte 0x{raw[error.start]:02x} is not UTF-8; convert the file to UTF-8 "
-                        f"(e.g. iconv -f latin1 -t utf-8)") from None
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: byte 0x{raw[error.start]:02x} is not UTF-8; convert the file to UTF-8 "
+            f"(e.g. iconv -f latin1 -t utf-8)"
+        ) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it does not start another
@@ -44,8 +46,10 @@ def read_parallel(source: Path, target: Path) -> ParallelText:
     """The aligned pairs of two files, whitespace around each line removed, empty pairs skipped."""
     sources, targets = read_lines(source), read_lines(target)
     if len(sources) != len(targets):
-        raise DataError(f"{source} has {len(sources):,} lines but {target} has {len(targets):,}; the two sides of a "
-                        f"parallel corpus must be aligned line by line")
+        raise DataError(
+            f"{source} has {len(sources):,} lines but {target} has {len(targets):,}; the two sides of a "
+            f"parallel corpus must be aligned line by line"
+        )
     kept_sources, kept_targets = [], []
     for source_line, target_line in zip(sources, targets):
         source_line, target_line = source_line.strip(), target_line.strip()

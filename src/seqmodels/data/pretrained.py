@@ -40,23 +40,29 @@ class Coverage:
 
     def line(self) -> str:
         share = self.missing / max(self.words, 1)
-        beyond = (f"; {self.frozen:,} more pretrained words kept, frozen, for words unseen in training"
-                  if self.frozen else "")
-        return (f"{self.source}: of {self.words:,} vocabulary words {self.exact:,} found exactly, {self.lowercased:,} "
-                f"lowercased, {self.missing:,} not found ({share:.1%}, started at random); {self.tokens:.1%} of "
-                f"training tokens covered{beyond}")
+        beyond = (
+            f"; {self.frozen:,} more pretrained words kept, frozen, for words unseen in training" if self.frozen else ""
+        )
+        return (
+            f"{self.source}: of {self.words:,} vocabulary words {self.exact:,} found exactly, {self.lowercased:,} "
+            f"lowercased, {self.missing:,} not found ({share:.1%}, started at random); {self.tokens:.1%} of "
+            f"training tokens covered{beyond}"
+        )
 
     def warning(self) -> str | None:
         """A loud line when less than half the training tokens have a vector, with the likely causes."""
         if self.tokens >= LOW_COVERAGE:
             return None
         examples = ", ".join(repr(word) for word in self.frequent_missing)
-        return (f"ONLY {self.tokens:.1%} OF TRAINING TOKENS HAVE A PRETRAINED VECTOR: likely "
-                f"{'; or '.join(self.causes)}. Frequent training words without one: {examples}")
+        return (
+            f"ONLY {self.tokens:.1%} OF TRAINING TOKENS HAVE A PRETRAINED VECTOR: likely "
+            f"{'; or '.join(self.causes)}. Frequent training words without one: {examples}"
+        )
 
 
-def unseen_candidates(vectors: WordVectors, limit: int | None, *, lowercase: bool,
-                      token_pattern: str | None = None) -> list[str]:
+def unseen_candidates(
+    vectors: WordVectors, limit: int | None, *, lowercase: bool, token_pattern: str | None = None
+) -> list[str]:
     """The file's first `limit` words (files list frequent words first; None: all) that the task's
     text can produce: lowercase ones only when the task lowercases, and only whole tokens of
     `token_pattern` when a tokenizer splits words further."""
@@ -81,8 +87,15 @@ def extend(vocabulary: Sequence[str], candidates: Sequence[str]) -> list[str]:
     return beyond
 
 
-def match(vectors: WordVectors, words: Sequence[str], *, frozen: int, train_ids: torch.Tensor,
-          specials: Collection[str] = (), lowercased_data: bool = False) -> tuple[torch.Tensor, torch.Tensor, Coverage]:
+def match(
+    vectors: WordVectors,
+    words: Sequence[str],
+    *,
+    frozen: int,
+    train_ids: torch.Tensor,
+    specials: Collection[str] = (),
+    lowercased_data: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, Coverage]:
     """Row i of the (len(words), D) result is the vector of words[i], where found (the bool mask).
     The last `frozen` words are pretrained words beyond the training vocabulary, found by
     construction. `train_ids`: every training token's id, for the share of tokens covered."""
@@ -111,15 +124,28 @@ def match(vectors: WordVectors, words: Sequence[str], *, frozen: int, train_ids:
     is_special = torch.tensor([i < trainable and word in specials for i, word in enumerate(words)], dtype=torch.bool)
     missing = (~found & ~is_special).nonzero().flatten()
     frequent = missing[counts[missing].argsort(descending=True, stable=True)[:8]].tolist()
-    coverage = Coverage(vectors.describe(), int((~is_special[:trainable]).sum()), exact, lowercased, share, frozen,
-                        tuple(words[i] for i in frequent), _causes(vectors, lowercased_data))
+    coverage = Coverage(
+        vectors.describe(),
+        int((~is_special[:trainable]).sum()),
+        exact,
+        lowercased,
+        share,
+        frozen,
+        tuple(words[i] for i in frequent),
+        _causes(vectors, lowercased_data),
+    )
     return rows, found, coverage
 
 
 def _causes(vectors: WordVectors, lowercased_data: bool) -> tuple[str, ...]:
-    causes = ["vectors of another language or another tokenization (subwords, other punctuation rules)",
-              "the wrong file"]
+    causes = [
+        "vectors of another language or another tokenization (subwords, other punctuation rules)",
+        "the wrong file",
+    ]
     if lowercased_data and vectors.cased_share > 0.3:
-        causes.insert(0, f"lowercased text against cased vectors ({vectors.cased_share:.0%} of the file's words have "
-                         f"capitals): try data.lowercase=false")
+        causes.insert(
+            0,
+            f"lowercased text against cased vectors ({vectors.cased_share:.0%} of the file's words have "
+            f"capitals): try data.lowercase=false",
+        )
     return tuple(causes)

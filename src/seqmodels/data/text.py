@@ -32,8 +32,9 @@ def train_word_tokenizer(texts: Iterable[str], *, vocab_size: int, min_freq: int
     tokenizer = Tokenizer(WordLevel(unk_token=UNK))
     tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_freq, special_tokens=[PAD, UNK],
-                               show_progress=False)
+    trainer = WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=min_freq, special_tokens=[PAD, UNK], show_progress=False
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
 
@@ -48,8 +49,10 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], *, lowercase_fallback: bo
         return [encoding.ids or [UNK_ID] for encoding in encodings]
     encoded = []
     for text, encoding in zip(texts, encodings):
-        ids = [i if i != UNK_ID else _id_or_unk(tokenizer, text[start:end].lower())
-               for i, (start, end) in zip(encoding.ids, encoding.offsets)]
+        ids = [
+            i if i != UNK_ID else _id_or_unk(tokenizer, text[start:end].lower())
+            for i, (start, end) in zip(encoding.ids, encoding.offsets)
+        ]
         encoded.append(ids or [UNK_ID])
     return encoded
 

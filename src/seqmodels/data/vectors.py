@@ -103,8 +103,10 @@ def _decode(raw: bytes, where: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(f"{where}: not UTF-8 text (byte 0x{raw[error.start]:02x}); word-vector files are UTF-8, "
-                        f"convert this one (e.g. iconv -f latin1 -t utf-8)") from None
+        raise DataError(
+            f"{where}: not UTF-8 text (byte 0x{raw[error.start]:02x}); word-vector files are UTF-8, "
+            f"convert this one (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def _numbers(rest: str) -> np.ndarray | None:
@@ -140,8 +142,10 @@ def probe(path: Path) -> Layout:
     if header is None:
         fields = _decode(first, f"{path}:1").split()
         if len(fields) < 2 or not _all_numbers(fields[1:]):
-            raise DataError(f"{path}:1: expected 'word v1 v2 ...' (a word, then its vector's numbers) or a word2vec "
-                            f"header 'COUNT DIM'; got {first[:60].decode('utf-8', 'replace')!r}")
+            raise DataError(
+                f"{path}:1: expected 'word v1 v2 ...' (a word, then its vector's numbers) or a word2vec "
+                f"header 'COUNT DIM'; got {first[:60].decode('utf-8', 'replace')!r}"
+            )
         return Layout(GLOVE, len(fields) - 1, None)
     count, dim = int(header.group(1)), int(header.group(2))
     if count == 0 or dim == 0:
@@ -189,8 +193,10 @@ def _text_rows(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[tuple[
     if words:
         yield words, rows[: len(words)]
     if layout.count is not None and seen != layout.count:
-        raise DataError(f"word vectors: {path}'s header says {layout.count:,} words but the file holds {seen:,}; "
-                        f"fix the first line (or the file is truncated)")
+        raise DataError(
+            f"word vectors: {path}'s header says {layout.count:,} words but the file holds {seen:,}; "
+            f"fix the first line (or the file is truncated)"
+        )
 
 
 def _refuse_line(path: Path, number: int, word: str, rest: str, layout: Layout, handle: IO[bytes]) -> None:
@@ -200,15 +206,21 @@ def _refuse_line(path: Path, number: int, word: str, rest: str, layout: Layout, 
         if not _all_numbers([field]):
             raise DataError(f"{path}:{number}: {field[:30]!r} after the word {word[:30]!r} is not a number")
     if layout.count is not None and number == 2:
-        raise DataError(f"{path}: mixed dimensions: the header says {dim} values per word, line 2 holds "
-                        f"{len(fields)}; fix the header's second number")
+        raise DataError(
+            f"{path}: mixed dimensions: the header says {dim} values per word, line 2 holds "
+            f"{len(fields)}; fix the header's second number"
+        )
     following = next(handle, b"").decode("utf-8", "replace").split()
     if len(following) - 1 == len(fields):
-        raise DataError(f"{path}: mixed dimensions: the lines before line {number} hold {dim} values, lines {number} "
-                        f"and {number + 1} hold {len(fields)}; a file holds vectors of one size")
+        raise DataError(
+            f"{path}: mixed dimensions: the lines before line {number} hold {dim} values, lines {number} "
+            f"and {number + 1} hold {len(fields)}; a file holds vectors of one size"
+        )
     values = f"{len(fields)} value{'' if len(fields) == 1 else 's'}"
-    raise DataError(f"{path}:{number}: {values} after the word {word[:30]!r}, expected {dim} "
-                    f"(as every line before it); the line is damaged or truncated")
+    raise DataError(
+        f"{path}:{number}: {values} after the word {word[:30]!r}, expected {dim} "
+        f"(as every line before it); the line is damaged or truncated"
+    )
 
 
 class _Bytes:
@@ -219,26 +231,26 @@ class _Bytes:
 
     def _more(self) -> bool:
         block = self.handle.read(PROBE_BYTES)
-        self.buffer, self.position = self.buffer[self.position:] + block, 0
+        self.buffer, self.position = self.buffer[self.position :] + block, 0
         return bool(block)
 
     def until(self, delimiter: bytes) -> bytes | None:
         while (end := self.buffer.find(delimiter, self.position)) < 0:
             if not self._more():
                 return None
-        taken, self.position = self.buffer[self.position:end], end + len(delimiter)
+        taken, self.position = self.buffer[self.position : end], end + len(delimiter)
         return taken
 
     def take(self, size: int) -> bytes | None:
         while len(self.buffer) - self.position < size:
             if not self._more():
                 return None
-        taken, self.position = self.buffer[self.position:self.position + size], self.position + size
+        taken, self.position = self.buffer[self.position : self.position + size], self.position + size
         return taken
 
     def rest_is_blank(self) -> bool:
         while True:
-            if self.buffer[self.position:].strip():
+            if self.buffer[self.position :].strip():
                 return False
             self.buffer, self.position = b"", 0
             if not self._more():
@@ -253,8 +265,10 @@ def _binary_rows(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[tupl
         raw = stream.until(b" ")
         values = None if raw is None else stream.take(4 * dim)
         if values is None:
-            raise DataError(f"word vectors: {path}'s header says {count:,} words but the file ends after "
-                            f"{number - 1:,}; fix the first line (or the file is truncated)")
+            raise DataError(
+                f"word vectors: {path}'s header says {count:,} words but the file ends after "
+                f"{number - 1:,}; fix the first line (or the file is truncated)"
+            )
         rows[len(words)] = np.frombuffer(values, dtype="<f4")
         words.append(_decode(raw.lstrip(b"\n"), f"{path} (word {number:,})"))
         if len(words) == len(rows):
@@ -263,8 +277,9 @@ def _binary_rows(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[tupl
     if words:
         yield words, rows[: len(words)]
     if not stream.rest_is_blank():
-        raise DataError(f"word vectors: {path}'s header says {count:,} words but more data follows them; fix the "
-                        f"first line")
+        raise DataError(
+            f"word vectors: {path}'s header says {count:,} words but more data follows them; fix the first line"
+        )
 
 
 # -- the cache ----------------------------------------------------------------------------------
@@ -337,5 +352,14 @@ def _convert(path: Path, files: dict[str, Path]) -> None:
     finally:
         for temp in temporary.values():
             temp.unlink(missing_ok=True)
-    save_json({"source": str(path), "format": layout.format, "words": count, "dim": layout.dim, "scale": scale,
-               "cased_share": cased / count}, files["json"])
+    save_json(
+        {
+            "source": str(path),
+            "format": layout.format,
+            "words": count,
+            "dim": layout.dim,
+            "scale": scale,
+            "cased_share": cased / count,
+        },
+        files["json"],
+    )

@@ -31,8 +31,10 @@ def locate(root: Path, allow_download: bool) -> dict[str, Path]:
     if not missing:
         return paths
     archive = folder / ARCHIVE
-    hint = (f"put {', '.join(FILES.values())} (or {ARCHIVE}, from {URL}) in {folder}, or point data.root "
-            f"(or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/")
+    hint = (
+        f"put {', '.join(FILES.values())} (or {ARCHIVE}, from {URL}) in {folder}, or point data.root "
+        f"(or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/"
+    )
     downloaded = False
     if not archive.is_file():
         if not allow_download:
@@ -59,5 +61,7 @@ def extract(archive: Path, folder: Path, names: list[str]) -> None:
                 partial.write_bytes(zipped.read(members[name]))
                 os.replace(partial, folder / name)
     except (zipfile.BadZipFile, OSError) as error:
-        raise DataError(f"{archive} is corrupt or unreadable ({error}); delete it and run again to download "
-                        f"it, or put the extracted {', '.join(FILES.values())} in {folder}") from None
+        raise DataError(
+            f"{archive} is corrupt or unreadable ({error}); delete it and run again to download "
+            f"it, or put the extracted {', '.join(FILES.values())} in {folder}"
+        ) from None

@@ -14,6 +14,18 @@ from seqmodels.models.language_model import LanguageModel, LanguageModelConfig
 from seqmodels.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from seqmodels.models.tagger import SequenceTagger, TaggerConfig
 
-__all__ = ["CELLS", "POOLINGS", "ClassifierConfig", "EncoderConfig", "LanguageModel", "LanguageModelConfig",
-           "LinearChainCRF", "RecurrentEncoder", "Seq2Seq", "Seq2SeqConfig", "SequenceClassifier", "SequenceTagger",
-           "TaggerConfig"]
+__all__ = [
+    "CELLS",
+    "POOLINGS",
+    "ClassifierConfig",
+    "EncoderConfig",
+    "LanguageModel",
+    "LanguageModelConfig",
+    "LinearChainCRF",
+    "RecurrentEncoder",
+    "Seq2Seq",
+    "Seq2SeqConfig",
+    "SequenceClassifier",
+    "SequenceTagger",
+    "TaggerConfig",
+]

@@ -51,5 +51,5 @@ class ContinuousCache:
         weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a step with an empty memory: no weights
         cache_probs = (weights * (values.unsqueeze(1) == targets.unsqueeze(2))).sum(-1)
         lam = torch.where(allowed.any(-1), self.lam, 0.0)  # nothing remembered yet: the model alone
-        self.keys, self.values = keys[:, -self.size:], values[:, -self.size:]
+        self.keys, self.values = keys[:, -self.size :], values[:, -self.size :]
         return (1 - lam) * model_probs.float() + lam * cache_probs

@@ -18,14 +18,22 @@ POOLINGS = ("last", "mean", "max", "meanmax")
 class ClassifierConfig(EncoderConfig):
     """`model.*` of a many-to-one task: the encoder and how its outputs become one vector."""
 
-    pooling: str = setting("max", "the sequence's summary over its real tokens: last | mean | max | meanmax",
-                           choices=POOLINGS)
+    pooling: str = setting(
+        "max", "the sequence's summary over its real tokens: last | mean | max | meanmax", choices=POOLINGS
+    )
 
-    def build(self, vocab_size: int, num_classes: int, *, frozen_words: int = 0,
-              pretrained: PretrainedRows | None = None) -> SequenceClassifier:
+    def build(
+        self, vocab_size: int, num_classes: int, *, frozen_words: int = 0, pretrained: PretrainedRows | None = None
+    ) -> SequenceClassifier:
         """`vocab_size` ids, the last `frozen_words` of them pretrained words (`models.embedding`)."""
-        model = SequenceClassifier(vocab_size, num_classes, embedding_dim=self.embedding_dim, pooling=self.pooling,
-                                   frozen_words=frozen_words, **self.encoder_kwargs())
+        model = SequenceClassifier(
+            vocab_size,
+            num_classes,
+            embedding_dim=self.embedding_dim,
+            pooling=self.pooling,
+            frozen_words=frozen_words,
+            **self.encoder_kwargs(),
+        )
         self.start_embedding(model.embedding, pretrained)
         return model
 

@@ -42,7 +42,7 @@ class LinearChainCRF(nn.Module):
         alpha = self.start + emissions[:, 0]  # (B, K): log-sum of the paths ending in each tag
         for t in range(1, emissions.shape[1]):
             step = torch.logsumexp(alpha.unsqueeze(2) + self.transitions, dim=1) + emissions[:, t]
-            alpha = torch.where(mask[:, t:t + 1], step, alpha)
+            alpha = torch.where(mask[:, t : t + 1], step, alpha)
         return torch.logsumexp(alpha + self.end, dim=1)
 
     def nll(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -50,8 +50,9 @@ class LinearChainCRF(nn.Module):
         return self.log_partition(emissions, mask) - self.score(emissions, tags, mask)
 
     @torch.no_grad()
-    def viterbi(self, emissions: torch.Tensor, mask: torch.Tensor,
-                penalties: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def viterbi(
+        self, emissions: torch.Tensor, mask: torch.Tensor, penalties: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """(B, T) the highest-scoring tag sequences; padding positions hold 0. `penalties`:
         (K, K) and (K,) scores added to the transitions and first tags (-inf forbids one)."""
         if penalties is None:
@@ -60,8 +61,9 @@ class LinearChainCRF(nn.Module):
 
 
 @torch.no_grad()
-def viterbi(emissions: torch.Tensor, mask: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor,
-            end: torch.Tensor) -> torch.Tensor:
+def viterbi(
+    emissions: torch.Tensor, mask: torch.Tensor, transitions: torch.Tensor, start: torch.Tensor, end: torch.Tensor
+) -> torch.Tensor:
     """(B, T) the tag sequences maximising start + emissions + transitions + end; padding
     positions hold 0. -inf scores forbid a transition or a first tag."""
     emissions, mask = emissions.float(), mask.bool()
@@ -70,7 +72,7 @@ def viterbi(emissions: torch.Tensor, mask: torch.Tensor, transitions: torch.Tens
     backpointers = []  # per step t >= 1: (B, K) the best previous tag for each tag
     for t in range(1, steps):
         candidates, previous = (best.unsqueeze(2) + transitions).max(dim=1)
-        best = torch.where(mask[:, t:t + 1], candidates + emissions[:, t], best)
+        best = torch.where(mask[:, t : t + 1], candidates + emissions[:, t], best)
         backpointers.append(previous)
     best_last = (best + end).argmax(1)
     lengths = mask.sum(1)

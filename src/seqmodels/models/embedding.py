@@ -58,8 +58,10 @@ class WordEmbedding(nn.Embedding):
     def load_pretrained(self, pretrained: PretrainedRows) -> None:
         """Start from the pretrained rows; words the file lacks drawn from N(0, scale^2), `<pad>` zero."""
         if pretrained.vectors.shape != (self.num_words, self.embedding_dim):
-            raise ValueError(f"pretrained rows {tuple(pretrained.vectors.shape)} for an embedding of "
-                             f"{self.num_words} x {self.embedding_dim}")
+            raise ValueError(
+                f"pretrained rows {tuple(pretrained.vectors.shape)} for an embedding of "
+                f"{self.num_words} x {self.embedding_dim}"
+            )
         trainable = self.num_embeddings
         drawn = torch.randn(trainable, self.embedding_dim) * pretrained.scale
         found = pretrained.found[:trainable].unsqueeze(1)

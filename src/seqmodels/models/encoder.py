@@ -55,18 +55,24 @@ class EncoderConfig(Section):
     hidden_size: int = setting(128, "size of each direction's hidden state", minimum=1)
     num_layers: int = setting(1, "stacked recurrent layers (a deep RNN)", minimum=1)
     bidirectional: bool = setting(False, "a second RNN per layer reads each sequence backwards")
-    dropout: float = setting(0.3, "on embeddings, between stacked layers and before the head", minimum=0.0,
-                             maximum=1.0)
-    pretrained_vectors: str | None = setting(None, "a word-vector file the word embedding starts from: GloVe text, "
-                                                   "word2vec/fastText text or word2vec binary, .gz as it is (e.g. "
-                                                   "${data.root}/glove/glove.6B.50d.txt.gz); a relative path is "
-                                                   "looked up in the working directory, then in data.root; null: "
-                                                   "random vectors")
+    dropout: float = setting(0.3, "on embeddings, between stacked layers and before the head", minimum=0.0, maximum=1.0)
+    pretrained_vectors: str | None = setting(
+        None,
+        "a word-vector file the word embedding starts from: GloVe text, "
+        "word2vec/fastText text or word2vec binary, .gz as it is (e.g. "
+        "${data.root}/glove/glove.6B.50d.txt.gz); a relative path is "
+        "looked up in the working directory, then in data.root; null: "
+        "random vectors",
+    )
     freeze_vectors: bool = setting(False, "with pretrained_vectors: the word vectors stay as the file gives them")
-    unseen_word_vectors: int | None = setting(None, "with pretrained_vectors: the file's first N words (files list "
-                                                    "frequent words first) are kept, frozen, for words training never "
-                                                    "saw (not for language models); 0: none, such words are <unk>; "
-                                                    "null: all", minimum=0)
+    unseen_word_vectors: int | None = setting(
+        None,
+        "with pretrained_vectors: the file's first N words (files list "
+        "frequent words first) are kept, frozen, for words training never "
+        "saw (not for language models); 0: none, such words are <unk>; "
+        "null: all",
+        minimum=0,
+    )
 
     def check(self) -> None:
         if self.freeze_vectors and not self.pretrained_vectors:
@@ -82,16 +88,24 @@ class EncoderConfig(Section):
 
     def encoder_kwargs(self) -> dict[str, Any]:
         """The `RecurrentEncoder` arguments (all but its input size, which the head's features decide)."""
-        return {"cell": self.cell, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                "bidirectional": self.bidirectional, "dropout": self.dropout}
+        return {
+            "cell": self.cell,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "dropout": self.dropout,
+        }
 
     def describe(self) -> str:
         """One line for logs and tables, e.g. `biLSTM x2, emb 100, hidden 200`."""
         vectors = ""
         if self.pretrained_vectors:
             vectors = f" ({Path(self.pretrained_vectors).name}{', frozen' if self.freeze_vectors else ''})"
-        return (f"{'bi' if self.bidirectional else ''}{self.cell.upper()} x{self.num_layers}, "
-                f"emb {self.embedding_dim}{vectors}, hidden {self.hidden_size}, dropout {self.dropout:g}")
+        return (
+            f"{'bi' if self.bidirectional else ''}{self.cell.upper()} x{self.num_layers}, "
+            f"emb {self.embedding_dim}{vectors}, hidden {self.hidden_size}, dropout {self.dropout:g}"
+        )
+
 
 # One layer's recurrent state, each tensor (1, B, hidden): (h,) for RNN and GRU, (h, c) for LSTM.
 LayerState = tuple[torch.Tensor, ...]
@@ -160,14 +174,17 @@ class RecurrentEncoder(nn.Module):
         self.record_steps: int | None = None
         self.recorded: list[RecordedStates] = []
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor,
-                state: tuple[LayerState, ...] | None = None) -> EncoderOutput:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor, state: tuple[LayerState, ...] | None = None
+    ) -> EncoderOutput:
         """x: (B, T, input_size) right-padded; lengths: (B,) real lengths, all >= 1; state: the
         `EncoderOutput.state` of the previous window to continue from (unidirectional only),
         None to start from zeros."""
         if state is not None and self.bidirectional:
-            raise ValueError("a bidirectional encoder cannot continue from a state: its backward direction "
-                             "starts at the end of the sequence")
+            raise ValueError(
+                "a bidirectional encoder cannot continue from a state: its backward direction "
+                "starts at the end of the sequence"
+            )
         last_states: list[LayerState] = []
         self.recorded = []
         for layer in range(self.num_layers):
@@ -180,13 +197,15 @@ class RecurrentEncoder(nn.Module):
             forward_out, last = self._run(self.forward_layers[layer], x, initial, lengths, record, "forward")
             last_states.append(last if isinstance(last, tuple) else (last,))
             if self.bidirectional:
-                reversed_out, _ = self._run(self.backward_layers[layer], reverse_within_lengths(x, lengths), None,
-                                            lengths, record, "backward")
+                reversed_out, _ = self._run(
+                    self.backward_layers[layer], reverse_within_lengths(x, lengths), None, lengths, record, "backward"
+                )
                 x = torch.cat([forward_out, reverse_within_lengths(reversed_out, lengths)], dim=-1)
             else:
                 x = forward_out
-        return EncoderOutput(outputs=x, final=self._final_states(x, lengths),
-                             state=None if self.bidirectional else tuple(last_states))
+        return EncoderOutput(
+            outputs=x, final=self._final_states(x, lengths), state=None if self.bidirectional else tuple(last_states)
+        )
 
     def _run(self, rnn: nn.RNNBase, x: torch.Tensor, initial, lengths: torch.Tensor, record: bool, direction: str):
         """One layer and direction: fused, or, when recording, fused up to the recorded steps and then
@@ -201,7 +220,7 @@ class RecurrentEncoder(nn.Module):
             outputs.append(head)
         states: list[torch.Tensor] = []
         for step in range(first, x.shape[1]):
-            _, state = rnn(x[:, step:step + 1], state)
+            _, state = rnn(x[:, step : step + 1], state)
             h = state[0] if isinstance(state, tuple) else state  # (1, B, hidden)
             states.append(h)
             outputs.append(h.transpose(0, 1))

@@ -39,48 +39,71 @@ def detach_state(state: State | None) -> State | None:
 class LanguageModelConfig(EncoderConfig):
     """`model.*` of a language model: a left-to-right encoder and the output layer over the vocabulary."""
 
-    tie_weights: bool = setting(False, "the input embedding is also the output layer (needs embedding_dim == "
-                                       "hidden_size)")
-    adaptive_cutoffs: list[int] | None = setting(None, "e.g. [2000, 10000]: an adaptive softmax (word clusters by "
-                                                       "frequency) instead of the full one; null: full softmax",
-                                                 minimum=1, hint="use a list of word counts, e.g. [2000,10000], or "
-                                                                 "null for a full softmax")
+    tie_weights: bool = setting(
+        False, "the input embedding is also the output layer (needs embedding_dim == hidden_size)"
+    )
+    adaptive_cutoffs: list[int] | None = setting(
+        None,
+        "e.g. [2000, 10000]: an adaptive softmax (word clusters by "
+        "frequency) instead of the full one; null: full softmax",
+        minimum=1,
+        hint="use a list of word counts, e.g. [2000,10000], or null for a full softmax",
+    )
 
     def check(self) -> None:
         super().check()
         if self.bidirectional:
-            raise ConfigError("model.bidirectional=true cannot predict the next token: the backward direction "
-                              "reads the tokens to be predicted; use model.bidirectional=false")
+            raise ConfigError(
+                "model.bidirectional=true cannot predict the next token: the backward direction "
+                "reads the tokens to be predicted; use model.bidirectional=false"
+            )
         if self.tie_weights and self.adaptive_cutoffs:
-            raise ConfigError("model.tie_weights=true needs a full softmax: set model.adaptive_cutoffs=null or "
-                              "model.tie_weights=false")
+            raise ConfigError(
+                "model.tie_weights=true needs a full softmax: set model.adaptive_cutoffs=null or "
+                "model.tie_weights=false"
+            )
         if self.tie_weights and self.freeze_vectors:
-            raise ConfigError("model.freeze_vectors=true with model.tie_weights=true would freeze the output layer "
-                              "too (it is the embedding); set one of them to false")
+            raise ConfigError(
+                "model.freeze_vectors=true with model.tie_weights=true would freeze the output layer "
+                "too (it is the embedding); set one of them to false"
+            )
         if self.tie_weights and self.embedding_dim != self.hidden_size:
-            raise ConfigError(f"model.tie_weights=true needs model.embedding_dim == model.hidden_size (got "
-                              f"{self.embedding_dim} and {self.hidden_size}); make them equal or untie")
+            raise ConfigError(
+                f"model.tie_weights=true needs model.embedding_dim == model.hidden_size (got "
+                f"{self.embedding_dim} and {self.hidden_size}); make them equal or untie"
+            )
         cutoffs = self.adaptive_cutoffs or []
         if cutoffs and (cutoffs != sorted(set(cutoffs)) or cutoffs[0] < 1):
-            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} is impossible: give increasing word counts, "
-                              f"e.g. [2000, 10000]")
+            raise ConfigError(
+                f"model.adaptive_cutoffs={cutoffs} is impossible: give increasing word counts, e.g. [2000, 10000]"
+            )
         if cutoffs and self.hidden_size // 4 ** len(cutoffs) < 1:  # each rarer cluster's vectors are 4x shorter
-            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} makes {len(cutoffs)} clusters of rarer words, too "
-                              f"many for model.hidden_size={self.hidden_size} (the last would have vectors of size "
-                              f"0): use at most {max(int(math.log(self.hidden_size, 4)), 0)} cutoffs or a larger "
-                              f"hidden size")
+            raise ConfigError(
+                f"model.adaptive_cutoffs={cutoffs} makes {len(cutoffs)} clusters of rarer words, too "
+                f"many for model.hidden_size={self.hidden_size} (the last would have vectors of size "
+                f"0): use at most {max(int(math.log(self.hidden_size, 4)), 0)} cutoffs or a larger "
+                f"hidden size"
+            )
 
     def build(self, vocab_size: int, ignore_index: int, *, pretrained: PretrainedRows | None = None) -> LanguageModel:
         """`pretrained`: rows for the corpus vocabulary only; the output layer predicts that vocabulary."""
         self.check()
         cutoffs = self.adaptive_cutoffs
         if cutoffs and cutoffs[-1] >= vocab_size:
-            raise ConfigError(f"model.adaptive_cutoffs={cutoffs} is impossible for a vocabulary of {vocab_size:,}: "
-                              f"give increasing word counts between 1 and {vocab_size - 1}, e.g. [2000, 10000]")
+            raise ConfigError(
+                f"model.adaptive_cutoffs={cutoffs} is impossible for a vocabulary of {vocab_size:,}: "
+                f"give increasing word counts between 1 and {vocab_size - 1}, e.g. [2000, 10000]"
+            )
         kwargs = self.encoder_kwargs()
         del kwargs["bidirectional"]  # refused by check()
-        model = LanguageModel(vocab_size, embedding_dim=self.embedding_dim, tie_weights=self.tie_weights,
-                              adaptive_cutoffs=cutoffs, ignore_index=ignore_index, **kwargs)
+        model = LanguageModel(
+            vocab_size,
+            embedding_dim=self.embedding_dim,
+            tie_weights=self.tie_weights,
+            adaptive_cutoffs=cutoffs,
+            ignore_index=ignore_index,
+            **kwargs,
+        )
         self.start_embedding(model.embedding, pretrained)
         return model
 
@@ -108,15 +131,18 @@ class LanguageModel(nn.Module):
         # On the embeddings, between layers (inside the encoder) and before the decoder, as in
         # Zaremba et al. 2014: never on the recurrent connections.
         self.dropout = nn.Dropout(dropout)
-        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional=False,
-                                        dropout=dropout)
+        self.encoder = RecurrentEncoder(
+            cell, embedding_dim, hidden_size, num_layers, bidirectional=False, dropout=dropout
+        )
         # pytorch/examples' initialisation: small uniform embeddings and output weights (the
         # default N(0, 1) embedding makes early SGD steps with a large learning rate unstable).
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         if adaptive_cutoffs:
             self.decoder = None
             # div_value 4: each rarer cluster's vectors are 4 times shorter than the last
-            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(hidden_size, vocab_size, list(adaptive_cutoffs), div_value=4.0)
+            self.adaptive = nn.AdaptiveLogSoftmaxWithLoss(
+                hidden_size, vocab_size, list(adaptive_cutoffs), div_value=4.0
+            )
             return
         self.adaptive = None
         self.decoder = nn.Linear(hidden_size, vocab_size)
@@ -127,8 +153,9 @@ class LanguageModel(nn.Module):
         else:
             nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
 
-    def forward(self, tokens: torch.Tensor, state: State | None = None,
-                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, tokens: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """tokens: (B, T) ids, no padding before a real token; state: the state returned for the
         previous window, or None to start from zeros. Returns the new state and (B, T, vocab)
         scores (logits, or log-probabilities with an adaptive softmax: either gives the same
@@ -142,8 +169,9 @@ class LanguageModel(nn.Module):
         log_probs, _, state = self.score(tokens, state, targets)
         return -log_probs.sum(), state
 
-    def score(self, tokens: torch.Tensor, state: State | None,
-              targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, State]:
+    def score(
+        self, tokens: torch.Tensor, state: State | None, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, State]:
         """(B, T) log-probability of each target (0 where the target is no token), the (B, T,
         hidden) outputs that predicted them, and the new state."""
         hidden, state = self._encode(tokens, state)
@@ -175,8 +203,16 @@ def draw(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.
 
 
 @torch.no_grad()
-def sample(model: LanguageModel, context: list[int], length: int, *, num_samples: int = 1, temperature: float = 1.0,
-           top_k: int = 10, generator: torch.Generator | None = None) -> list[list[int]]:
+def sample(
+    model: LanguageModel,
+    context: list[int],
+    length: int,
+    *,
+    num_samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 10,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
     """`num_samples` continuations of `length` tokens after `context` (at least one id).
 
     Draws use `generator` (a CPU generator, so the same seed gives the same text on any

@@ -36,8 +36,9 @@ def _allowed(model: Seq2Seq, log_probs: torch.Tensor, last_step: torch.Tensor) -
 
 
 @torch.no_grad()
-def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor
-                  ) -> list[list[int]]:
+def greedy_search(
+    model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor
+) -> list[list[int]]:
     """The most likely next token at every step, until </s>; the ids without </s>."""
     memory = model.encode(source, lengths)
     state = model.initial_state(memory)
@@ -54,12 +55,18 @@ def greedy_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, m
         if done.all():
             break
     rows = torch.stack(outputs, dim=1).tolist()
-    return [row[:row.index(model.eos_id)] if model.eos_id in row else row for row in rows]
+    return [row[: row.index(model.eos_id)] if model.eos_id in row else row for row in rows]
 
 
 @torch.no_grad()
-def beam_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max_lengths: torch.Tensor,
-                beam_size: int, alpha: float = 0.0) -> list[list[int]]:
+def beam_search(
+    model: Seq2Seq,
+    source: torch.Tensor,
+    lengths: torch.Tensor,
+    max_lengths: torch.Tensor,
+    beam_size: int,
+    alpha: float = 0.0,
+) -> list[list[int]]:
     """The best finished hypothesis of each sentence (see the module docstring); the ids without </s>."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -76,7 +83,7 @@ def beam_search(model: Seq2Seq, source: torch.Tensor, lengths: torch.Tensor, max
     for step in range(int(max_lengths.max())):
         n = len(active)
         log_probs, state, _ = model.step(memory, state, tokens)
-        last_step = (step == max_lengths[active] - 1)
+        last_step = step == max_lengths[active] - 1
         log_probs = _allowed(model, log_probs, last_step.repeat_interleave(k))
         vocab = log_probs.shape[-1]
         candidates = (scores.unsqueeze(-1) + log_probs.view(n, k, vocab)).view(n, k * vocab)

@@ -48,23 +48,44 @@ class Seq2SeqConfig(EncoderConfig):
     """`model.*` of translation: the encoder's keys, the decoder and its attention, the training objective."""
 
     attention: str = setting("bahdanau", "none | bahdanau (additive) | luong (multiplicative)", choices=ATTENTIONS)
-    luong_score: str = setting("general", "luong: s^T W h (general) | s^T h (dot: needs the decoder's size == the "
-                                          "encoder's output size)", choices=SCORES)
-    attention_dim: int | None = setting(None, "bahdanau: size of the additive attention's hidden layer; null: the "
-                                              "decoder's size", minimum=1)
-    input_feeding: bool = setting(True, "luong: the previous attentional vector is part of the next step's input; "
-                                        "false: the decoder runs over the whole target at once (faster)")
-    context: bool = setting(True, "attention=none: the encoder's summary is an input at every step (Cho et al. "
-                                  "2014); false: it only starts the decoder (Sutskever et al. 2014)")
+    luong_score: str = setting(
+        "general",
+        "luong: s^T W h (general) | s^T h (dot: needs the decoder's size == the encoder's output size)",
+        choices=SCORES,
+    )
+    attention_dim: int | None = setting(
+        None, "bahdanau: size of the additive attention's hidden layer; null: the decoder's size", minimum=1
+    )
+    input_feeding: bool = setting(
+        True,
+        "luong: the previous attentional vector is part of the next step's input; "
+        "false: the decoder runs over the whole target at once (faster)",
+    )
+    context: bool = setting(
+        True,
+        "attention=none: the encoder's summary is an input at every step (Cho et al. "
+        "2014); false: it only starts the decoder (Sutskever et al. 2014)",
+    )
     reverse_source: bool = setting(False, "read each source sentence backwards (Sutskever et al. 2014)")
-    decoder_hidden_size: int | None = setting(None, "the decoder's state size; null: the encoder's output size "
-                                                    "(2 x hidden_size when bidirectional)", minimum=1)
+    decoder_hidden_size: int | None = setting(
+        None,
+        "the decoder's state size; null: the encoder's output size (2 x hidden_size when bidirectional)",
+        minimum=1,
+    )
     tie_embeddings: bool = setting(False, "the output layer shares the target embedding's weights")
-    teacher_forcing: float = setting(1.0, "share of training steps that read the reference's previous token; the "
-                                          "others read the model's own prediction", minimum=0.0, maximum=1.0,
-                                     high_open=False)
-    label_smoothing: float = setting(0.1, "training loss: this share of each target's probability spread over the "
-                                          "vocabulary", minimum=0.0, maximum=1.0)
+    teacher_forcing: float = setting(
+        1.0,
+        "share of training steps that read the reference's previous token; the others read the model's own prediction",
+        minimum=0.0,
+        maximum=1.0,
+        high_open=False,
+    )
+    label_smoothing: float = setting(
+        0.1,
+        "training loss: this share of each target's probability spread over the vocabulary",
+        minimum=0.0,
+        maximum=1.0,
+    )
 
     @property
     def encoder_output_size(self) -> int:
@@ -77,20 +98,36 @@ class Seq2SeqConfig(EncoderConfig):
     def check(self) -> None:
         super().check()
         if getattr(self, "pretrained_vectors", None):
-            raise ConfigError("model.pretrained_vectors: translation reads subword pieces, which word vectors do not "
-                              "cover; leave it null")
+            raise ConfigError(
+                "model.pretrained_vectors: translation reads subword pieces, which word vectors do not "
+                "cover; leave it null"
+            )
         if self.attention == "luong" and self.luong_score == "dot" and self.decoder_size != self.encoder_output_size:
-            raise ConfigError(f"model.luong_score=dot needs the decoder's size ({self.decoder_size}) to equal the "
-                              f"encoder's output size ({self.encoder_output_size}); set "
-                              f"model.decoder_hidden_size=null or model.luong_score=general")
+            raise ConfigError(
+                f"model.luong_score=dot needs the decoder's size ({self.decoder_size}) to equal the "
+                f"encoder's output size ({self.encoder_output_size}); set "
+                f"model.decoder_hidden_size=null or model.luong_score=general"
+            )
 
     def build(self, source_vocab_size: int, target_vocab_size: int, *, bos_id: int, eos_id: int) -> Seq2Seq:
         """`bos_id` starts every decoder input, `eos_id` ends every translation (id 0 is padding)."""
-        return Seq2Seq(source_vocab_size, target_vocab_size, bos_id=bos_id, eos_id=eos_id,
-                       embedding_dim=self.embedding_dim, attention=self.attention, luong_score=self.luong_score,
-                       attention_dim=self.attention_dim, input_feeding=self.input_feeding, context=self.context, reverse_source=self.reverse_source,
-                       decoder_hidden_size=self.decoder_size, tie_embeddings=self.tie_embeddings,
-                       teacher_forcing=self.teacher_forcing, **self.encoder_kwargs())
+        return Seq2Seq(
+            source_vocab_size,
+            target_vocab_size,
+            bos_id=bos_id,
+            eos_id=eos_id,
+            embedding_dim=self.embedding_dim,
+            attention=self.attention,
+            luong_score=self.luong_score,
+            attention_dim=self.attention_dim,
+            input_feeding=self.input_feeding,
+            context=self.context,
+            reverse_source=self.reverse_source,
+            decoder_hidden_size=self.decoder_size,
+            tie_embeddings=self.tie_embeddings,
+            teacher_forcing=self.teacher_forcing,
+            **self.encoder_kwargs(),
+        )
 
     def describe(self) -> str:
         if self.attention == "luong":
@@ -114,8 +151,9 @@ class Memory:
     summary: torch.Tensor  # (B, M) the encoder's final state
 
     def select(self, index: torch.Tensor) -> Memory:
-        return Memory(self.outputs[index], self.mask[index], None if self.keys is None else self.keys[index],
-                      self.summary[index])
+        return Memory(
+            self.outputs[index], self.mask[index], None if self.keys is None else self.keys[index], self.summary[index]
+        )
 
 
 @dataclass(frozen=True)
@@ -220,8 +258,10 @@ class Seq2Seq(nn.Module):
         rnn_class = CELLS[cell]
         extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
         # one single-layer torch RNN per layer (as in the encoder), dropout between them
-        self.decoder_layers = nn.ModuleList(rnn_class(first_input if layer == 0 else size, size, batch_first=True,
-                                                      **extra) for layer in range(num_layers))
+        self.decoder_layers = nn.ModuleList(
+            rnn_class(first_input if layer == 0 else size, size, batch_first=True, **extra)
+            for layer in range(num_layers)
+        )
         if attention == "luong":
             readout_input = size + memory_size
         else:
@@ -248,15 +288,18 @@ class Seq2Seq(nn.Module):
         batch = memory.summary.shape[0]
         h = torch.tanh(self.bridge(memory.summary)).view(batch, self.num_layers, self.decoder_size)
         h = h.transpose(0, 1).contiguous()  # (layers, B, H)
-        layers = tuple((h[i:i + 1], torch.zeros_like(h[i:i + 1])) if self.cell == "lstm" else (h[i:i + 1],)
-                       for i in range(self.num_layers))
+        layers = tuple(
+            (h[i : i + 1], torch.zeros_like(h[i : i + 1])) if self.cell == "lstm" else (h[i : i + 1],)
+            for i in range(self.num_layers)
+        )
         feed = None
         if self.input_feeding:
             feed = memory.outputs.new_zeros(batch, 1, self.readout.out_features)
         return DecoderState(layers, feed)
 
-    def step(self, memory: Memory, state: DecoderState, tokens: torch.Tensor
-             ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+    def step(
+        self, memory: Memory, state: DecoderState, tokens: torch.Tensor
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """One decoding step: tokens (B,) the previous outputs -> log-probabilities (B, V) of the next,
         the new state, and the attention weights (B, S) (None without attention)."""
         readout, state, weights = self._run(memory, state, self.dropout(self.target_embedding(tokens.unsqueeze(1))))
@@ -264,8 +307,13 @@ class Seq2Seq(nn.Module):
         return log_probs, state, None if weights is None else weights.squeeze(1)
 
     # -- teacher forcing ----------------------------------------------------------------------
-    def forward(self, source: torch.Tensor, source_lengths: torch.Tensor, target_in: torch.Tensor,
-                target_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        source: torch.Tensor,
+        source_lengths: torch.Tensor,
+        target_in: torch.Tensor,
+        target_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Logits of every next target token: target_in (B, T) is <s> y1 .. y(n-1), padded. With
         `target_mask` (B, T) the logits of the real positions only, (N, V) in row-major order (the
         output layer, the largest, skips the padding); else (B, T, V)."""
@@ -284,7 +332,7 @@ class Seq2Seq(nn.Module):
             return readout, weights
         readouts, all_weights = [], []
         for t in range(target_in.shape[1]):
-            step_input = embedded[:, t:t + 1]
+            step_input = embedded[:, t : t + 1]
             if sampling and t > 0:
                 predicted = self.output(readouts[-1].squeeze(1)).argmax(-1).unsqueeze(1)
                 own = torch.rand(predicted.shape, device=predicted.device) >= self.teacher_forcing
@@ -295,8 +343,9 @@ class Seq2Seq(nn.Module):
         weights = None if all_weights[0] is None else torch.cat(all_weights, dim=1)
         return torch.cat(readouts, dim=1), weights
 
-    def _run(self, memory: Memory, state: DecoderState, embedded: torch.Tensor
-             ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+    def _run(
+        self, memory: Memory, state: DecoderState, embedded: torch.Tensor
+    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
         """T decoder steps on embedded inputs (B, T, E): T == 1 whenever a step needs the previous one's
         attention (bahdanau, input feeding). Returns the readout (B, T, R), the state, weights (B, T, S)."""
         steps = embedded.shape[1]
@@ -326,4 +375,3 @@ def repeat_rows(memory: Memory, times: int) -> Memory:
     """Each sentence's memory `times` times in a row (one per beam)."""
     index = torch.arange(memory.outputs.shape[0], device=memory.outputs.device).repeat_interleave(times)
     return memory.select(index)
-

@@ -62,7 +62,9 @@ def parameter_rows(model: nn.Module) -> list[ParameterRow]:
                 formula += f"; + {len(beyond):,}x{module.embedding_dim} pretrained words, frozen (a buffer)"
         elif isinstance(module, nn.Linear):
             shape = f"{module.in_features}->{module.out_features}"
-            formula = f"{module.in_features}*{module.out_features} + {module.out_features}" if module.bias is not None else ""
+            formula = (
+                f"{module.in_features}*{module.out_features} + {module.out_features}" if module.bias is not None else ""
+            )
         else:
             shape = ""
         if shared:  # tied weights (e.g. a language model's decoder): counted once, where they first appear

@@ -31,48 +31,85 @@ class TaggerConfig(EncoderConfig):
     """`model.*` of a many-to-many task: the encoder, the word features and the output layer."""
 
     crf: bool = setting(False, "a CRF output layer: tags decoded jointly (Viterbi) instead of one by one")
-    valid_tags: bool = setting(False, "decode the best sequence of valid IOB2 tags (no I-PER after O), "
-                                      "not each token's argmax")
-    char_dim: int = setting(0, "character embedding size of a character CNN per word; 0: no character features",
-                            minimum=0)
-    char_filters: int = setting(50, "CNN filters: the size of each word's spelling vector (with char_dim > 0)",
-                                minimum=1)
+    valid_tags: bool = setting(
+        False, "decode the best sequence of valid IOB2 tags (no I-PER after O), not each token's argmax"
+    )
+    char_dim: int = setting(
+        0, "character embedding size of a character CNN per word; 0: no character features", minimum=0
+    )
+    char_filters: int = setting(
+        50, "CNN filters: the size of each word's spelling vector (with char_dim > 0)", minimum=1
+    )
     char_kernel_size: int = setting(3, "characters each filter sees (odd)", minimum=1)
     shape_dim: int = setting(0, "size of a word-shape vector (capitals, digits); 0: none", minimum=0)
-    attention_dim: int = setting(0, "> 0: each token also sees an attention summary of its whole sequence "
-                                    "(query/key size); 0: none", minimum=0)
-    word_dropout: float = setting(0.0, "rate at which training words become <unk>, so <unk> learns unseen words",
-                                  minimum=0.0, maximum=1.0)
-    singleton_dropout: float = setting(0.0, "rate for the words training saw once (Lample et al. 0.5); "
-                                            "needs data.min_freq=1", minimum=0.0, maximum=1.0)
+    attention_dim: int = setting(
+        0, "> 0: each token also sees an attention summary of its whole sequence (query/key size); 0: none", minimum=0
+    )
+    word_dropout: float = setting(
+        0.0, "rate at which training words become <unk>, so <unk> learns unseen words", minimum=0.0, maximum=1.0
+    )
+    singleton_dropout: float = setting(
+        0.0, "rate for the words training saw once (Lample et al. 0.5); needs data.min_freq=1", minimum=0.0, maximum=1.0
+    )
 
     def check(self) -> None:
         super().check()
         if self.char_dim > 0 and self.char_kernel_size % 2 == 0:
-            raise ConfigError(f"model.char_kernel_size={self.char_kernel_size} must be odd (3, 5, ...) "
-                              f"so each filter centres on a character")
+            raise ConfigError(
+                f"model.char_kernel_size={self.char_kernel_size} must be odd (3, 5, ...) "
+                f"so each filter centres on a character"
+            )
 
-    def build(self, vocab_size: int, num_tags: int, *, num_chars: int, num_shapes: int, unk_id: int,
-              singletons_from: int, forbidden: tuple[list[list[bool]], list[bool]] | None, frozen_words: int = 0,
-              pretrained: PretrainedRows | None = None) -> SequenceTagger:
+    def build(
+        self,
+        vocab_size: int,
+        num_tags: int,
+        *,
+        num_chars: int,
+        num_shapes: int,
+        unk_id: int,
+        singletons_from: int,
+        forbidden: tuple[list[list[bool]], list[bool]] | None,
+        frozen_words: int = 0,
+        pretrained: PretrainedRows | None = None,
+    ) -> SequenceTagger:
         """`forbidden`: the tag transitions and first tags the scheme forbids, used with `valid_tags`;
         `frozen_words`: the last ids are pretrained words beyond the training vocabulary (`models.embedding`)."""
         model = SequenceTagger(
-            vocab_size, num_tags, embedding_dim=self.embedding_dim, crf=self.crf, num_chars=num_chars,
-            char_dim=self.char_dim, char_filters=self.char_filters if self.char_dim else 0,
-            char_kernel_size=self.char_kernel_size, num_shapes=num_shapes, shape_dim=self.shape_dim,
-            attention_dim=self.attention_dim, word_dropout=self.word_dropout,
-            singleton_dropout=self.singleton_dropout, singletons_from=singletons_from,
-            forbidden=forbidden if self.valid_tags else None, unk_id=unk_id, frozen_words=frozen_words,
-            **self.encoder_kwargs())
+            vocab_size,
+            num_tags,
+            embedding_dim=self.embedding_dim,
+            crf=self.crf,
+            num_chars=num_chars,
+            char_dim=self.char_dim,
+            char_filters=self.char_filters if self.char_dim else 0,
+            char_kernel_size=self.char_kernel_size,
+            num_shapes=num_shapes,
+            shape_dim=self.shape_dim,
+            attention_dim=self.attention_dim,
+            word_dropout=self.word_dropout,
+            singleton_dropout=self.singleton_dropout,
+            singletons_from=singletons_from,
+            forbidden=forbidden if self.valid_tags else None,
+            unk_id=unk_id,
+            frozen_words=frozen_words,
+            **self.encoder_kwargs(),
+        )
         self.start_embedding(model.embedding, pretrained)
         return model
 
     def describe(self) -> str:
-        extras = [name for name, on in (("CRF", self.crf), (f"char CNN {self.char_dim}", self.char_dim),
-                                        (f"shape {self.shape_dim}", self.shape_dim),
-                                        (f"attention {self.attention_dim}", self.attention_dim),
-                                        ("valid tags", self.valid_tags)) if on]
+        extras = [
+            name
+            for name, on in (
+                ("CRF", self.crf),
+                (f"char CNN {self.char_dim}", self.char_dim),
+                (f"shape {self.shape_dim}", self.shape_dim),
+                (f"attention {self.attention_dim}", self.attention_dim),
+                ("valid tags", self.valid_tags),
+            )
+            if on
+        ]
         return ", ".join([super().describe(), *extras])
 
 
@@ -114,7 +151,7 @@ class SequenceAttention(nn.Module):
         super().__init__()
         self.query = nn.Linear(size, dim)
         self.key = nn.Linear(size, dim)
-        self.scale = dim ** -0.5
+        self.scale = dim**-0.5
 
     def forward(self, outputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """outputs: (B, T, size); mask: (B, T) real positions. Returns (B, T, size)."""
@@ -162,14 +199,18 @@ class SequenceTagger(nn.Module):
         self.singleton_dropout = singleton_dropout
         self.singletons_from = vocab_size if singletons_from is None else singletons_from
         self.dropout = nn.Dropout(dropout)
-        input_size = (embedding_dim + (self.chars.output_size if self.chars is not None else 0)
-                      + (shape_dim if self.shapes is not None else 0))
+        input_size = (
+            embedding_dim
+            + (self.chars.output_size if self.chars is not None else 0)
+            + (shape_dim if self.shapes is not None else 0)
+        )
         self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
         size = self.encoder.output_size
         # each token's output and its attention summary of the sequence, side by side
         self.attention = SequenceAttention(size, attention_dim) if attention_dim > 0 else None
         self.head = nn.Linear(size * (2 if self.attention is not None else 1), num_tags)
         self.crf = LinearChainCRF(num_tags) if crf else None
+
         # Scores added in decoding: -inf for the tag transitions (K, K) and first tags (K,) it must
         # never output (e.g. I-PER after O), 0 elsewhere; None: each token's own best tag. Derived
         # from the tag names, so not saved.
@@ -181,13 +222,19 @@ class SequenceTagger(nn.Module):
         self.register_buffer("transition_penalty", transition_penalty, persistent=False)
         self.register_buffer("start_penalty", start_penalty, persistent=False)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None,
-                shapes: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        chars: torch.Tensor | None = None,
+        shapes: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """tokens: (B, T) right-padded ids; lengths: (B,); chars: (B, T, W) and shapes (B, T)
         when the model uses them. Returns (B, T, num_tags) emission scores."""
         if self.training and (self.word_dropout > 0 or self.singleton_dropout > 0):
-            rate = torch.where(tokens >= self.singletons_from, max(self.word_dropout, self.singleton_dropout),
-                               self.word_dropout)
+            rate = torch.where(
+                tokens >= self.singletons_from, max(self.word_dropout, self.singleton_dropout), self.word_dropout
+            )
             dropped = (torch.rand(tokens.shape, device=tokens.device) < rate) & (tokens != self.padding_idx)
             tokens = tokens.masked_fill(dropped, self.unk_id)
         features = [self.embedding(tokens)]

@@ -13,8 +13,12 @@ from seqmodels.tasks.ner import NerTask
 from seqmodels.tasks.sentiment import SentimentTask
 from seqmodels.tasks.translation import TranslationTask
 
-TASKS: dict[str, type[Task]] = {"sentiment": SentimentTask, "ner": NerTask, "language_model": LanguageModelTask,
-                                "translation": TranslationTask}
+TASKS: dict[str, type[Task]] = {
+    "sentiment": SentimentTask,
+    "ner": NerTask,
+    "language_model": LanguageModelTask,
+    "translation": TranslationTask,
+}
 
 
 @dataclass

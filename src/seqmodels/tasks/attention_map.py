@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def attention_figure(source: Sequence[str], target: Sequence[str], weights: Sequence[Sequence[float]],
-                     title: str = ""):
+def attention_figure(source: Sequence[str], target: Sequence[str], weights: Sequence[Sequence[float]], title: str = ""):
     """weights[i][j]: how much generated piece i attended to source piece j (rows sum to 1)."""
     from matplotlib.figure import Figure  # the object API: no pyplot, no global backend
 

@@ -44,7 +44,7 @@ from seqmodels.schema import Section, validate
 class Batch:
     """A batch of tensors; `to` moves every tensor field to a device."""
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
             if isinstance(value, torch.Tensor):
@@ -146,8 +146,9 @@ class Task(ABC):
     def check_evaluation_options(self, **options: Any) -> None:
         """Refuse impossible `evaluate.py` options (ConfigError) before any data is read."""
 
-    def configure_evaluation(self, model: nn.Module, data: TaskData, device: torch.device,
-                             **options: Any) -> dict[str, Any]:
+    def configure_evaluation(
+        self, model: nn.Module, data: TaskData, device: torch.device, **options: Any
+    ) -> dict[str, Any]:
         """Prepare the final evaluation of a checkpoint (the trainer's, without options, and `evaluate.py`'s,
         with its task options); returns what to report of the settings used."""
         return {}
@@ -174,5 +175,12 @@ class Task(ABC):
         the examples, and the optimizer's."""
         data = {k: v for k, v in self.data_config.as_dict().items() if k not in ("root", "cache_dir", "download")}
         extra = {k: v for section in self.sections.values() for k, v in section.as_dict().items()}
-        return {"task": self.cfg.task.name, **self.model_config.as_dict(), **data, **extra,
-                "optimizer": self.cfg.optim.name, "lr": self.cfg.optim.lr, "seed": self.cfg.seed}
+        return {
+            "task": self.cfg.task.name,
+            **self.model_config.as_dict(),
+            **data,
+            **extra,
+            "optimizer": self.cfg.optim.name,
+            "lr": self.cfg.optim.lr,
+            "seed": self.cfg.seed,
+        }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,28 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqmodels.checks import require_int, require_number
 from seqmodels.data import ptb, wikitext2
 from seqmodels.data.cache import cache_key, cached
-from seqmodels.data.corpus import (EOS, IGNORE, UNKNOWN, UNKNOWN_CHAR, StreamWindows, build_vocabulary, encode,
-                                   lay_out, read_text, read_words, split_by_fractions)
-from seqmodels.checks import require_int, require_number
 from seqmodels.data.config import DataConfig
+from seqmodels.data.corpus import (
+    EOS,
+    IGNORE,
+    UNKNOWN,
+    UNKNOWN_CHAR,
+    StreamWindows,
+    build_vocabulary,
+    encode,
+    lay_out,
+    read_text,
+    read_words,
+    split_by_fractions,
+)
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModelConfig
-from seqmodels.schema import setting
 from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.language_model import detach_state, sample
+from seqmodels.schema import setting
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors
 from seqmodels.training.evaluation import evaluate_split
@@ -49,24 +59,36 @@ FIRST_LAMBDA = 0.1
 
 @dataclass
 class LanguageModelData(DataConfig):
-    dataset: str = setting("ptb", f"a word corpus ({', '.join(WORD_CORPORA)}) or {CHARACTERS}: the characters of "
-                                  f"data.path", choices=(*WORD_CORPORA, CHARACTERS))
+    dataset: str = setting(
+        "ptb",
+        f"a word corpus ({', '.join(WORD_CORPORA)}) or {CHARACTERS}: the characters of data.path",
+        choices=(*WORD_CORPORA, CHARACTERS),
+    )
     path: str | None = setting(None, "the UTF-8 text file of data.dataset=chars")
-    val_fraction: float = setting(0.05, "chars: the share of the file after the training part, for validation",
-                                  minimum=0.0, maximum=1.0, low_open=True)
-    test_fraction: float = setting(0.05, "chars: the share at the end of the file, for test", minimum=0.0,
-                                   maximum=1.0, low_open=True)
+    val_fraction: float = setting(
+        0.05,
+        "chars: the share of the file after the training part, for validation",
+        minimum=0.0,
+        maximum=1.0,
+        low_open=True,
+    )
+    test_fraction: float = setting(
+        0.05, "chars: the share at the end of the file, for test", minimum=0.0, maximum=1.0, low_open=True
+    )
     batch_size: int = setting(20, "parallel streams of text in training", minimum=1)
     eval_batch_size: int | None = setting(10, "streams in validation and test; null: batch_size", minimum=1)
-    bptt: int = setting(35, "steps per window; the hidden state carries over (detached) into the next window",
-                        minimum=1)
+    bptt: int = setting(
+        35, "steps per window; the hidden state carries over (detached) into the next window", minimum=1
+    )
 
     def check(self) -> None:
         if self.dataset == CHARACTERS and not self.path:
             raise ConfigError("task=chars needs a text file: add data.path=/path/to/file.txt")
         if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError(f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction} "
-                              f"are impossible; each must be in (0, 1) and together below 1 (e.g. 0.05 and 0.05)")
+            raise ConfigError(
+                f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction} "
+                f"are impossible; each must be in (0, 1) and together below 1 (e.g. 0.05 and 0.05)"
+            )
 
 
 @dataclass
@@ -94,8 +116,12 @@ class LanguageModelTask(Task):
         data = self.data_config
         if data.dataset in WORD_CORPORA:
             return {"dataset": data.dataset, "level": "word"}
-        return {"dataset": CHARACTERS, "level": "char", "val_fraction": data.val_fraction,
-                "test_fraction": data.test_fraction}
+        return {
+            "dataset": CHARACTERS,
+            "level": "char",
+            "val_fraction": data.val_fraction,
+            "test_fraction": data.test_fraction,
+        }
 
     # -- data -------------------------------------------------------------------------------
     def _sources(self, settings: dict[str, Any]) -> dict[str, Path]:
@@ -109,8 +135,10 @@ class LanguageModelTask(Task):
 
     def check_config(self) -> None:
         if self.model_config.pretrained_vectors and self.data_config.dataset == CHARACTERS:
-            raise ConfigError(f"model.pretrained_vectors={self.model_config.pretrained_vectors} holds word vectors, "
-                              f"but data.dataset={CHARACTERS} models characters; drop model.pretrained_vectors")
+            raise ConfigError(
+                f"model.pretrained_vectors={self.model_config.pretrained_vectors} holds word vectors, "
+                f"but data.dataset={CHARACTERS} models characters; drop model.pretrained_vectors"
+            )
 
     def prepare(self) -> TaskData:
         settings = self._settings()
@@ -145,7 +173,7 @@ class LanguageModelTask(Task):
             "tokens train / val / test": " / ".join(f"{len(entry[split]):,}" for split in ("train", "val", "test")),
             "vocabulary": f"{len(vocabulary):,} {'words' if settings['level'] == 'word' else 'characters'}",
             "train layout": f"{train.inputs.shape[0]} streams x {train.inputs.shape[1]:,} steps, "
-                            f"{len(loaders['train']):,} windows of {data.bptt}",
+            f"{len(loaders['train']):,} windows of {data.bptt}",
         }
         return TaskData(loaders["train"], loaders["val"], loaders["test"], artifacts, summary)
 
@@ -166,8 +194,9 @@ class LanguageModelTask(Task):
         entry: dict[str, Any] = {"vocabulary": vocabulary, "unknown": unknown}
         for split in ("train", "val", "test"):
             if len(tokens[split]) < 2:
-                raise DataError(f"{where[split]} holds {len(tokens[split])} token(s); at least 2 are needed to "
-                                f"predict one")
+                raise DataError(
+                    f"{where[split]} holds {len(tokens[split])} token(s); at least 2 are needed to predict one"
+                )
             entry[split] = encode(tokens[split], vocabulary, unknown)
         return entry
 
@@ -186,30 +215,50 @@ class LanguageModelTask(Task):
     @classmethod
     def add_predict_options(cls, group) -> None:
         group.add_argument("--temperature", type=float, help="below 1 sharpens, above 1 flattens (default 1)")
-        group.add_argument("--top-k", type=int, help="list the K most likely next tokens and sample only among the "
-                                                     "K most likely at each step; 1 is greedy (default 10)")
+        group.add_argument(
+            "--top-k",
+            type=int,
+            help="list the K most likely next tokens and sample only among the "
+            "K most likely at each step; 1 is greedy (default 10)",
+        )
         group.add_argument("--length", type=int, help="tokens to sample (default 30 words or 200 characters)")
         group.add_argument("--seed", type=int, help="the same seed gives the same continuation (default: random)")
 
     @classmethod
     def add_evaluate_options(cls, group) -> None:
-        group.add_argument("--cache-size", type=int,
-                           help="remember this many earlier hidden states per stream (e.g. 2000): a continuous cache")
+        group.add_argument(
+            "--cache-size",
+            type=int,
+            help="remember this many earlier hidden states per stream (e.g. 2000): a continuous cache",
+        )
         group.add_argument("--cache-theta", type=float, help="how sharply the cache points (default 0.3)")
         group.add_argument("--cache-lambda", type=float, help="the cache's weight in the mixture (default 0.1)")
-        group.add_argument("--tune-cache", action="store_const", const=True,
-                           help=f"choose theta in {CACHE_THETAS}, then lambda in {(FIRST_LAMBDA, *CACHE_LAMBDAS)}, "
-                                f"on val (needs --cache-size)")
+        group.add_argument(
+            "--tune-cache",
+            action="store_const",
+            const=True,
+            help=f"choose theta in {CACHE_THETAS}, then lambda in {(FIRST_LAMBDA, *CACHE_LAMBDAS)}, "
+            f"on val (needs --cache-size)",
+        )
 
-    def check_evaluation_options(self, *, cache_size: int | None = None, tune_cache: bool | None = None,
-                                 **options: Any) -> None:
+    def check_evaluation_options(
+        self, *, cache_size: int | None = None, tune_cache: bool | None = None, **options: Any
+    ) -> None:
         if tune_cache and not cache_size:
             raise ConfigError("--tune-cache needs --cache-size N (e.g. 2000): how many states the cache remembers")
 
-    def configure_evaluation(self, model: nn.Module, data: TaskData, device: torch.device, *,
-                             cache_size: int | None = None, cache_theta: float | None = None,
-                             cache_lambda: float | None = None, tune_cache: bool | None = None,
-                             **options: Any) -> dict[str, Any]:
+    def configure_evaluation(
+        self,
+        model: nn.Module,
+        data: TaskData,
+        device: torch.device,
+        *,
+        cache_size: int | None = None,
+        cache_theta: float | None = None,
+        cache_lambda: float | None = None,
+        tune_cache: bool | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
         """With a cache size: evaluate with a continuous cache of (size, theta, lambda), or with
         `tune_cache` the theta and lambda that are best on validation (a grid, one pass each: theta
         along its grid with lambda at 0.1, then lambda along its grid with the best theta, and
@@ -275,8 +324,14 @@ class LanguageModelTask(Task):
         model.eval()
         try:
             start = artifacts["vocabulary"].index(artifacts["start"])
-            samples = sample(model, [start], SAMPLE_LENGTH[artifacts["level"]], num_samples=NUM_EXAMPLES,
-                             top_k=artifacts["vocab_size"], generator=torch.Generator().manual_seed(self.cfg.seed))
+            samples = sample(
+                model,
+                [start],
+                SAMPLE_LENGTH[artifacts["level"]],
+                num_samples=NUM_EXAMPLES,
+                top_k=artifacts["vocab_size"],
+                generator=torch.Generator().manual_seed(self.cfg.seed),
+            )
         finally:
             model.train(was_training)
         blocks = []
@@ -287,15 +342,27 @@ class LanguageModelTask(Task):
         return {"samples": "\n\n".join(blocks)}
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, *, temperature: float = 1.0,
-                top_k: int = 10, length: int | None = None, seed: int | None = None, **options) -> dict[str, Any]:
+    def predict(
+        self,
+        model: nn.Module,
+        artifacts: dict[str, Any],
+        text: str,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 10,
+        length: int | None = None,
+        seed: int | None = None,
+        **options,
+    ) -> dict[str, Any]:
         """The `top_k` most likely next tokens after `text` and a sampled continuation of `length`
         tokens (drawn from the `top_k` most likely at each step; top_k=1 is greedy). Options
         other tasks use are ignored."""
         length = SAMPLE_LENGTH[artifacts["level"]] if length is None else length
         if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ConfigError(f"temperature={temperature} is impossible; it must be > 0 (below 1 sharpens, "
-                              f"above 1 flattens the distribution)")
+            raise ConfigError(
+                f"temperature={temperature} is impossible; it must be > 0 (below 1 sharpens, "
+                f"above 1 flattens the distribution)"
+            )
         require_int("top_k", top_k)  # 1 = greedy
         require_int("length", length, minimum=0)
         model.eval()
@@ -319,12 +386,15 @@ class LanguageModelTask(Task):
             generator.seed()
         else:
             generator.manual_seed(seed)
-        continuation = sample(model, context, length, temperature=float(temperature), top_k=top_k,
-                              generator=generator)[0]
+        continuation = sample(model, context, length, temperature=float(temperature), top_k=top_k, generator=generator)[
+            0
+        ]
         return {
             "text": text,
-            "next": [{"token": vocabulary[i], "probability": round(float(p), 4)}
-                     for p, i in zip(top.values.tolist(), top.indices.tolist())],
+            "next": [
+                {"token": vocabulary[i], "probability": round(float(p), 4)}
+                for p, i in zip(top.values.tolist(), top.indices.tolist())
+            ],
             "continuation": self._render(continuation, artifacts),
             "unknown": unknown,
             "temperature": temperature,

@@ -21,10 +21,10 @@ from torch import nn
 from seqmodels.data import conll
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_report
 from seqmodels.data.cache import cache_key, cached
+from seqmodels.data.config import DataConfig
 from seqmodels.data.pretrained import extend
 from seqmodels.data.text import PAD, UNK, UNK_ID, flatten
 from seqmodels.data.vocab import Vocabulary
-from seqmodels.data.config import DataConfig
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import TaggerConfig
 from seqmodels.schema import setting
@@ -45,9 +45,13 @@ class NerData(DataConfig):
     batch_size: int = setting(32, "sentences (or document runs) per training batch", minimum=1)
     min_freq: int = setting(2, "rarer training words map to <unk>, so <unk> is trained for unseen words", minimum=1)
     lowercase: bool = setting(False, "lowercase words (capitals mark names; the character CNN sees them either way)")
-    context_tokens: int = setting(0, "0: every sentence is an example. N > 0: consecutive sentences of one document, "
-                                     "up to N tokens, are read as one sequence; entities are still scored sentence "
-                                     "by sentence", minimum=0)
+    context_tokens: int = setting(
+        0,
+        "0: every sentence is an example. N > 0: consecutive sentences of one document, "
+        "up to N tokens, are read as one sequence; entities are still scored sentence "
+        "by sentence",
+        minimum=0,
+    )
 
 
 @dataclass
@@ -108,9 +112,11 @@ class NerTask(Task):
 
     def check_config(self) -> None:
         if self.model_config.singleton_dropout > 0 and self.data_config.min_freq > 1:
-            raise ConfigError(f"model.singleton_dropout needs words seen once in the vocabulary, but "
-                              f"data.min_freq={self.data_config.min_freq} already maps them to <unk>; set "
-                              f"data.min_freq=1")
+            raise ConfigError(
+                f"model.singleton_dropout needs words seen once in the vocabulary, but "
+                f"data.min_freq={self.data_config.min_freq} already maps them to <unk>; set "
+                f"data.min_freq=1"
+            )
 
     def _settings(self) -> dict[str, Any]:
         """What the cached data depends on."""
@@ -125,15 +131,23 @@ class NerTask(Task):
         vectors = read_vectors(self.model_config, data)
         candidates = unseen_word_candidates(vectors, self.model_config, lowercase=settings["lowercase"])
         vector_files, vector_settings = vocabulary_sources(vectors, candidates, self.model_config)
-        key = cache_key([*paths.values(), *vector_files], {**settings, "shapes": conll.SHAPES, "singletons": "counted",
-                                                           "documents": "kept", **vector_settings})
-        entry, _ = cached(Path(data.cache_dir), settings["dataset"], key,
-                          lambda: self._build_cache(paths, settings, candidates))
+        key = cache_key(
+            [*paths.values(), *vector_files],
+            {**settings, "shapes": conll.SHAPES, "singletons": "counted", "documents": "kept", **vector_settings},
+        )
+        entry, _ = cached(
+            Path(data.cache_dir), settings["dataset"], key, lambda: self._build_cache(paths, settings, candidates)
+        )
         frozen = entry.get("frozen_words", 0)
         if vectors is not None:
-            self.pretrained, _ = pretrained_rows(vectors, entry["words"], frozen=frozen,
-                                                 train_ids=entry["train"]["words"], specials=(PAD, UNK),
-                                                 lowercased_data=settings["lowercase"])
+            self.pretrained, _ = pretrained_rows(
+                vectors,
+                entry["words"],
+                frozen=frozen,
+                train_ids=entry["train"]["words"],
+                specials=(PAD, UNK),
+                lowercased_data=settings["lowercase"],
+            )
 
         context_tokens = data.context_tokens
 
@@ -163,8 +177,14 @@ class NerTask(Task):
                     batch_chars = torch.zeros(*tokens.shape, spelled.shape[1], dtype=torch.long)
                     batch_chars[real] = spelled
                 batch_shapes = pad_right([shapes[i] for i in indices])[0] if uses_shapes else None
-                return TaggingBatch(tokens, lengths, tag_ids, batch_chars, batch_shapes,
-                                    [sentences[i] for i in indices] if context_tokens else None)
+                return TaggingBatch(
+                    tokens,
+                    lengths,
+                    tag_ids,
+                    batch_chars,
+                    batch_shapes,
+                    [sentences[i] for i in indices] if context_tokens else None,
+                )
 
             sampler = BucketBatchSampler(words.lengths(), data.batch_size, shuffle=shuffle, seed=self.cfg.seed)
             return BatchLoader(sampler, make_batch)
@@ -179,17 +199,25 @@ class NerTask(Task):
             "entities train": ", ".join(f"{k} {v:,}" for k, v in sorted(stats["train"]["entities"].items())),
             "tags": f"{len(entry['tags'])} ({' '.join(entry['tags'])})",
             "vocabulary": f"{len(entry['words']) - frozen:,} words (min_freq {settings['min_freq']}), "
-                          f"{len(entry['chars']):,} characters"
-                          + (f"; {frozen:,} pretrained words beyond them" if frozen else ""),
+            f"{len(entry['chars']):,} characters" + (f"; {frozen:,} pretrained words beyond them" if frozen else ""),
             "unknown words val / test": " / ".join(f"{stats[s]['unknown']:.1%}" for s in ("val", "test")),
             "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
-            "examples": (f"runs of sentences of one document, up to {context_tokens} tokens: "
-                         f"{len(train.sampler.lengths):,} in training" if context_tokens else "sentences"),
+            "examples": (
+                f"runs of sentences of one document, up to {context_tokens} tokens: "
+                f"{len(train.sampler.lengths):,} in training"
+                if context_tokens
+                else "sentences"
+            ),
             **padding_report(train_lengths, train.sampler),
         }
-        artifacts = {"words": entry["words"], "chars": entry["chars"], "tags": entry["tags"],
-                     "lowercase": settings["lowercase"], "singletons_from": entry["singletons_from"],
-                     **({"frozen_words": frozen} if frozen else {})}
+        artifacts = {
+            "words": entry["words"],
+            "chars": entry["chars"],
+            "tags": entry["tags"],
+            "lowercase": settings["lowercase"],
+            "singletons_from": entry["singletons_from"],
+            **({"frozen_words": frozen} if frozen else {}),
+        }
         return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
 
     @staticmethod
@@ -217,33 +245,51 @@ class NerTask(Task):
         tags = [OUTSIDE, *sorted(tag_names - {OUTSIDE})]  # O is id 0, the value padding positions hold
         tag_ids = {tag: i for i, tag in enumerate(tags)}
         vocabularies = Vocabularies(words, chars, settings["lowercase"], lowercase_fallback=bool(beyond))
-        entry: dict[str, Any] = {"words": words.strings, "chars": chars.strings, "tags": tags, "stats": {},
-                                 # most frequent first, so the words seen once are the ids from here on
-                                 "singletons_from": next((i for i, w in enumerate(words.strings[:trainable])
-                                                          if i > UNK_ID and counts[w] == 1), trainable),
-                                 "frozen_words": len(beyond)}
+        entry: dict[str, Any] = {
+            "words": words.strings,
+            "chars": chars.strings,
+            "tags": tags,
+            "stats": {},
+            # most frequent first, so the words seen once are the ids from here on
+            "singletons_from": next(
+                (i for i, w in enumerate(words.strings[:trainable]) if i > UNK_ID and counts[w] == 1), trainable
+            ),
+            "frozen_words": len(beyond),
+        }
         for name in SPLITS:
             word_ids = [vocabularies.word_ids(s.words) for s in sentences[name]]
             flat_words, offsets = flatten(word_ids)
             flat_chars, char_offsets = flatten([ids for s in sentences[name] for ids in vocabularies.char_ids(s.words)])
-            entry[name] = {"words": flat_words, "offsets": offsets,
-                           "tags": flatten([[tag_ids[t] for t in s.tags] for s in sentences[name]])[0],
-                           "chars": flat_chars, "char_offsets": char_offsets,
-                           "shapes": flatten([vocabularies.shape_ids(s.words) for s in sentences[name]])[0],
-                           "documents": torch.tensor([s.document for s in sentences[name]])}
+            entry[name] = {
+                "words": flat_words,
+                "offsets": offsets,
+                "tags": flatten([[tag_ids[t] for t in s.tags] for s in sentences[name]])[0],
+                "chars": flat_chars,
+                "char_offsets": char_offsets,
+                "shapes": flatten([vocabularies.shape_ids(s.words) for s in sentences[name]])[0],
+                "documents": torch.tensor([s.document for s in sentences[name]]),
+            }
             entities = Counter(span.type for s in sentences[name] for span in conll.entity_spans(s.tags))
-            entry["stats"][name] = {"sentences": len(sentences[name]), "tokens": int(offsets[-1]),
-                                    "entities": dict(entities),
-                                    "unknown": float((flat_words == UNK_ID).float().mean())}
+            entry["stats"][name] = {
+                "sentences": len(sentences[name]),
+                "tokens": int(offsets[-1]),
+                "entities": dict(entities),
+                "unknown": float((flat_words == UNK_ID).float().mean()),
+            }
         return entry
 
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
         return self.model_config.build(
-            len(artifacts["words"]), len(artifacts["tags"]), num_chars=len(artifacts["chars"]),
-            num_shapes=len(conll.SHAPES), unk_id=UNK_ID,
+            len(artifacts["words"]),
+            len(artifacts["tags"]),
+            num_chars=len(artifacts["chars"]),
+            num_shapes=len(conll.SHAPES),
+            unk_id=UNK_ID,
             singletons_from=artifacts.get("singletons_from", len(artifacts["words"])),
-            forbidden=conll.forbidden_iob2(artifacts["tags"]), frozen_words=artifacts.get("frozen_words", 0),
-            pretrained=self.pretrained)
+            forbidden=conll.forbidden_iob2(artifacts["tags"]),
+            frozen_words=artifacts.get("frozen_words", 0),
+            pretrained=self.pretrained,
+        )
 
     @staticmethod
     def _emissions_and_loss(model: nn.Module, batch: TaggingBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,9 +307,11 @@ class NerTask(Task):
         predicted = model.decode(emissions, batch.lengths).cpu().tolist()
         gold = batch.tags.cpu().tolist()
         sentences = batch.sentences or [[n] for n in lengths]
-        details = [(g[start:start + n], p[start:start + n])
-                   for g, p, row in zip(gold, predicted, sentences)
-                   for start, n in zip(itertools.accumulate(row, initial=0), row)]
+        details = [
+            (g[start : start + n], p[start : start + n])
+            for g, p, row in zip(gold, predicted, sentences)
+            for start, n in zip(itertools.accumulate(row, initial=0), row)
+        ]
         return StepOutput(loss, sum(lengths), len(lengths), details)
 
     def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
@@ -272,13 +320,20 @@ class NerTask(Task):
             return {"f1": float("nan"), "precision": float("nan"), "recall": float("nan"), "loss": float("nan")}
         names = artifacts["tags"]
         pairs = [pair for o in outputs for pair in o.details]
-        scores = entity_scores(([names[i] for i in gold] for gold, _ in pairs),
-                               ([names[i] for i in predicted] for _, predicted in pairs),
-                               types=(tag[2:] for tag in names if tag != OUTSIDE))
+        scores = entity_scores(
+            ([names[i] for i in gold] for gold, _ in pairs),
+            ([names[i] for i in predicted] for _, predicted in pairs),
+            types=(tag[2:] for tag in names if tag != OUTSIDE),
+        )
         # the loss is a mean per token, so batches weigh by their tokens
         loss = sum(float(o.loss) * o.num_tokens for o in outputs) / tokens
-        return {"f1": scores.pop("f1"), "precision": scores.pop("precision"), "recall": scores.pop("recall"),
-                "loss": loss, **scores}
+        return {
+            "f1": scores.pop("f1"),
+            "precision": scores.pop("precision"),
+            "recall": scores.pop("recall"),
+            "loss": loss,
+            **scores,
+        }
 
     @torch.no_grad()
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
@@ -287,8 +342,12 @@ class NerTask(Task):
         words = [match.group() for match in matches]
         if not words:
             return {"tokens": [], "tags": [], "entities": []}
-        vocabularies = Vocabularies(Vocabulary(artifacts["words"]), Vocabulary(artifacts["chars"]),
-                                    artifacts["lowercase"], lowercase_fallback=artifacts.get("frozen_words", 0) > 0)
+        vocabularies = Vocabularies(
+            Vocabulary(artifacts["words"]),
+            Vocabulary(artifacts["chars"]),
+            artifacts["lowercase"],
+            lowercase_fallback=artifacts.get("frozen_words", 0) > 0,
+        )
         device = next(model.parameters()).device
         tokens, lengths = pad_right([torch.tensor(vocabularies.word_ids(words))])
         chars, _ = pad_right([torch.tensor(ids) for ids in vocabularies.char_ids(words)])
@@ -296,6 +355,13 @@ class NerTask(Task):
         tokens, lengths, chars = tokens.to(device), lengths.to(device), chars.unsqueeze(0).to(device)
         predicted = model.decode(model(tokens, lengths, chars, shapes), lengths)[0].tolist()
         tags = [artifacts["tags"][i] for i in predicted]
-        entities = [{"text": text[matches[span.start].start():matches[span.end - 1].end()], "type": span.type,
-                     "start": span.start, "end": span.end} for span in conll.entity_spans(tags)]
+        entities = [
+            {
+                "text": text[matches[span.start].start() : matches[span.end - 1].end()],
+                "type": span.type,
+                "start": span.start,
+                "end": span.end,
+            }
+            for span in conll.entity_spans(tags)
+        ]
         return {"tokens": words, "tags": tags, "entities": entities}

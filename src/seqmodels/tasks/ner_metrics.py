@@ -22,8 +22,9 @@ def _f1(correct: int, predicted: int, gold: int) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
-def entity_scores(gold: Iterable[Sequence[str]], predicted: Iterable[Sequence[str]],
-                  types: Iterable[str] = ()) -> dict[str, float]:
+def entity_scores(
+    gold: Iterable[Sequence[str]], predicted: Iterable[Sequence[str]], types: Iterable[str] = ()
+) -> dict[str, float]:
     """Scores over sentences of gold and predicted tags (IOB1 or IOB2): `precision`,
     `recall`, `f1`, and `f1_<TYPE>` for each type in `types` or in the data."""
     counts = {"gold": Counter(), "predicted": Counter(), "correct": Counter()}

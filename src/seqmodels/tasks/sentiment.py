@@ -15,11 +15,19 @@ from torch import nn
 from seqmodels.data import imdb
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_report
 from seqmodels.data.cache import cache_key, cached
-from seqmodels.data.splits import seeded_split
-from seqmodels.data.pretrained import extend
-from seqmodels.data.text import (PAD, UNK, WHITESPACE_TOKEN, encode, extend_vocabulary, flatten, tokenizer_from_json,
-                                 train_word_tokenizer)
 from seqmodels.data.config import DataConfig
+from seqmodels.data.pretrained import extend
+from seqmodels.data.splits import seeded_split
+from seqmodels.data.text import (
+    PAD,
+    UNK,
+    WHITESPACE_TOKEN,
+    encode,
+    extend_vocabulary,
+    flatten,
+    tokenizer_from_json,
+    train_word_tokenizer,
+)
 from seqmodels.models import ClassifierConfig
 from seqmodels.schema import setting
 from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
@@ -38,11 +46,16 @@ class SentimentData(DataConfig):
     vocab_size: int = setting(30000, "most frequent training words kept (plus <pad>, <unk>)", minimum=1)
     min_freq: int = setting(2, "rarer words map to <unk>", minimum=1)
     max_length: int | None = setting(400, "tokens kept per review; longer reviews are cut; null: all", minimum=1)
-    keep: str = setting("head", "head: the first max_length tokens | tail: the last ones", choices=("head", "tail"),
-                        hint=" (head: first tokens, tail: last tokens)")
+    keep: str = setting(
+        "head",
+        "head: the first max_length tokens | tail: the last ones",
+        choices=("head", "tail"),
+        hint=" (head: first tokens, tail: last tokens)",
+    )
     lowercase: bool = setting(True, "lowercase every review before tokenizing")
-    val_fraction: float = setting(0.1, "of the training reviews, held out for validation", minimum=0.0,
-                                  maximum=1.0, low_open=True)
+    val_fraction: float = setting(
+        0.1, "of the training reviews, held out for validation", minimum=0.0, maximum=1.0, low_open=True
+    )
     split_seed: int = setting(1234, "seeds the validation split, which does not move with `seed`", minimum=0)
 
 
@@ -70,8 +83,19 @@ class SentimentTask(Task):
     def _settings(self) -> dict[str, Any]:
         """What the cached data depends on."""
         settings = asdict(self.data_config)
-        return {k: settings[k] for k in ("dataset", "vocab_size", "min_freq", "max_length", "keep", "lowercase",
-                                         "val_fraction", "split_seed")}
+        return {
+            k: settings[k]
+            for k in (
+                "dataset",
+                "vocab_size",
+                "min_freq",
+                "max_length",
+                "keep",
+                "lowercase",
+                "val_fraction",
+                "split_seed",
+            )
+        }
 
     def prepare(self) -> TaskData:
         settings = self._settings()
@@ -79,20 +103,32 @@ class SentimentTask(Task):
         reader = DATASETS[settings["dataset"]]
         source = reader.locate(Path(data.root), allow_download=data.download)
         vectors = read_vectors(self.model_config, data)
-        candidates = unseen_word_candidates(vectors, self.model_config, lowercase=settings["lowercase"],
-                                            token_pattern=WHITESPACE_TOKEN)
+        candidates = unseen_word_candidates(
+            vectors, self.model_config, lowercase=settings["lowercase"], token_pattern=WHITESPACE_TOKEN
+        )
         vector_files, vector_settings = vocabulary_sources(vectors, candidates, self.model_config)
         key = cache_key([source, *vector_files], {**settings, **vector_settings})
-        entry, _ = cached(Path(data.cache_dir), settings["dataset"], key,
-                          lambda: self._build_cache(reader, source, settings, candidates))
+        entry, _ = cached(
+            Path(data.cache_dir),
+            settings["dataset"],
+            key,
+            lambda: self._build_cache(reader, source, settings, candidates),
+        )
         frozen = entry.get("frozen_words", 0)
         if vectors is not None:
             words = sorted(_tokenizer(entry["tokenizer"]).get_vocab().items(), key=lambda item: item[1])
-            self.pretrained, _ = pretrained_rows(vectors, [word for word, _ in words], frozen=frozen,
-                                                 train_ids=entry["train"]["flat"], specials=(PAD, UNK),
-                                                 lowercased_data=settings["lowercase"])
-        splits = {name: (RaggedIds(entry[name]["flat"], entry[name]["offsets"]), entry[name]["labels"])
-                  for name in ("train", "val", "test")}
+            self.pretrained, _ = pretrained_rows(
+                vectors,
+                [word for word, _ in words],
+                frozen=frozen,
+                train_ids=entry["train"]["flat"],
+                specials=(PAD, UNK),
+                lowercased_data=settings["lowercase"],
+            )
+        splits = {
+            name: (RaggedIds(entry[name]["flat"], entry[name]["offsets"]), entry[name]["labels"])
+            for name in ("train", "val", "test")
+        }
 
         def loader(name: str, shuffle: bool) -> BatchLoader:
             ids, labels = splits[name]
@@ -109,15 +145,20 @@ class SentimentTask(Task):
         summary = {
             "dataset": f"{settings['dataset']} ({source})",
             **{f"{name} examples": len(splits[name][1]) for name in ("train", "val", "test")},
-            "vocabulary": entry["vocab_size"] if not frozen else
-                          f"{entry['vocab_size'] - frozen:,} words; {frozen:,} pretrained words beyond them",
+            "vocabulary": entry["vocab_size"]
+            if not frozen
+            else f"{entry['vocab_size'] - frozen:,} words; {frozen:,} pretrained words beyond them",
             "train tokens": int(train_lengths.sum()),
             "mean / max length": f"{train_lengths.float().mean():.1f} / {int(train_lengths.max())}",
             "truncated to max_length": f"{entry['truncated']:.1%}",
             **padding_report(train_lengths, train.sampler),
         }
-        artifacts = {"tokenizer": entry["tokenizer"], "labels": LABEL_NAMES[settings["dataset"]],
-                     "vocab_size": entry["vocab_size"], **({"frozen_words": frozen} if frozen else {})}
+        artifacts = {
+            "tokenizer": entry["tokenizer"],
+            "labels": LABEL_NAMES[settings["dataset"]],
+            "vocab_size": entry["vocab_size"],
+            **({"frozen_words": frozen} if frozen else {}),
+        }
         return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
 
     @staticmethod
@@ -125,26 +166,36 @@ class SentimentTask(Task):
         """`candidates`: pretrained words to keep beyond the training vocabulary (`tasks.vectors`)."""
         log.info("reading %s (once; later runs load the cache)", source)
         splits = reader.read(source)
-        train_index, val_index = seeded_split(len(splits["train"].texts), settings["val_fraction"],
-                                              settings["split_seed"])
-        texts = {"train": [splits["train"].texts[i] for i in train_index],
-                 "val": [splits["train"].texts[i] for i in val_index],
-                 "test": splits["test"].texts}
-        labels = {"train": torch.tensor(splits["train"].labels)[train_index],
-                  "val": torch.tensor(splits["train"].labels)[val_index],
-                  "test": torch.tensor(splits["test"].labels)}
+        train_index, val_index = seeded_split(
+            len(splits["train"].texts), settings["val_fraction"], settings["split_seed"]
+        )
+        texts = {
+            "train": [splits["train"].texts[i] for i in train_index],
+            "val": [splits["train"].texts[i] for i in val_index],
+            "test": splits["test"].texts,
+        }
+        labels = {
+            "train": torch.tensor(splits["train"].labels)[train_index],
+            "val": torch.tensor(splits["train"].labels)[val_index],
+            "test": torch.tensor(splits["test"].labels),
+        }
         # The vocabulary comes from the training part only: validation and test words it
         # has not seen map to <unk>, as they would for a user's new text.
-        tokenizer = train_word_tokenizer(texts["train"], vocab_size=settings["vocab_size"],
-                                         min_freq=settings["min_freq"], lowercase=settings["lowercase"])
+        tokenizer = train_word_tokenizer(
+            texts["train"],
+            vocab_size=settings["vocab_size"],
+            min_freq=settings["min_freq"],
+            lowercase=settings["lowercase"],
+        )
         full_lengths = torch.tensor([len(e.ids) for e in tokenizer.encode_batch(texts["train"])])
         # Pretrained words training never saw come after its words, so a validation, test or user's
         # word that the vectors know gets its vector: the vocabulary still comes from training alone.
         beyond = extend(list(tokenizer.get_vocab()), candidates)
         extend_vocabulary(tokenizer, beyond)
         if settings["max_length"]:
-            tokenizer.enable_truncation(settings["max_length"],
-                                        direction="right" if settings["keep"] == "head" else "left")
+            tokenizer.enable_truncation(
+                settings["max_length"], direction="right" if settings["keep"] == "head" else "left"
+            )
         entry: dict[str, Any] = {
             "tokenizer": tokenizer.to_str(),
             "vocab_size": tokenizer.get_vocab_size(),
@@ -157,8 +208,12 @@ class SentimentTask(Task):
         return entry
 
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        return self.model_config.build(artifacts["vocab_size"], len(artifacts["labels"]),
-                                       frozen_words=artifacts.get("frozen_words", 0), pretrained=self.pretrained)
+        return self.model_config.build(
+            artifacts["vocab_size"],
+            len(artifacts["labels"]),
+            frozen_words=artifacts.get("frozen_words", 0),
+            pretrained=self.pretrained,
+        )
 
     def step(self, model: nn.Module, batch: SentimentBatch) -> StepOutput:
         logits = model(batch.tokens, batch.lengths)
@@ -170,17 +225,25 @@ class SentimentTask(Task):
         total = sum(o.num_examples for o in outputs)
         if total == 0:
             return {"accuracy": float("nan"), "loss": float("nan")}
-        return {"accuracy": sum(o.details for o in outputs) / total,
-                "loss": sum(float(o.loss) * o.num_examples for o in outputs) / total}
+        return {
+            "accuracy": sum(o.details for o in outputs) / total,
+            "loss": sum(float(o.loss) * o.num_examples for o in outputs) / total,
+        }
 
     @torch.no_grad()
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
         model.eval()
-        ids = torch.tensor(encode(_tokenizer(artifacts["tokenizer"]), [text],
-                                  lowercase_fallback=artifacts.get("frozen_words", 0) > 0)[0])
+        ids = torch.tensor(
+            encode(_tokenizer(artifacts["tokenizer"]), [text], lowercase_fallback=artifacts.get("frozen_words", 0) > 0)[
+                0
+            ]
+        )
         tokens, lengths = pad_right([ids])
         device = next(model.parameters()).device
         probabilities = model(tokens.to(device), lengths.to(device)).softmax(-1)[0].cpu()
         best = int(probabilities.argmax())
-        return {"label": artifacts["labels"][best], "probability": round(float(probabilities[best]), 4),
-                "probabilities": {name: round(float(p), 4) for name, p in zip(artifacts["labels"], probabilities)}}
+        return {
+            "label": artifacts["labels"][best],
+            "probability": round(float(probabilities[best]), 4),
+            "probabilities": {name: round(float(p), 4) for name, p in zip(artifacts["labels"], probabilities)},
+        }

@@ -32,8 +32,7 @@ from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, 
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.config import DataConfig
 from seqmodels.data.parallel import read_parallel
-from seqmodels.data.subword import (BOS_ID, EOS_ID, MODELS, decode_ids, encode_texts, pieces,
-                                    train_subword_tokenizer)
+from seqmodels.data.subword import BOS_ID, EOS_ID, MODELS, decode_ids, encode_texts, pieces, train_subword_tokenizer
 from seqmodels.data.text import PAD_ID, flatten, tokenizer_from_json
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models.search import beam_search, greedy_search
@@ -53,17 +52,18 @@ SHOWCASE_MAX_WORDS = 14
 
 @dataclass
 class TranslationData(DataConfig):
-    dataset: str = setting("multi30k", "multi30k | files: DIR/{train,val,test}.{source,target}[.gz] of data.path",
-                           choices=DATASETS)
+    dataset: str = setting(
+        "multi30k", "multi30k | files: DIR/{train,val,test}.{source,target}[.gz] of data.path", choices=DATASETS
+    )
     source: str = setting("de", "the source language (multi30k: en, de or fr; files: the source files' suffix)")
     target: str = setting("en", "the target language (as data.source)")
     path: str | None = setting(None, "files: the folder of the parallel corpus")
     subword: str = setting("bpe", "bpe | unigram: how words are cut into pieces", choices=MODELS)
-    vocab: str = setting("separate", "separate: one subword vocabulary per language | joint: one for both",
-                         choices=("separate", "joint"))
+    vocab: str = setting(
+        "separate", "separate: one subword vocabulary per language | joint: one for both", choices=("separate", "joint")
+    )
     vocab_size: int = setting(5000, "pieces per vocabulary, <pad> <unk> <s> </s> included", minimum=8)
-    max_length: int = setting(100, "pieces kept per sentence; longer sentences are cut (counted at start)",
-                              minimum=1)
+    max_length: int = setting(100, "pieces kept per sentence; longer sentences are cut (counted at start)", minimum=1)
     batch_size: int = setting(64, "sentence pairs per training batch", minimum=1)
     eval_batch_size: int = setting(128, "sentences decoded together in validation and test", minimum=1)
 
@@ -71,12 +71,15 @@ class TranslationData(DataConfig):
         if self.dataset == "multi30k":
             for key, language in (("source", self.source), ("target", self.target)):
                 if language not in multi30k.LANGUAGES:
-                    raise ConfigError(f"data.{key}={language!r} is not a Multi30k language; use one of "
-                                      f"{list(multi30k.LANGUAGES)}")
+                    raise ConfigError(
+                        f"data.{key}={language!r} is not a Multi30k language; use one of {list(multi30k.LANGUAGES)}"
+                    )
         else:
             if not self.path:
-                raise ConfigError("task=translation needs a corpus: add data.path=DIR (a folder with "
-                                  "{train,val,test}.{source,target}, e.g. train.de and train.en)")
+                raise ConfigError(
+                    "task=translation needs a corpus: add data.path=DIR (a folder with "
+                    "{train,val,test}.{source,target}, e.g. train.de and train.en)"
+                )
             for key, language in (("source", self.source), ("target", self.target)):
                 if not language or "/" in language or language.startswith("."):
                     raise ConfigError(f"data.{key}={language!r} must be a file suffix such as de or en")
@@ -88,14 +91,20 @@ class TranslationData(DataConfig):
 class DecodeConfig(Section):
     """`decode.*`: how translations are generated for metrics and `predict.py`."""
 
-    beam_size: int = setting(5, "hypotheses kept per sentence in the final report, evaluate.py and predict.py; "
-                                "1: greedy", minimum=1)
-    val_beam_size: int = setting(1, "the same during training's validations, which pick the best epoch; "
-                                    "1: greedy (fast)", minimum=1)
-    length_penalty: float = setting(0.6, "alpha of ((5 + length) / 6) ** alpha, which divides a finished "
-                                         "hypothesis' log-probability; 0: none", minimum=0.0)
-    max_length_ratio: float = setting(1.5, "a translation has at most ratio x source pieces + max_length_extra",
-                                      minimum=0.0, low_open=True)
+    beam_size: int = setting(
+        5, "hypotheses kept per sentence in the final report, evaluate.py and predict.py; 1: greedy", minimum=1
+    )
+    val_beam_size: int = setting(
+        1, "the same during training's validations, which pick the best epoch; 1: greedy (fast)", minimum=1
+    )
+    length_penalty: float = setting(
+        0.6,
+        "alpha of ((5 + length) / 6) ** alpha, which divides a finished hypothesis' log-probability; 0: none",
+        minimum=0.0,
+    )
+    max_length_ratio: float = setting(
+        1.5, "a translation has at most ratio x source pieces + max_length_extra", minimum=0.0, low_open=True
+    )
     max_length_extra: int = setting(10, "see max_length_ratio", minimum=0)
 
 
@@ -115,8 +124,9 @@ def _tokenizer(serialized: str):
 
 def _locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Path, Path]]:
     if not folder.is_dir():
-        raise DataError(f"data.path={folder} is not a folder; point it at a folder with "
-                        f"{{train,val,test}}.{{{source},{target}}}")
+        raise DataError(
+            f"data.path={folder} is not a folder; point it at a folder with {{train,val,test}}.{{{source},{target}}}"
+        )
     found = {}
     for split in SPLITS:
         pair = []
@@ -124,8 +134,10 @@ def _locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Pat
             candidates = [folder / f"{split}.{language}", folder / f"{split}.{language}.gz"]
             path = next((c for c in candidates if c.is_file()), None)
             if path is None:
-                raise DataError(f"{folder} has no {split}.{language} (or {split}.{language}.gz); a parallel corpus "
-                                f"is {{train,val,test}}.{{{source},{target}}}, one sentence per line")
+                raise DataError(
+                    f"{folder} has no {split}.{language} (or {split}.{language}.gz); a parallel corpus "
+                    f"is {{train,val,test}}.{{{source},{target}}}, one sentence per line"
+                )
             pair.append(path.resolve())
         found[split] = (pair[0], pair[1])
     return found
@@ -152,8 +164,15 @@ class TranslationTask(Task):
     def _settings(self) -> dict[str, Any]:
         """What the cached data depends on."""
         data = self.data_config
-        return {"dataset": data.dataset, "source": data.source, "target": data.target, "subword": data.subword,
-                "vocab": data.vocab, "vocab_size": data.vocab_size, "max_length": data.max_length}
+        return {
+            "dataset": data.dataset,
+            "source": data.source,
+            "target": data.target,
+            "subword": data.subword,
+            "vocab": data.vocab,
+            "vocab_size": data.vocab_size,
+            "max_length": data.max_length,
+        }
 
     def _sources(self) -> dict[str, tuple[Path, Path]]:
         data = self.data_config
@@ -167,8 +186,9 @@ class TranslationTask(Task):
         sources = self._sources()
         files = [path for pair in sources.values() for path in pair]
         name = f"{settings['dataset']}-{data.source}-{data.target}"
-        entry, _ = cached(Path(data.cache_dir), name, cache_key(files, settings),
-                          lambda: self._build_cache(sources, settings))
+        entry, _ = cached(
+            Path(data.cache_dir), name, cache_key(files, settings), lambda: self._build_cache(sources, settings)
+        )
 
         def loader(split: str, shuffle: bool) -> BatchLoader:
             part = entry["splits"][split]
@@ -181,13 +201,19 @@ class TranslationTask(Task):
                 source, source_lengths = pad_right([source_ids[i] for i in indices])
                 target_in, _ = pad_right([torch.cat([bos, target_ids[i]]) for i in indices])
                 target_out, _ = pad_right([torch.cat([target_ids[i], eos]) for i in indices])
-                return TranslationBatch(source, source_lengths, target_in, target_out,
-                                        None if references is None else [references[i] for i in indices])
+                return TranslationBatch(
+                    source,
+                    source_lengths,
+                    target_in,
+                    target_out,
+                    None if references is None else [references[i] for i in indices],
+                )
 
             # sorted by both lengths together, so neither side of a batch is padded much
             lengths = source_ids.lengths() + target_ids.lengths()
-            sampler = BucketBatchSampler(lengths, data.batch_size if shuffle else data.eval_batch_size,
-                                         shuffle=shuffle, seed=self.cfg.seed)
+            sampler = BucketBatchSampler(
+                lengths, data.batch_size if shuffle else data.eval_batch_size, shuffle=shuffle, seed=self.cfg.seed
+            )
             return BatchLoader(sampler, make_batch)
 
         train = loader("train", shuffle=True)
@@ -201,18 +227,30 @@ class TranslationTask(Task):
             "pairs": ", ".join(f"{split} {stats[split]['pairs']:,}" for split in stats),
             "skipped (an empty side)": ", ".join(f"{split} {stats[split]['skipped']}" for split in stats),
             f"cut to max_length {data.max_length}": ", ".join(f"{split} {stats[split]['cut']}" for split in stats),
-            "vocabulary": (f"{data.subword} {data.vocab}: {entry['source_vocab_size']:,} source / "
-                           f"{entry['target_vocab_size']:,} target pieces"),
-            "pieces per sentence (train)": (f"source {source_lengths.float().mean():.1f} (max "
-                                            f"{int(source_lengths.max())}), target {target_lengths.float().mean():.1f}"
-                                            f" (max {int(target_lengths.max())})"),
-            "padding, bucketed batches": (f"source {padding_fraction(source_lengths, batches):.1%}, target "
-                                          f"{padding_fraction(target_lengths + 1, batches):.1%}"),
+            "vocabulary": (
+                f"{data.subword} {data.vocab}: {entry['source_vocab_size']:,} source / "
+                f"{entry['target_vocab_size']:,} target pieces"
+            ),
+            "pieces per sentence (train)": (
+                f"source {source_lengths.float().mean():.1f} (max "
+                f"{int(source_lengths.max())}), target {target_lengths.float().mean():.1f}"
+                f" (max {int(target_lengths.max())})"
+            ),
+            "padding, bucketed batches": (
+                f"source {padding_fraction(source_lengths, batches):.1%}, target "
+                f"{padding_fraction(target_lengths + 1, batches):.1%}"
+            ),
         }
-        artifacts = {"source_tokenizer": entry["source_tokenizer"], "target_tokenizer": entry["target_tokenizer"],
-                     "source_vocab_size": entry["source_vocab_size"], "target_vocab_size": entry["target_vocab_size"],
-                     "source": data.source, "target": data.target, "max_length": data.max_length,
-                     "showcase": entry["showcase"]}
+        artifacts = {
+            "source_tokenizer": entry["source_tokenizer"],
+            "target_tokenizer": entry["target_tokenizer"],
+            "source_vocab_size": entry["source_vocab_size"],
+            "target_vocab_size": entry["target_vocab_size"],
+            "source": data.source,
+            "target": data.target,
+            "max_length": data.max_length,
+            "showcase": entry["showcase"],
+        }
         return TaskData(train, loader("val", False), loader("test", False), artifacts, summary, extra)
 
     @staticmethod
@@ -226,17 +264,21 @@ class TranslationTask(Task):
         train = texts["train"]
         model, size = settings["subword"], settings["vocab_size"]
         if settings["vocab"] == "joint":
-            source_tokenizer = target_tokenizer = train_subword_tokenizer(train.sources + train.targets, model=model,
-                                                                          vocab_size=size)
+            source_tokenizer = target_tokenizer = train_subword_tokenizer(
+                train.sources + train.targets, model=model, vocab_size=size
+            )
         else:
             source_tokenizer = train_subword_tokenizer(train.sources, model=model, vocab_size=size)
             target_tokenizer = train_subword_tokenizer(train.targets, model=model, vocab_size=size)
         limit = settings["max_length"]
-        entry: dict[str, Any] = {"source_tokenizer": source_tokenizer.to_str(),
-                                 "target_tokenizer": target_tokenizer.to_str(),
-                                 "source_vocab_size": source_tokenizer.get_vocab_size(),
-                                 "target_vocab_size": target_tokenizer.get_vocab_size(),
-                                 "splits": {}, "stats": {}}
+        entry: dict[str, Any] = {
+            "source_tokenizer": source_tokenizer.to_str(),
+            "target_tokenizer": target_tokenizer.to_str(),
+            "source_vocab_size": source_tokenizer.get_vocab_size(),
+            "target_vocab_size": target_tokenizer.get_vocab_size(),
+            "splits": {},
+            "stats": {},
+        }
         for split, text in texts.items():
             source_ids = encode_texts(source_tokenizer, text.sources)
             target_ids = encode_texts(target_tokenizer, text.targets)
@@ -244,8 +286,12 @@ class TranslationTask(Task):
             # a sentence of only unknown characters would be empty: it keeps one <unk>
             source_flat, source_offsets = flatten([ids[:limit] or [1] for ids in source_ids])
             target_flat, target_offsets = flatten([ids[:limit] for ids in target_ids])
-            part = {"source": source_flat, "source_offsets": source_offsets, "target": target_flat,
-                    "target_offsets": target_offsets}
+            part = {
+                "source": source_flat,
+                "source_offsets": source_offsets,
+                "target": target_flat,
+                "target_offsets": target_offsets,
+            }
             if split != "train":
                 part["references"] = text.targets  # scored untouched, never through the tokenizer
             entry["splits"][split] = part
@@ -257,8 +303,9 @@ class TranslationTask(Task):
 
     # -- model, loss, metrics ---------------------------------------------------------------
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        return self.model_config.build(artifacts["source_vocab_size"], artifacts["target_vocab_size"], bos_id=BOS_ID,
-                                       eos_id=EOS_ID)
+        return self.model_config.build(
+            artifacts["source_vocab_size"], artifacts["target_vocab_size"], bos_id=BOS_ID, eos_id=EOS_ID
+        )
 
     def step(self, model: nn.Module, batch: TranslationBatch) -> StepOutput:
         real = batch.target_out != PAD_ID
@@ -279,8 +326,9 @@ class TranslationTask(Task):
         decode = self.decode_config
         return (source_lengths.float() * decode.max_length_ratio).ceil().long() + decode.max_length_extra + 1
 
-    def translate_ids(self, model: nn.Module, source: torch.Tensor, lengths: torch.Tensor,
-                      beam_size: int | None = None) -> list[list[int]]:
+    def translate_ids(
+        self, model: nn.Module, source: torch.Tensor, lengths: torch.Tensor, beam_size: int | None = None
+    ) -> list[list[int]]:
         """Piece ids of each sentence's translation (greedy when the beam is 1)."""
         beam = self.beam_size if beam_size is None else beam_size
         max_lengths = self.max_lengths(lengths)
@@ -297,8 +345,13 @@ class TranslationTask(Task):
     def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
         tokens = sum(o.details["tokens"] for o in outputs)
         if tokens == 0:
-            return {"bleu": float("nan"), "chrf": float("nan"), "bleu_lowercase": float("nan"),
-                    "loss": float("nan"), "perplexity": float("nan")}
+            return {
+                "bleu": float("nan"),
+                "chrf": float("nan"),
+                "bleu_lowercase": float("nan"),
+                "loss": float("nan"),
+                "perplexity": float("nan"),
+            }
         tokenizer = _tokenizer(artifacts["target_tokenizer"])
         hypotheses = decode_ids(tokenizer, [ids for o in outputs for ids in o.details["hypotheses"]])
         references = [line for o in outputs for line in o.details["references"]]
@@ -306,25 +359,38 @@ class TranslationTask(Task):
             log.info("sacreBLEU %s", signatures()["bleu"])
             self._signature_logged = True
         nll = sum(o.details["nll_sum"] for o in outputs) / tokens
-        return {**corpus_scores(hypotheses, references),
-                "loss": sum(o.details["loss_sum"] for o in outputs) / tokens,
-                "perplexity": math.exp(nll) if nll < 700 else math.inf}
+        return {
+            **corpus_scores(hypotheses, references),
+            "loss": sum(o.details["loss_sum"] for o in outputs) / tokens,
+            "perplexity": math.exp(nll) if nll < 700 else math.inf,
+        }
 
     # -- the final report -------------------------------------------------------------------
     @classmethod
     def add_evaluate_options(cls, group) -> None:
-        group.add_argument("--beam-size", type=int, help="hypotheses kept per sentence; 1: greedy "
-                                                         "(default: the run's decode.beam_size)")
+        group.add_argument(
+            "--beam-size",
+            type=int,
+            help="hypotheses kept per sentence; 1: greedy (default: the run's decode.beam_size)",
+        )
         group.add_argument("--length-penalty", type=float, help="alpha of the length penalty (default: the run's)")
 
-    def check_evaluation_options(self, *, beam_size: int | None = None, length_penalty: float | None = None,
-                                 **options: Any) -> None:
+    def check_evaluation_options(
+        self, *, beam_size: int | None = None, length_penalty: float | None = None, **options: Any
+    ) -> None:
         require_int("--beam-size", beam_size, allow_none=True)
         require_number("--length-penalty", length_penalty, 0.0, allow_none=True)
 
-    def configure_evaluation(self, model: nn.Module, data: TaskData, device: torch.device, *,
-                             beam_size: int | None = None, length_penalty: float | None = None,
-                             **options: Any) -> dict[str, Any]:
+    def configure_evaluation(
+        self,
+        model: nn.Module,
+        data: TaskData,
+        device: torch.device,
+        *,
+        beam_size: int | None = None,
+        length_penalty: float | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
         """The final report decodes with decode.beam_size (or --beam-size) instead of validation's beam."""
         self.check_evaluation_options(beam_size=beam_size, length_penalty=length_penalty)
         self.beam_size = self.decode_config.beam_size if beam_size is None else beam_size
@@ -335,10 +401,11 @@ class TranslationTask(Task):
     # -- text in, text out ------------------------------------------------------------------
     def _encode_source(self, artifacts: dict[str, Any], texts: list[str], device: torch.device):
         ids = encode_texts(_tokenizer(artifacts["source_tokenizer"]), texts)
-        return [torch.tensor(row[:artifacts["max_length"]] or [1]) for row in ids]
+        return [torch.tensor(row[: artifacts["max_length"]] or [1]) for row in ids]
 
-    def _attention(self, model: nn.Module, source: torch.Tensor, lengths: torch.Tensor,
-                   hypotheses: list[list[int]]) -> torch.Tensor | None:
+    def _attention(
+        self, model: nn.Module, source: torch.Tensor, lengths: torch.Tensor, hypotheses: list[list[int]]
+    ) -> torch.Tensor | None:
         """(B, T, S) the attention of each translation's steps (</s> included), read with teacher forcing:
         decoding ran the same steps, so these are the weights it used."""
         if model.attention is None:
@@ -365,8 +432,10 @@ class TranslationTask(Task):
         """The same few validation sentences after every validation, with their references."""
         _, _, hypotheses, _ = self._translate_showcase(model, artifacts)
         translations = decode_ids(_tokenizer(artifacts["target_tokenizer"]), hypotheses)
-        rows = [f"| {source} | {reference} | {translation} |"
-                for (source, reference), translation in zip(artifacts["showcase"], translations)]
+        rows = [
+            f"| {source} | {reference} | {translation} |"
+            for (source, reference), translation in zip(artifacts["showcase"], translations)
+        ]
         return {"translations": "\n".join(["| source | reference | translation |", "| --- | --- | --- |", *rows])}
 
     def figures(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, Any]:
@@ -380,20 +449,36 @@ class TranslationTask(Task):
         for row, ids in enumerate(hypotheses):
             n = int(lengths[row])
             figures[f"attention_{row}"] = attention_figure(
-                pieces(source_pieces, source[row, :n].tolist()), [*pieces(target_pieces, ids), "</s>"],
-                weights[row, :len(ids) + 1, :n].cpu().tolist(), title=artifacts["showcase"][row][0])
+                pieces(source_pieces, source[row, :n].tolist()),
+                [*pieces(target_pieces, ids), "</s>"],
+                weights[row, : len(ids) + 1, :n].cpu().tolist(),
+                title=artifacts["showcase"][row][0],
+            )
         return figures
 
     @classmethod
     def add_predict_options(cls, group) -> None:
-        group.add_argument("--beam-size", type=int, help="hypotheses kept; 1: greedy (default: the run's "
-                                                         "decode.beam_size)")
-        group.add_argument("--attention", action="store_const", const=True,
-                           help="also print the attention weights of each generated piece over the source pieces")
+        group.add_argument(
+            "--beam-size", type=int, help="hypotheses kept; 1: greedy (default: the run's decode.beam_size)"
+        )
+        group.add_argument(
+            "--attention",
+            action="store_const",
+            const=True,
+            help="also print the attention weights of each generated piece over the source pieces",
+        )
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, *, beam_size: int | None = None,
-                attention: bool | None = None, **options: Any) -> dict[str, Any]:
+    def predict(
+        self,
+        model: nn.Module,
+        artifacts: dict[str, Any],
+        text: str,
+        *,
+        beam_size: int | None = None,
+        attention: bool | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
         beam = self.decode_config.beam_size if beam_size is None else beam_size
         require_int("--beam-size", beam)
         model.eval()
@@ -404,8 +489,10 @@ class TranslationTask(Task):
         source, lengths = source.to(device), lengths.to(device)
         self.length_penalty = self.decode_config.length_penalty
         ids = self.translate_ids(model, source, lengths, beam)[0]
-        result: dict[str, Any] = {"translation": decode_ids(_tokenizer(artifacts["target_tokenizer"]), [ids])[0],
-                                  "beam_size": beam}
+        result: dict[str, Any] = {
+            "translation": decode_ids(_tokenizer(artifacts["target_tokenizer"]), [ids])[0],
+            "beam_size": beam,
+        }
         if attention:
             weights = self._attention(model, source, lengths, [ids])
             if weights is None:

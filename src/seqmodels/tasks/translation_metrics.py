@@ -16,8 +16,9 @@ def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[
         raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
     if not hypotheses:
         return {name: float("nan") for name in METRICS}
-    return {name: float(metric.corpus_score(list(hypotheses), [list(references)]).score)
-            for name, metric in METRICS.items()}
+    return {
+        name: float(metric.corpus_score(list(hypotheses), [list(references)]).score) for name, metric in METRICS.items()
+    }
 
 
 def signatures() -> dict[str, str]:

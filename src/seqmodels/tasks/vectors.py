@@ -36,8 +36,10 @@ def vector_file(setting: str, data_root: str) -> Path:
         if candidate.exists():
             return candidate
     where = " or ".join(str(c.absolute()) for c in candidates)
-    raise DataError(f"model.pretrained_vectors={setting}: no such file ({where}); e.g. "
-                    f"`python scripts/download_data.py glove` fetches GloVe 6B into data.root/glove/")
+    raise DataError(
+        f"model.pretrained_vectors={setting}: no such file ({where}); e.g. "
+        f"`python scripts/download_data.py glove` fetches GloVe 6B into data.root/glove/"
+    )
 
 
 def read_vectors(model: EncoderConfig, data: DataConfig) -> WordVectors | None:
@@ -48,14 +50,17 @@ def read_vectors(model: EncoderConfig, data: DataConfig) -> WordVectors | None:
     path = vector_file(model.pretrained_vectors, data.root)
     dim = probe(path).dim
     if dim != model.embedding_dim:
-        raise ConfigError(f"model.pretrained_vectors={model.pretrained_vectors} holds {dim}-dimensional vectors but "
-                          f"model.embedding_dim={model.embedding_dim}: set model.embedding_dim={dim} (or use a file of "
-                          f"{model.embedding_dim}-dimensional vectors)")
+        raise ConfigError(
+            f"model.pretrained_vectors={model.pretrained_vectors} holds {dim}-dimensional vectors but "
+            f"model.embedding_dim={model.embedding_dim}: set model.embedding_dim={dim} (or use a file of "
+            f"{model.embedding_dim}-dimensional vectors)"
+        )
     return load_vectors(path, Path(data.cache_dir))
 
 
-def unseen_word_candidates(vectors: WordVectors | None, model: EncoderConfig, *, lowercase: bool,
-                           token_pattern: str | None = None) -> list[str]:
+def unseen_word_candidates(
+    vectors: WordVectors | None, model: EncoderConfig, *, lowercase: bool, token_pattern: str | None = None
+) -> list[str]:
     """The pretrained words the model may keep (frozen) for words training never saw, before the
     vocabulary's own words are set aside (`data.pretrained.extend`): `model.unseen_word_vectors` of the
     file's first words, those the task's text can produce. Empty without vectors or with 0."""
@@ -64,8 +69,9 @@ def unseen_word_candidates(vectors: WordVectors | None, model: EncoderConfig, *,
     return unseen_candidates(vectors, model.unseen_word_vectors, lowercase=lowercase, token_pattern=token_pattern)
 
 
-def vocabulary_sources(vectors: WordVectors | None, candidates: Sequence[str], model: EncoderConfig) -> tuple[
-        list[Path], dict[str, object]]:
+def vocabulary_sources(
+    vectors: WordVectors | None, candidates: Sequence[str], model: EncoderConfig
+) -> tuple[list[Path], dict[str, object]]:
     """What a task's cached vocabulary depends on besides its data: the vector file and how many of its
     words are kept, when pretrained words extend the vocabulary; nothing otherwise."""
     if vectors is None or not candidates:
@@ -73,12 +79,20 @@ def vocabulary_sources(vectors: WordVectors | None, candidates: Sequence[str], m
     return [vectors.path], {"unseen_word_vectors": model.unseen_word_vectors}
 
 
-def pretrained_rows(vectors: WordVectors, words: Sequence[str], *, frozen: int, train_ids: torch.Tensor,
-                    specials: Collection[str] = (), lowercased_data: bool = False) -> tuple[PretrainedRows, Coverage]:
+def pretrained_rows(
+    vectors: WordVectors,
+    words: Sequence[str],
+    *,
+    frozen: int,
+    train_ids: torch.Tensor,
+    specials: Collection[str] = (),
+    lowercased_data: bool = False,
+) -> tuple[PretrainedRows, Coverage]:
     """The rows the model's embedding starts from, after logging the coverage line (a warning when
     it is low)."""
-    rows, found, coverage = match(vectors, words, frozen=frozen, train_ids=train_ids, specials=specials,
-                                  lowercased_data=lowercased_data)
+    rows, found, coverage = match(
+        vectors, words, frozen=frozen, train_ids=train_ids, specials=specials, lowercased_data=lowercased_data
+    )
     log.info("word vectors: %s", coverage.line())
     warning = coverage.warning()
     if warning:

@@ -28,8 +28,10 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # truncated, not a torch file, or holding non-data objects
-        raise CheckpointError(f"{path} is not a readable seqmodels checkpoint ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"{path} is not a readable seqmodels checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a seqmodels checkpoint of format {FORMAT}")
     return state

@@ -57,8 +57,12 @@ def environment_world() -> World:
     """Who this process is, from the environment torchrun (or submitit) sets."""
     _submitit_to_torch_environment()
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    return World(rank=int(os.environ.get("RANK", "0")), size=size, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                 local_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
+    return World(
+        rank=int(os.environ.get("RANK", "0")),
+        size=size,
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+        local_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(size))),
+    )
 
 
 def init(device: torch.device) -> World:
@@ -68,8 +72,10 @@ def init(device: torch.device) -> World:
         return world
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
-            raise ConfigError(f"local rank {world.local_rank} has no GPU ({torch.cuda.device_count()} visible); "
-                              f"start at most that many processes per node (torchrun --nproc_per_node)")
+            raise ConfigError(
+                f"local rank {world.local_rank} has no GPU ({torch.cuda.device_count()} visible); "
+                f"start at most that many processes per node (torchrun --nproc_per_node)"
+            )
         torch.cuda.set_device(world.local_rank)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return world
@@ -148,8 +154,9 @@ def replicate(model: nn.Module, device: torch.device) -> nn.Module:
         return model
     # Every buffer of these models is constant (decoding penalties, pretrained words beyond the
     # vocabulary: 76 MB with GloVe 6B), so none is broadcast again before each step.
-    return _Replica(model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
-                    broadcast_buffers=False)
+    return _Replica(
+        model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None, broadcast_buffers=False
+    )
 
 
 def backend() -> str:

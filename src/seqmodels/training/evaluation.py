@@ -15,10 +15,16 @@ from seqmodels.training import distributed
 
 
 @torch.no_grad()
-def evaluate_split(task: Task, model: nn.Module, loader: Iterable[Batch], artifacts: dict[str, Any], split: str,
-                   device: torch.device,
-                   limit: int | None = None,
-                   autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> dict[str, float]:
+def evaluate_split(
+    task: Task,
+    model: nn.Module,
+    loader: Iterable[Batch],
+    artifacts: dict[str, Any],
+    split: str,
+    device: torch.device,
+    limit: int | None = None,
+    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+) -> dict[str, float]:
     model.eval()
     task.start_pass(model, split)
     outputs: list[StepOutput] = []

@@ -3,8 +3,9 @@
 After each validation the trainer hands one validation batch to `record_gradient_flow`. The
 model runs it once in eval mode (no dropout) with gradients on, every module of the model that
 records hidden states (`models.recording.RecordsHiddenStates`, e.g. the recurrent encoder)
-recording its top layer's, and autograd gives dL/dh_t for each step t. Parameters' gradients are not touched (only the states are asked
-for), nor is any optimizer or random state, so training continues exactly as without it.
+recording its top layer's, and autograd gives dL/dh_t for each step t. Parameters' gradients are
+not touched (only the states are asked for), nor is any optimizer or random state, so training
+continues exactly as without it.
 
 The curve: for each distance k = 0, 1, 2, ... the mean over the batch of ||dL/dh_t|| at the
 step t that lies k steps before the end of the sequence's pass (its last real token for the
@@ -54,8 +55,9 @@ SCALAR_DISTANCES = (0, 10, 50)
 def recording_hidden_states(model: nn.Module, steps: int) -> Iterator[dict[str, RecordsHiddenStates]]:
     """Every module of `model` that records hidden states (by module name) records at least its
     last `steps` states while the context is open."""
-    encoders: dict[str, RecordsHiddenStates] = {name or "encoder": module for name, module in model.named_modules()
-                                                if isinstance(module, RecordsHiddenStates)}
+    encoders: dict[str, RecordsHiddenStates] = {
+        name or "encoder": module for name, module in model.named_modules() if isinstance(module, RecordsHiddenStates)
+    }
     for encoder in encoders.values():
         encoder.record_steps, encoder.recorded = steps, []
     try:
@@ -65,8 +67,9 @@ def recording_hidden_states(model: nn.Module, steps: int) -> Iterator[dict[str, 
             encoder.record_steps, encoder.recorded = None, []
 
 
-def gradient_norms_by_distance(loss: torch.Tensor, recorded: dict[str, Sequence[RecordedStates]],
-                               max_distance: int) -> dict[str, list[float]]:
+def gradient_norms_by_distance(
+    loss: torch.Tensor, recorded: dict[str, Sequence[RecordedStates]], max_distance: int
+) -> dict[str, list[float]]:
     """For each name, [mean over examples of ||dL/dh_t|| at distance k from the end of the pass,
     for k = 0 .. max_distance - 1]; the list stops at the longest distance any sequence has."""
     tensors = [h for name in recorded for record in recorded[name] for h in record.states]
@@ -78,9 +81,13 @@ def gradient_norms_by_distance(loss: torch.Tensor, recorded: dict[str, Sequence[
         sums = torch.zeros(max_distance, dtype=torch.float64)
         counts = torch.zeros(max_distance, dtype=torch.float64)
         for record in records:
-            for offset, h in enumerate(record.states):
+            for offset in range(len(record.states)):
                 grad = next(grads)
-                norms = torch.zeros(len(record.lengths)) if grad is None else grad.detach().float().norm(dim=-1).reshape(-1).cpu()
+                norms = (
+                    torch.zeros(len(record.lengths))
+                    if grad is None
+                    else grad.detach().float().norm(dim=-1).reshape(-1).cpu()
+                )
                 distance = record.lengths - 1 - (record.first_step + offset)
                 inside = (distance >= 0) & (distance < max_distance)
                 sums.index_add_(0, distance[inside], norms[inside].double())
@@ -97,8 +104,11 @@ def measure(task: Task, model: nn.Module, batch: Batch, steps: int) -> dict[str,
     task.start_pass(model, "val")  # e.g. a language model starts from a zero state, as a pass does
     try:
         # cuDNN's RNN has no backward in eval mode; the native kernels do (same numbers)
-        with torch.enable_grad(), torch.backends.cudnn.flags(enabled=False), \
-                recording_hidden_states(model, steps) as encoders:
+        with (
+            torch.enable_grad(),
+            torch.backends.cudnn.flags(enabled=False),
+            recording_hidden_states(model, steps) as encoders,
+        ):
             out = task.step(model, batch)
             recorded = {name: list(encoder.recorded) for name, encoder in encoders.items()}
             return gradient_norms_by_distance(out.loss.float(), recorded, steps)
@@ -136,8 +146,13 @@ def _figure(epochs: list[dict[str, Any]], title: str):
     for index, entry in enumerate(epochs):
         newest = index == len(epochs) - 1
         shade = 0.25 + 0.75 * (index + 1) / len(epochs)
-        plot(ax, entry["curves"], f"epoch {entry['epoch']}", color=(0.1, 0.3, 0.8, shade),
-             linewidth=2.0 if newest else 1.0)
+        plot(
+            ax,
+            entry["curves"],
+            f"epoch {entry['epoch']}",
+            color=(0.1, 0.3, 0.8, shade),
+            linewidth=2.0 if newest else 1.0,
+        )
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(Y_LABEL)
     ax.set_title(title)
@@ -147,8 +162,9 @@ def _figure(epochs: list[dict[str, Any]], title: str):
     return figure
 
 
-def record_gradient_flow(task: Task, model: nn.Module, batch: Batch | None, epoch: int, steps: int, run_dir: Path,
-                         logger) -> dict[str, list[float]]:
+def record_gradient_flow(
+    task: Task, model: nn.Module, batch: Batch | None, epoch: int, steps: int, run_dir: Path, logger
+) -> dict[str, list[float]]:
     """Measure the curves for `epoch`, add them to gradient_flow.json and log them to TensorBoard."""
     curves = {} if batch is None else measure(task, model, batch, steps)
     if not curves:

@@ -21,15 +21,23 @@ class OptimConfig(Section):
 
     name: str = setting("adam", "adam | adamw | sgd", choices=OPTIMIZERS, hint=" (e.g. optim=adamw)")
     lr: float = setting(1.0e-3, "the base learning rate", minimum=0.0, low_open=True)
-    betas: list[float] = setting([0.9, 0.999], "Adam's moment decays", minimum=0.0, maximum=1.0, length=2,
-                                 hint="use two numbers in [0, 1), e.g. [0.9,0.999]")
+    betas: list[float] = setting(
+        [0.9, 0.999],
+        "Adam's moment decays",
+        minimum=0.0,
+        maximum=1.0,
+        length=2,
+        hint="use two numbers in [0, 1), e.g. [0.9,0.999]",
+    )
     weight_decay: float = setting(0.0, "L2 penalty (adam, sgd) or decoupled decay (adamw)", minimum=0.0)
     momentum: float = setting(0.0, "SGD momentum", minimum=0.0, maximum=1.0)
-    schedule: str = setting("constant", "constant | cosine | linear (per step, after warm-up) | plateau (per epoch)",
-                            choices=SCHEDULES)
+    schedule: str = setting(
+        "constant", "constant | cosine | linear (per step, after warm-up) | plateau (per epoch)", choices=SCHEDULES
+    )
     warmup_steps: int = setting(0, "steps of linear warm-up from 0 to lr", minimum=0)
-    plateau_factor: float = setting(0.25, "plateau: the rate is multiplied by this when validation stalls",
-                                    minimum=0.0, maximum=1.0, low_open=True)
+    plateau_factor: float = setting(
+        0.25, "plateau: the rate is multiplied by this when validation stalls", minimum=0.0, maximum=1.0, low_open=True
+    )
     plateau_patience: int = setting(0, "plateau: epochs without improvement tolerated before decaying", minimum=0)
 
 
@@ -97,8 +105,10 @@ class LRSchedule:
         return metric > self.best * (1 + self.THRESHOLD)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"per_step": self.per_step.state_dict(),
-                "plateau": {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs}}
+        return {
+            "per_step": self.per_step.state_dict(),
+            "plateau": {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.per_step.load_state_dict(state["per_step"])
@@ -106,8 +116,11 @@ class LRSchedule:
         if plateau is not None and "scale" not in plateau:
             # a checkpoint written when the plateau was a ReduceLROnPlateau: the same facts
             best = plateau["best"]
-            plateau = {"scale": plateau["_last_lr"][0] / self.per_step.base_lrs[0],
-                       "best": None if math.isinf(best) else best, "bad_epochs": plateau["num_bad_epochs"]}
+            plateau = {
+                "scale": plateau["_last_lr"][0] / self.per_step.base_lrs[0],
+                "best": None if math.isinf(best) else best,
+                "bad_epochs": plateau["num_bad_epochs"],
+            }
         if plateau is not None:
             self.scale, self.best, self.bad_epochs = plateau["scale"], plateau["best"], plateau["bad_epochs"]
         self._set_rate()

@@ -21,8 +21,9 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, description: str, *, interval: float = 30.0, live: bool | None = None,
-                 done: int = 0) -> None:
+    def __init__(
+        self, total: int, description: str, *, interval: float = 30.0, live: bool | None = None, done: int = 0
+    ) -> None:
         self.total = total
         self.description = description
         self.interval = interval
@@ -31,8 +32,9 @@ class Progress:
         self.tokens = 0
         self.loss: float | None = None
         self.start = self.last_line = time.perf_counter()
-        self.bar = (tqdm(total=total, initial=done, desc=description, dynamic_ncols=True, leave=False)
-                    if self.live else None)
+        self.bar = (
+            tqdm(total=total, initial=done, desc=description, dynamic_ncols=True, leave=False) if self.live else None
+        )
 
     def update(self, loss: float, tokens: int) -> None:
         self.done += 1
@@ -58,8 +60,10 @@ class Progress:
     def line(self) -> str:
         eta = self.elapsed / max(self.done - self.skipped, 1) * (self.total - self.done)
         loss = f"{self.loss:.4f}" if self.loss is not None else "-"
-        return (f"{self.description} [{self.done}/{self.total}] loss {loss} | "
-                f"{self.tokens_per_s / 1000:.1f}k tok/s | elapsed {_clock(self.elapsed)} | eta {_clock(eta)}")
+        return (
+            f"{self.description} [{self.done}/{self.total}] loss {loss} | "
+            f"{self.tokens_per_s / 1000:.1f}k tok/s | elapsed {_clock(self.elapsed)} | eta {_clock(eta)}"
+        )
 
     def close(self) -> None:
         if self.bar is not None:

@@ -56,23 +56,34 @@ class TrainerConfig(Section):
     max_epochs: int = setting(5, "epochs to train", minimum=1)
     device: str = setting("auto", "auto | cpu | cuda (auto picks CUDA when present)", choices=DEVICES)
     precision: str = setting("32", '"32" | "bf16" | "16": mixed precision, CUDA only', choices=tuple(PRECISIONS))
-    grad_clip: float | None = setting(1.0, "max global gradient norm; null: no clipping", minimum=0.0,
-                                      low_open=True)
-    ema_decay: float | None = setting(None, "e.g. 0.999: evaluate and save a moving average of the weights (over "
-                                            "~1/(1-decay) steps); null: the weights as trained", minimum=0.0,
-                                      maximum=1.0, low_open=True)
-    early_stopping_patience: int | None = setting(3, "epochs without a better val metric; null: never stop early",
-                                                  minimum=1)
+    grad_clip: float | None = setting(1.0, "max global gradient norm; null: no clipping", minimum=0.0, low_open=True)
+    ema_decay: float | None = setting(
+        None,
+        "e.g. 0.999: evaluate and save a moving average of the weights (over "
+        "~1/(1-decay) steps); null: the weights as trained",
+        minimum=0.0,
+        maximum=1.0,
+        low_open=True,
+    )
+    early_stopping_patience: int | None = setting(
+        3, "epochs without a better val metric; null: never stop early", minimum=1
+    )
     limit_train_batches: int | None = setting(None, "batches per epoch; null: all", minimum=1)
-    limit_val_batches: int | None = setting(None, "batches per evaluation (val and the final test), the first "
-                                                  "in the loader's order (the shortest, where batches are sorted "
-                                                  "by length); null: all", minimum=1)
+    limit_val_batches: int | None = setting(
+        None,
+        "batches per evaluation (val and the final test), the first "
+        "in the loader's order (the shortest, where batches are sorted "
+        "by length); null: all",
+        minimum=1,
+    )
     log_every_n_steps: int = setting(10, "training steps between TensorBoard points", minimum=1)
     progress_interval_s: float = setting(30.0, "seconds between progress lines when not on a terminal", minimum=0.0)
-    num_threads: int | None = setting(None, "torch intra-op threads; null: torch's default (all cores, or a "
-                                            "parallel job's share)", minimum=1)
-    gradient_flow: bool = setting(True, "after each validation: ||dL/dh_t|| against steps before the end "
-                                        "(gradient_flow.json, TensorBoard)")
+    num_threads: int | None = setting(
+        None, "torch intra-op threads; null: torch's default (all cores, or a parallel job's share)", minimum=1
+    )
+    gradient_flow: bool = setting(
+        True, "after each validation: ||dL/dh_t|| against steps before the end (gradient_flow.json, TensorBoard)"
+    )
     gradient_flow_steps: int = setting(100, "the longest distance measured", minimum=1)
     resume: str | None = setting(None, "a run directory or last.pt to continue from")
 
@@ -169,9 +180,13 @@ class Trainer:
         position = self.position
         clock = self.clock
         clock.start()
-        progress = Progress(_num_batches(loader, limit), f"epoch {epoch}/{self.tcfg.max_epochs}",
-                            interval=self.tcfg.progress_interval_s, done=position.batches,
-                            live=None if self.world.is_main else False)  # one bar on a terminal, rank 0's
+        progress = Progress(
+            _num_batches(loader, limit),
+            f"epoch {epoch}/{self.tcfg.max_epochs}",
+            interval=self.tcfg.progress_interval_s,
+            done=position.batches,
+            live=None if self.world.is_main else False,
+        )  # one bar on a terminal, rank 0's
         for index, batch in enumerate(_limited(loader, limit)):
             if index < position.batches:
                 continue  # done before the interruption; the order is the same (seeded by epoch)
@@ -180,9 +195,11 @@ class Trainer:
             with self._autocast():
                 out = self.task.step(self.train_model, batch)
             if distributed.any_rank(not torch.isfinite(out.loss), self.device):
-                raise TrainingError(f"training loss became {out.loss.item()} at epoch {epoch}, step "
-                                    f"{self.global_step + 1}; lower optim.lr or set trainer.grad_clip (now "
-                                    f"{self.tcfg.grad_clip}). checkpoints/last.pt holds the last good epoch")
+                raise TrainingError(
+                    f"training loss became {out.loss.item()} at epoch {epoch}, step "
+                    f"{self.global_step + 1}; lower optim.lr or set trainer.grad_clip (now "
+                    f"{self.tcfg.grad_clip}). checkpoints/last.pt holds the last good epoch"
+                )
             clock.mark("forward")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
@@ -213,15 +230,20 @@ class Trainer:
                 break
         progress.close()
         log.info("%s", progress.line())
-        loss_sum, examples, tokens = distributed.total([position.loss_sum, position.examples, progress.tokens],
-                                                      self.device)  # all ranks' share of the epoch
+        loss_sum, examples, tokens = distributed.total(
+            [position.loss_sum, position.examples, progress.tokens], self.device
+        )  # all ranks' share of the epoch
         clock.mark("logging")
-        return {"loss": loss_sum / max(examples, 1), "tokens_per_s": tokens / max(progress.elapsed, 1e-9),
-                "seconds": progress.elapsed}
+        return {
+            "loss": loss_sum / max(examples, 1),
+            "tokens_per_s": tokens / max(progress.elapsed, 1e-9),
+            "seconds": progress.elapsed,
+        }
 
     def evaluate(self, loader, limit: int | None, split: str) -> dict[str, float]:
-        return evaluate_split(self.task, self.evaluated, loader, self.data.artifacts, split, self.device, limit,
-                              self._autocast)
+        return evaluate_split(
+            self.task, self.evaluated, loader, self.data.artifacts, split, self.device, limit, self._autocast
+        )
 
     def _middle_val_batch(self):
         """A typical validation batch: the middle one (validation batches are sorted by length)."""
@@ -234,8 +256,14 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state(self, metrics: dict[str, float]) -> dict[str, Any]:
-        averaging = {} if self.average is None else {  # "model" is the average; training resumes from these
-            "trained_model": self.model.state_dict(), "average_updates": int(self.average.n_averaged)}
+        averaging = (
+            {}
+            if self.average is None
+            else {  # "model" is the average; training resumes from these
+                "trained_model": self.model.state_dict(),
+                "average_updates": int(self.average.n_averaged),
+            }
+        )
         return {
             "model": self.evaluated.state_dict(),
             **averaging,
@@ -261,11 +289,15 @@ class Trainer:
         for group in ("task", "model"):
             mine = OmegaConf.to_container(self.cfg[group], resolve=True)
             if saved.get(group) != mine:
-                raise CheckpointError(f"{path} was trained with {group}={saved.get(group)}, not {mine}; resume with "
-                                      f"the overrides of the original run (its .hydra/overrides.yaml)")
+                raise CheckpointError(
+                    f"{path} was trained with {group}={saved.get(group)}, not {mine}; resume with "
+                    f"the overrides of the original run (its .hydra/overrides.yaml)"
+                )
         if state["artifacts"] != self.data.artifacts:
-            raise CheckpointError(f"{path} was trained on other prepared data (vocabulary or labels differ); resume "
-                                  f"with the data.* settings of the original run")
+            raise CheckpointError(
+                f"{path} was trained on other prepared data (vocabulary or labels differ); resume "
+                f"with the data.* settings of the original run"
+            )
         self.model.load_state_dict(state.get("trained_model", state["model"]))
         if self.average is not None:  # from a run without an average: 0 updates, it starts from these weights
             self.average.module.load_state_dict(state["model"])
@@ -279,8 +311,13 @@ class Trainer:
         if ranks != self.world.size and self.position.batches:
             # each rank read position.batches of the epoch's batches dealt round-robin: skip as many in all
             self.position.batches = -(-self.position.batches * ranks // self.world.size)
-            log.warning("checkpoint of %d processes resumed by %d: the rest of epoch %d starts at the same place "
-                        "but its batches are dealt differently", ranks, self.world.size, self.epoch + 1)
+            log.warning(
+                "checkpoint of %d processes resumed by %d: the rest of epoch %d starts at the same place "
+                "but its batches are dealt differently",
+                ranks,
+                self.world.size,
+                self.epoch + 1,
+            )
         self.best = Best(**state["best"])
         self.history = list(state["history"])
         torch.set_rng_state(state["torch_rng"])
@@ -289,8 +326,14 @@ class Trainer:
             # resumed into a new run directory: the best epoch so far comes along, so this run's
             # final evaluation (and predict) finds it even if no later epoch is better
             copy_file(source_best, best)
-        log.info("resumed from %s at epoch %d, batch %d (best %s at epoch %d)", path, self.epoch + 1,
-                 self.position.batches, self.best.value, self.best.epoch)
+        log.info(
+            "resumed from %s at epoch %d, batch %d (best %s at epoch %d)",
+            path,
+            self.epoch + 1,
+            self.position.batches,
+            self.best.value,
+            self.best.epoch,
+        )
 
     # -- the loop ---------------------------------------------------------------------------
     # Ctrl-C, and SIGTERM: what torchrun sends its processes when it is interrupted, and SLURM a
@@ -302,14 +345,19 @@ class Trainer:
         self.stop_requested = True
         for stop_signal, default in self.STOP_SIGNALS.items():
             signal.signal(stop_signal, default)
-        log.warning("interrupted (%s): saving checkpoints/last.pt after this step (Ctrl-C again to abort)",
-                    signal.Signals(signum).name)
+        log.warning(
+            "interrupted (%s): saving checkpoints/last.pt after this step (Ctrl-C again to abort)",
+            signal.Signals(signum).name,
+        )
 
     def fit(self) -> dict[str, Any]:
         started = time.perf_counter()
         # purge_step: a resumed run drops any events logged after its checkpoint
-        self.logger = RunLogger(self.run_dir / "tensorboard", purge_step=self.global_step + 1 if self.global_step else None,
-                                enabled=self.world.is_main)
+        self.logger = RunLogger(
+            self.run_dir / "tensorboard",
+            purge_step=self.global_step + 1 if self.global_step else None,
+            enabled=self.world.is_main,
+        )
         self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
         previous_handlers = {stop_signal: signal.getsignal(stop_signal) for stop_signal in self.STOP_SIGNALS}
         for stop_signal in self.STOP_SIGNALS:
@@ -346,20 +394,39 @@ class Trainer:
                 for tag, figure in self.task.figures(self.evaluated, self.data.artifacts).items():
                     self.logger.figure(f"figures/{tag}", figure, self.epoch)
             if self.tcfg.gradient_flow and self.world.is_main:  # ||dL/dh_t|| against distance, on a val batch
-                record_gradient_flow(self.task, self.model, self._middle_val_batch(), self.epoch,
-                                     self.tcfg.gradient_flow_steps, self.run_dir, self.logger)
+                record_gradient_flow(
+                    self.task,
+                    self.model,
+                    self._middle_val_batch(),
+                    self.epoch,
+                    self.tcfg.gradient_flow_steps,
+                    self.run_dir,
+                    self.logger,
+                )
             self.schedule.after_validation(val[monitor])
             self.logger.scalars("val", val, self.epoch)
             self.logger.scalar("train/epoch_loss", train["loss"], self.epoch)
             self.logger.scalar("train/tokens_per_s", train["tokens_per_s"], self.epoch)
             self.logger.scalar("train/epoch_seconds", train["seconds"], self.epoch)
-            self.history.append({"epoch": self.epoch, "train_loss": train["loss"], **{f"val_{k}": v for k, v in val.items()},
-                                 "seconds": train["seconds"], "tokens_per_s": train["tokens_per_s"]})
+            self.history.append(
+                {
+                    "epoch": self.epoch,
+                    "train_loss": train["loss"],
+                    **{f"val_{k}": v for k, v in val.items()},
+                    "seconds": train["seconds"],
+                    "tokens_per_s": train["tokens_per_s"],
+                }
+            )
             improved = self.best.improved_by(val[monitor], mode)
             if improved:
                 self.best = Best(self.epoch, val[monitor])
-            log.info("epoch %d: train loss %.4f | val %s%s", self.epoch, train["loss"],
-                     " ".join(f"{k} {v:.4f}" for k, v in val.items()), " (best)" if improved else "")
+            log.info(
+                "epoch %d: train loss %.4f | val %s%s",
+                self.epoch,
+                train["loss"],
+                " ".join(f"{k} {v:.4f}" for k, v in val.items()),
+                " (best)" if improved else "",
+            )
             state = self.state(val)
             self._save(state, "last.pt")
             if improved:
@@ -399,7 +466,9 @@ class Trainer:
     def finish(self, train_seconds: float) -> dict[str, Any]:
         """Evaluate the best checkpoint on validation and test; write hparams and metrics.json."""
         # rank 0 reads best.pt and hands the weights on: other machines need not see its disk
-        best = load_checkpoint(self.checkpoints / "best.pt", map_location="cpu")["model"] if self.world.is_main else None
+        best = (
+            load_checkpoint(self.checkpoints / "best.pt", map_location="cpu")["model"] if self.world.is_main else None
+        )
         self.evaluated.load_state_dict(distributed.broadcast(best))
         settings = self.task.configure_evaluation(self.evaluated, self.data, self.device)
         limit = self.tcfg.limit_val_batches
@@ -410,13 +479,19 @@ class Trainer:
         for name, metrics in extra.items():
             self.logger.scalars(name, metrics, self.best.epoch)
         monitor = self.task.monitor
-        self.logger.hparams(self.task.hparams(),
-                            {f"hparams/val_{monitor}": val[monitor], f"hparams/test_{monitor}": test[monitor]})
+        self.logger.hparams(
+            self.task.hparams(), {f"hparams/val_{monitor}": val[monitor], f"hparams/test_{monitor}": test[monitor]}
+        )
         self.logger.close()
-        results = self._write_metrics("completed", train_seconds, val=val, test=test, **extra,
-                                      **({"evaluation": settings} if settings else {}))
-        log.info("best epoch %d | val %s | test %s", self.best.epoch,
-                 " ".join(f"{k} {v:.4f}" for k, v in val.items()), " ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        results = self._write_metrics(
+            "completed", train_seconds, val=val, test=test, **extra, **({"evaluation": settings} if settings else {})
+        )
+        log.info(
+            "best epoch %d | val %s | test %s",
+            self.best.epoch,
+            " ".join(f"{k} {v:.4f}" for k, v in val.items()),
+            " ".join(f"{k} {v:.4f}" for k, v in test.items()),
+        )
         for name, metrics in extra.items():
             log.info("%s: %s", name, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return results
