@@ -13,7 +13,7 @@ from typing import IO, Any
 import torch
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     # The temporary file lives in the destination folder so the final rename is atomic.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -271,7 +271,7 @@ def best_run(runs: list[Run]) -> Run | None:
     ]
     if not candidates:
         return None
-    return (min if candidates[0].mode == "min" else max)(candidates, key=lambda r: r.best_val)
+    return (min if candidates[0].mode == "min" else max)(candidates, key=lambda r: float(r.best_val or 0.0))
 
 
 def markdown_table(runs: list[Run]) -> str:
@@ -384,7 +384,7 @@ def plot_metric_vs_parameters(runs: list[Run], path: Path) -> bool:
         )
     from matplotlib.ticker import FuncFormatter
 
-    sizes = [r.parameters for r in points]
+    sizes = [r.parameters or 0 for r in points]
     if max(sizes) >= 10 * min(sizes):
         ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
@@ -412,7 +412,7 @@ def plot_gradient_flow(runs: list[Run], path: Path) -> bool:
         entry = _flow_epoch(run)
         if entry is None:
             continue
-        x_label = run.gradient_flow.get("x", x_label)
+        x_label = (run.gradient_flow or {}).get("x", x_label)
         curves = entry.get("curves") or {}
         for name, values in curves.items():
             if not values or not isinstance(values[0], (int, float)) or values[0] <= 0:
@@ -438,6 +438,8 @@ def _optuna_summary(folders: set[Path]) -> list[str]:
         results = folder / "optimization_results.yaml"
         if results.is_file():
             data = OmegaConf.to_container(OmegaConf.load(results))
+            if not isinstance(data, dict):
+                continue
             params = " ".join(f"{k}={_short(str(v))}" for k, v in (data.get("best_params") or {}).items())
             lines.append(f"Optuna ({folder.name}): best value {data.get('best_value')} with {params}")
     return lines

@@ -15,8 +15,9 @@ the YAML files extend (`defaults: [/schema/encoder@_here_, _self_]`):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -35,7 +36,11 @@ def user_cache_dir() -> Path:
 def register_resolvers() -> None:
     """`${cwd:}` (data.root defaults to data/ in the directory train.py runs from, not Hydra's run
     directory), `${user_cache:}` (the cache folder) and `${job_dirname:...}` (multirun job names)."""
-    resolvers = {"cwd": os.getcwd, "user_cache": lambda: str(user_cache_dir()), "job_dirname": job_dirname}
+    resolvers: dict[str, Callable[..., Any]] = {
+        "cwd": os.getcwd,
+        "user_cache": lambda: str(user_cache_dir()),
+        "job_dirname": job_dirname,
+    }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -86,7 +86,7 @@ def help_lines(schema: type[Section], prefix: str) -> list[str]:
     hints = typing.get_type_hints(schema)
     lines = []
     for f in dataclasses.fields(schema):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         kind = _type_name(hints[f.name])
         shown = OmegaConf.to_yaml({"v": default}).strip()[3:]
         lines.append(

@@ -41,7 +41,7 @@ def check_config(cfg: DictConfig) -> Task:
     except OmegaConfBaseException as error:
         raise ConfigError(f"the config does not resolve: {str(error).splitlines()[0]}") from None
     groups = (*GROUPS, *task_class(cfg).extra_schemas)  # and the sections only this task reads
-    validate(RunConfig, {k: v for k, v in cfg.items() if k not in groups}, "")
+    validate(RunConfig, {str(k): v for k, v in cfg.items() if k not in groups}, "")
     task = get_task(cfg)
     validate(TrainerConfig, cfg.get("trainer"), "trainer")
     validate(OptimConfig, cfg.get("optim"), "optim")
@@ -84,7 +84,7 @@ def check_override_keys(overrides: list[str]) -> None:
 
 def log_to_file(text: str) -> None:
     """Write `text` to the run's log file (train.log) only, not to the console."""
-    record = log.makeRecord(log.name, logging.INFO, __file__, 0, text, None, None)
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, text, (), None)
     for handler in [*logging.getLogger().handlers, *log.handlers]:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)

@@ -12,17 +12,19 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 try:
     from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-except ImportError:  # hydra-optuna-sweeper not installed: nothing to extend (Hydra scans this module on every run)
-    OptunaSweeper = None
 
-if OptunaSweeper is not None:
+    HAVE_OPTUNA = True
+except ImportError:  # hydra-optuna-sweeper not installed: nothing to extend (Hydra scans this module on every run)
+    HAVE_OPTUNA = False
+
+if HAVE_OPTUNA:
 
     class ResumableOptunaSweeper(OptunaSweeper):
         """hydra-optuna-sweeper's OptunaSweeper whose stored study continues where it stopped."""
 
         def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
             super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-            self.config = config
+            self.config: Any = config
 
         def sweep(self, arguments: list[str]) -> None:
             from seqmodels.errors import SeqmodelsError

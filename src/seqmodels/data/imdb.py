@@ -80,7 +80,9 @@ def read(source: Path) -> dict[str, Reviews]:
             with tarfile.open(source, "r:*") as archive:
                 for member in archive:
                     if member.isfile() and REVIEW.search(member.name):
-                        add(member.name, archive.extractfile(member).read)
+                        handle = archive.extractfile(member)
+                        if handle is not None:
+                            add(member.name, handle.read)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download {URL} again") from None
     if damaged:

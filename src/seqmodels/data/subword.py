@@ -27,7 +27,9 @@ def train_subword_tokenizer(texts: Iterable[str], *, model: str, vocab_size: int
     """A `model` ("bpe" or "unigram") tokenizer of at most `vocab_size` pieces (special tokens included)."""
     if model == "bpe":
         tokenizer = Tokenizer(BPE(unk_token=UNK))
-        trainer = BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+        trainer: BpeTrainer | UnigramTrainer = BpeTrainer(
+            vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False
+        )
     elif model == "unigram":
         tokenizer = Tokenizer(Unigram())
         trainer = UnigramTrainer(
@@ -57,4 +59,4 @@ def decode_ids(tokenizer: Tokenizer, sequences: Sequence[Sequence[int]]) -> list
 
 def pieces(tokenizer: Tokenizer, ids: Sequence[int]) -> list[str]:
     """The pieces of `ids` as strings, e.g. for the axes of an attention map."""
-    return [tokenizer.id_to_token(i) for i in ids]
+    return [tokenizer.id_to_token(i) or UNK for i in ids]

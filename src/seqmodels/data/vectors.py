@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import numpy as np
 import torch
@@ -85,7 +85,7 @@ def _open(path: Path) -> IO[bytes]:
     try:
         with open(path, "rb") as handle:
             gzipped = handle.read(2) == b"\x1f\x8b"
-        return gzip.open(path, "rb") if gzipped else open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb") if gzipped else open(path, "rb"))
     except FileNotFoundError:
         raise DataError(f"word vectors: {path} does not exist") from None
     except IsADirectoryError:
@@ -172,7 +172,8 @@ def read_rows(path: Path, layout: Layout) -> Iterator[tuple[list[str], np.ndarra
 
 
 def _text_rows(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[tuple[list[str], np.ndarray]]:
-    dim, words, rows, seen = layout.dim, [], np.empty((CHUNK_ROWS, layout.dim), np.float32), 0
+    words: list[str] = []
+    dim, rows, seen = layout.dim, np.empty((CHUNK_ROWS, layout.dim), np.float32), 0
     lines = enumerate(handle, start=1)
     if layout.count is not None:
         next(lines)  # the header
@@ -260,11 +261,12 @@ class _Bytes:
 def _binary_rows(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[tuple[list[str], np.ndarray]]:
     stream, dim, count = _Bytes(handle), layout.dim, layout.count or 0
     stream.until(b"\n")  # the header
-    words, rows = [], np.empty((min(count, CHUNK_ROWS), dim), np.float32)
+    words: list[str] = []
+    rows = np.empty((min(count, CHUNK_ROWS), dim), np.float32)
     for number in range(1, count + 1):
         raw = stream.until(b" ")
         values = None if raw is None else stream.take(4 * dim)
-        if values is None:
+        if raw is None or values is None:
             raise DataError(
                 f"word vectors: {path}'s header says {count:,} words but the file ends after "
                 f"{number - 1:,}; fix the first line (or the file is truncated)"

@@ -39,6 +39,7 @@ class ContinuousCache:
         if self.keys is None:
             self.keys = hidden.new_zeros(hidden.shape[0], 0, hidden.shape[2])
             self.values = targets.new_full((targets.shape[0], 0), self.ignore_index)
+        assert self.values is not None
         earlier = self.keys.shape[1]
         keys, values = torch.cat([self.keys, hidden], dim=1), torch.cat([self.values, targets], dim=1)
         # step t (position earlier + t) may point at the `size` positions before it, never at itself

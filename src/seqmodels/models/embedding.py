@@ -33,6 +33,8 @@ class PretrainedRows:
 
 
 class WordEmbedding(nn.Embedding):
+    frozen: torch.Tensor | None  # buffer
+
     def __init__(self, num_words: int, embedding_dim: int, padding_idx: int | None = 0, frozen_words: int = 0) -> None:
         """`num_words` ids in all, the last `frozen_words` of them pretrained words kept frozen."""
         if not 0 <= frozen_words < num_words:
@@ -49,7 +51,7 @@ class WordEmbedding(nn.Embedding):
         trained = ids < self.num_embeddings
         # the common case in training (every training word has a row) costs one lookup, as nn.Embedding
         if self.frozen is None or bool(trained.all()):
-            return super().forward(ids)
+            return F.embedding(ids, self.weight, self.padding_idx)
         vectors = F.embedding(ids.clamp(max=self.num_embeddings - 1), self.weight, self.padding_idx)
         beyond = F.embedding((ids - self.num_embeddings).clamp(min=0), self.frozen)
         return torch.where(trained.unsqueeze(-1), vectors, beyond)

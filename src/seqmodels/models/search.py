@@ -49,7 +49,7 @@ def greedy_search(
     outputs: list[torch.Tensor] = []
     for step in range(int(max_lengths.max())):
         log_probs, state, _ = model.step(memory, state, tokens)
-        tokens = _allowed(model, log_probs, step == max_lengths - 1).argmax(-1).masked_fill(done, model.padding_idx)
+        tokens = _allowed(model, log_probs, (max_lengths - 1).eq(step)).argmax(-1).masked_fill(done, model.padding_idx)
         outputs.append(tokens)
         done |= tokens == model.eos_id
         if done.all():
@@ -83,7 +83,7 @@ def beam_search(
     for step in range(int(max_lengths.max())):
         n = len(active)
         log_probs, state, _ = model.step(memory, state, tokens)
-        last_step = step == max_lengths[active] - 1
+        last_step = (max_lengths[active] - 1).eq(step)
         log_probs = _allowed(model, log_probs, last_step.repeat_interleave(k))
         vocab = log_probs.shape[-1]
         candidates = (scores.unsqueeze(-1) + log_probs.view(n, k, vocab)).view(n, k * vocab)

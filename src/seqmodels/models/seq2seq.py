@@ -28,6 +28,7 @@ a decoded sentence scores exactly as the same sentence read with teacher forcing
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -166,7 +167,19 @@ class DecoderState:
         return DecoderState(layers, None if self.feed is None else self.feed[index])
 
 
-class AdditiveAttention(nn.Module):
+class Attention(nn.Module):
+    """What the decoder asks of an attention: keys once per sentence, then weights and context per step."""
+
+    def keys(self, outputs: torch.Tensor) -> torch.Tensor:
+        """(B, S, M) encoder outputs -> (B, S, A) keys, computed once per sentence."""
+        raise NotImplementedError
+
+    def forward(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, T, Q) -> context (B, T, M), weights (B, T, S)."""
+        raise NotImplementedError
+
+
+class AdditiveAttention(Attention):
     """Bahdanau: score(s, h_j) = v^T tanh(W s + U h_j); U h_j is computed once per sentence (`keys`)."""
 
     def __init__(self, query_size: int, memory_size: int, dim: int) -> None:
@@ -180,11 +193,12 @@ class AdditiveAttention(nn.Module):
 
     def forward(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B, T, Q) -> context (B, T, M), weights (B, T, S)."""
+        assert memory.keys is not None
         hidden = torch.tanh(memory.keys.unsqueeze(1) + self.query(query).unsqueeze(2))  # (B, T, S, A)
         return _attend(self.score(hidden).squeeze(-1), memory)
 
 
-class MultiplicativeAttention(nn.Module):
+class MultiplicativeAttention(Attention):
     """Luong: score(s, h_j) = s^T W h_j (general; W h_j computed once per sentence) or s^T h_j (dot)."""
 
     def __init__(self, query_size: int, memory_size: int, score: str) -> None:
@@ -195,6 +209,7 @@ class MultiplicativeAttention(nn.Module):
         return outputs if self.project is None else self.project(outputs)
 
     def forward(self, query: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
+        assert memory.keys is not None
         return _attend(query @ memory.keys.transpose(1, 2), memory)
 
 
@@ -246,7 +261,7 @@ class Seq2Seq(nn.Module):
         self.bridge = nn.Linear(memory_size, num_layers * size)
         self.target_embedding = nn.Embedding(target_vocab_size, embedding_dim, padding_idx=padding_idx)
         if attention == "bahdanau":
-            self.attention: nn.Module | None = AdditiveAttention(size, memory_size, attention_dim or size)
+            self.attention: Attention | None = AdditiveAttention(size, memory_size, attention_dim or size)
         elif attention == "luong":
             if luong_score == "dot" and size != memory_size:
                 raise ValueError(f"dot attention needs decoder size {size} == encoder output size {memory_size}")
@@ -255,7 +270,7 @@ class Seq2Seq(nn.Module):
             self.attention = None
         readout_size = embedding_dim if tie_embeddings else size
         first_input = embedding_dim + (memory_size if self.context else 0) + (readout_size if self.input_feeding else 0)
-        rnn_class = CELLS[cell]
+        rnn_class: Any = CELLS[cell]
         extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
         # one single-layer torch RNN per layer (as in the encoder), dropout between them
         self.decoder_layers = nn.ModuleList(
@@ -330,7 +345,8 @@ class Seq2Seq(nn.Module):
         if not (self.kind == "bahdanau" or self.input_feeding or sampling):
             readout, _, weights = self._run(memory, state, embedded)  # nothing flows back: all steps at once
             return readout, weights
-        readouts, all_weights = [], []
+        readouts: list[torch.Tensor] = []
+        all_weights: list[torch.Tensor | None] = []
         for t in range(target_in.shape[1]):
             step_input = embedded[:, t : t + 1]
             if sampling and t > 0:
@@ -340,7 +356,7 @@ class Seq2Seq(nn.Module):
             readout, state, weights = self._run(memory, state, step_input)
             readouts.append(readout)
             all_weights.append(weights)
-        weights = None if all_weights[0] is None else torch.cat(all_weights, dim=1)
+        weights = None if all_weights[0] is None else torch.cat([w for w in all_weights if w is not None], dim=1)
         return torch.cat(readouts, dim=1), weights
 
     def _run(
@@ -351,6 +367,7 @@ class Seq2Seq(nn.Module):
         steps = embedded.shape[1]
         weights = context = None
         if self.kind == "bahdanau":
+            assert self.attention is not None
             context, weights = self.attention(state.layers[-1][0].transpose(0, 1), memory)  # query: s_{t-1}
         elif self.kind == "none" and self.context:
             context = memory.summary.unsqueeze(1).expand(-1, steps, -1)
@@ -363,6 +380,7 @@ class Seq2Seq(nn.Module):
             x, new_state = rnn(x, layer_state if self.cell == "lstm" else layer_state[0])
             layers.append(new_state if isinstance(new_state, tuple) else (new_state,))
         if self.kind == "luong":
+            assert self.attention is not None
             context, weights = self.attention(x, memory)
             features = torch.cat([x, context], dim=-1)
         else:

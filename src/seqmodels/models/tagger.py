@@ -14,6 +14,7 @@ the number of real tokens, so its scale does not depend on the batch's sentence 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +162,9 @@ class SequenceAttention(nn.Module):
 
 
 class SequenceTagger(nn.Module):
+    transition_penalty: torch.Tensor | None  # buffers, derived from the tag names
+    start_penalty: torch.Tensor | None
+
     def __init__(
         self,
         vocab_size: int,
@@ -214,7 +218,7 @@ class SequenceTagger(nn.Module):
         # Scores added in decoding: -inf for the tag transitions (K, K) and first tags (K,) it must
         # never output (e.g. I-PER after O), 0 elsewhere; None: each token's own best tag. Derived
         # from the tag names, so not saved.
-        def penalty(rule: list) -> torch.Tensor:
+        def penalty(rule: Any) -> torch.Tensor:  # (K, K) or (K,) booleans
             forbids = torch.tensor(rule)
             return torch.zeros(forbids.shape).masked_fill(forbids, float("-inf"))
 
@@ -237,16 +241,16 @@ class SequenceTagger(nn.Module):
             )
             dropped = (torch.rand(tokens.shape, device=tokens.device) < rate) & (tokens != self.padding_idx)
             tokens = tokens.masked_fill(dropped, self.unk_id)
-        features = [self.embedding(tokens)]
+        parts = [self.embedding(tokens)]
         if self.chars is not None:
             if chars is None:
                 raise ValueError("this tagger reads characters: pass chars (B, T, W)")
-            features.append(self.chars(chars))
+            parts.append(self.chars(chars))
         if self.shapes is not None:
             if shapes is None:
                 raise ValueError("this tagger reads word shapes: pass shapes (B, T)")
-            features.append(self.shapes(shapes))
-        features = torch.cat(features, dim=-1)
+            parts.append(self.shapes(shapes))
+        features = torch.cat(parts, dim=-1)
         outputs = self.encoder(self.dropout(features), lengths).outputs
         if self.attention is not None:
             mask = length_mask(lengths.to(outputs.device), outputs.shape[1])
@@ -264,10 +268,12 @@ class SequenceTagger(nn.Module):
     def decode(self, emissions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) predicted tag ids; padding positions hold 0."""
         mask = length_mask(lengths.to(emissions.device), emissions.shape[1])
-        penalties = None if self.transition_penalty is None else (self.transition_penalty, self.start_penalty)
+        penalties = None
+        if self.transition_penalty is not None and self.start_penalty is not None:
+            penalties = (self.transition_penalty, self.start_penalty)
         if self.crf is not None:
             return self.crf.viterbi(emissions, mask, penalties)
         if penalties is not None:
             # the likeliest sequence of valid tags under the per-token distributions
-            return viterbi(emissions.float().log_softmax(-1), mask, *penalties, torch.zeros_like(self.start_penalty))
+            return viterbi(emissions.float().log_softmax(-1), mask, *penalties, torch.zeros_like(penalties[1]))
         return emissions.argmax(-1).masked_fill(~mask, 0)

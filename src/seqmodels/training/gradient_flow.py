@@ -32,7 +32,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ def recording_hidden_states(model: nn.Module, steps: int) -> Iterator[dict[str, 
 
 
 def gradient_norms_by_distance(
-    loss: torch.Tensor, recorded: dict[str, Sequence[RecordedStates]], max_distance: int
+    loss: torch.Tensor, recorded: Mapping[str, Sequence[RecordedStates]], max_distance: int
 ) -> dict[str, list[float]]:
     """For each name, [mean over examples of ||dL/dh_t|| at distance k from the end of the pass,
     for k = 0 .. max_distance - 1]; the list stops at the longest distance any sequence has."""

@@ -46,7 +46,9 @@ def build_optimizer(cfg: OptimConfig, parameters: Iterable[torch.nn.Parameter]) 
     # (foreach) Adam, which was a quarter of a CoNLL-2003 step (its 1.1M-weight embedding table).
     if cfg.name in ("adam", "adamw"):
         adam = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
-        return adam(parameters, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, fused=True)
+        return adam(
+            parameters, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay, fused=True
+        )
     return torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
@@ -100,6 +102,7 @@ class LRSchedule:
             self._set_rate()  # from the next step on
 
     def _improves(self, metric: float) -> bool:
+        assert self.best is not None
         if self.mode == "min":
             return metric < self.best * (1 - self.THRESHOLD)
         return metric > self.best * (1 + self.THRESHOLD)
