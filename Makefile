@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 ARGS ?=
 
-.PHONY: install train test benchmark tensorboard clean
-install: $(VENV)/.installed
+.PHONY: help install train test test-fast check format benchmark tensorboard clean
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+install: $(VENV)/.installed  ## create .venv: torch first and alone, then seqmodels with its dev tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +22,26 @@ $(VENV)/.installed: pyproject.toml
 train: install  ## train the default model: LSTM on IMDB sentiment
 	$(PY) train.py model=lstm task=imdb $(ARGS)
 
-test: install
+test: check  ## what CI runs: lint, format and type checks, then every test (slow ones included)
+	$(PY) -m pytest -q -m "" --durations=15 $(ARGS)
+
+test-fast: install  ## the inner loop: every test not marked slow (about a minute)
 	$(PY) -m pytest -q $(ARGS)
+
+check: install  ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 benchmark: install  ## training throughput vs a plain loop and packed sequences
 	$(PY) scripts/benchmark_throughput.py $(ARGS)
 
-tensorboard: install
+tensorboard: install  ## open TensorBoard on outputs/
 	$(VENV)/bin/tensorboard --logdir outputs
 
-clean:
+clean:  ## remove .venv and caches
 	rm -rf $(VENV) .cache .pytest_cache

@@ -13,7 +13,7 @@ beam search with `--beam` over batches of data.eval_batch_size sentences, agains
 sentence at a time; greedy decoding in batches for reference. Both searches return the same
 translations (checked).
 
-    SEQMODELS_DATA_DIR=/work/shared/data python scripts/benchmark_translation.py experiment=multi30k_best \\
+    SEQMODELS_DATA_DIR=/path/to/data python scripts/benchmark_translation.py experiment=multi30k_best \\
         --threads 1 --batches 60 --sentences 200
     python scripts/benchmark_translation.py experiment=multi30k_best --run outputs/DATE/TIME --sentences 200
 

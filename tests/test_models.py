@@ -1,4 +1,4 @@
-"""Model shapes, parameter counts against the lecture formulas, and padding invariance."""
+"""Model shapes, parameter counts against the textbook formulas, and padding invariance."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def test_parameter_count_equals_formula_and_torch(cell, bidirectional, layers):
     assert sum(p.numel() for p in reference.parameters()) == expected
 
 
-def test_formula_matches_the_lecture_example():
+def test_formula_matches_a_worked_example():
     # LSTM with d=128, h=256: 4 * (128*256 + 256*256 + 2*256) = 395,264
     assert recurrent_formula("lstm", 128, 256) == ("4*(128*256 + 256*256 + 2*256)", 395_264)
     assert recurrent_formula("gru", 32, 5)[1] == 3 * (32 * 5 + 25 + 10)

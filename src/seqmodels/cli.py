@@ -126,7 +126,7 @@ def _quiet_rank_overrides() -> list[str]:
     if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
         _fail(
             "error: torchrun trains one model; for a sweep of data-parallel jobs use a launcher that starts the "
-            "ranks, e.g. hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=N (README: Scaling out)",
+            "ranks, e.g. hydra/launcher=submitit_slurm hydra.launcher.tasks_per_node=N (docs/scaling-out.md)",
             2,
         )
     scratch = tempfile.mkdtemp(prefix=f"seqmodels-rank{world.rank}-")

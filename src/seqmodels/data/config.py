@@ -11,7 +11,7 @@ from seqmodels.schema import Section, setting
 class DataConfig(Section):
     root: str = setting(
         "${oc.env:SEQMODELS_DATA_DIR,${cwd:}/data}",
-        "the folder that holds imdb/, conll2003/, wikitext-2/, ptb/, multi30k/, glove/ (see README); "
+        "the folder that holds imdb/, conll2003/, wikitext-2/, ptb/, multi30k/, glove/ (see docs/data.md); "
         "default $SEQMODELS_DATA_DIR, else data/ in the current directory; never written to "
         "except to download a missing dataset into it",
     )

@@ -11,7 +11,7 @@ becoming `<unk>`.
 
 Keeping those words out of the parameters is what makes them cheap: on CoNLL-2003 with GloVe 6B
 they are 380k of 400k rows, which as parameters would hold Adam's two moments each and be updated at
-every step (README, "Pretrained word vectors", has the measurements).
+every step (docs/word-vectors.md has the measurements).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A per-layer parameter table whose counts are checked against the lecture formulas.
+"""A per-layer parameter table whose counts are checked against the textbook formulas.
 
 For input size d and hidden size h, one layer and direction holds
   RNN  1*(d*h + h*h + 2h),  GRU 3*(d*h + h*h + 2h),  LSTM 4*(d*h + h*h + 2h)

@@ -31,7 +31,7 @@ def seed_everything(seed: int) -> None:
 
 def set_threads(num_threads: int | None) -> int:
     """Use `num_threads` intra-op threads (None: torch's default). Parallel jobs on one machine
-    must split the cores: an oversubscribed LSTM step runs many times slower (GUIDE.md)."""
+    must split the cores: an oversubscribed LSTM step runs many times slower."""
     if num_threads is not None:
         if num_threads < 1:
             raise ConfigError(f"trainer.num_threads={num_threads} is impossible; use a positive integer or null")
