@@ -20,6 +20,14 @@ if os.environ.get("CI"):
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for `env` runs the CLI in a subprocess (each pays the torch and Hydra
+    import, seconds before any work): such tests are `slow`, outside the default inner loop."""
+    for item in items:
+        if "env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
 POSITIVE = ["wonderful", "moving", "brilliant", "superb", "great", "loved", "beautiful", "touching"]
 NEGATIVE = ["awful", "boring", "terrible", "dull", "worst", "hated", "waste", "stupid"]
 FILLER = ["the", "film", "movie", "plot", "actor", "was", "and", "a", "story", "scene", "it", "of"]
