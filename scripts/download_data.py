@@ -1,10 +1,11 @@
 """Fetch the datasets into data.root before training (training also fetches a missing one).
 
-    python scripts/download_data.py                 # imdb ptb wikitext2 into $SEQMODELS_DATA_DIR or data/
+    python scripts/download_data.py                 # imdb ptb wikitext2 multi30k into $SEQMODELS_DATA_DIR or data/
     python scripts/download_data.py ptb --root /data/seqmodels
     python scripts/download_data.py glove --glove-dim 100   # word vectors: only when named (862 MB zip)
 
-Each archive comes from its canonical URL and is checked against its published MD5. CoNLL-2003
+Each archive comes from its canonical URL and is checked against its published MD5 (Multi30k: the
+sha256 of each file at a pinned commit of the multi30k/dataset repository, en, de and fr). CoNLL-2003
 has no public download: the script says which files to put where. GloVe 6B comes as one zip of
 four dimensions: only the one asked for is extracted, as data.root/glove/glove.6B.<dim>d.txt.gz.
 """
@@ -16,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from seqmodels.data import conll, glove, imdb, ptb, wikitext2
+from seqmodels.data import conll, glove, imdb, multi30k, ptb, wikitext2
 from seqmodels.errors import SeqmodelsError
 
 DOWNLOADABLE = {"imdb": imdb, "ptb": ptb, "wikitext2": wikitext2}
@@ -24,7 +25,7 @@ DOWNLOADABLE = {"imdb": imdb, "ptb": ptb, "wikitext2": wikitext2}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    known = [*DOWNLOADABLE, "conll2003", "glove"]
+    known = [*DOWNLOADABLE, "multi30k", "conll2003", "glove"]
     parser.add_argument("datasets", nargs="*", help=f"any of {', '.join(known)} (default: all but glove)")
     parser.add_argument(
         "--glove-dim",
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if name == "glove":
                 found = glove.locate(args.root, True, args.glove_dim)
+            elif name == "multi30k":
+                found = multi30k.fetch_all(args.root)[0].parent
             else:
                 found = conll.locate(args.root) if name == "conll2003" else DOWNLOADABLE[name].locate(args.root, True)
             print(f"{name}: ready ({found if isinstance(found, Path) else ', '.join(str(p) for p in found.values())})")

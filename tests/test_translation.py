@@ -174,6 +174,13 @@ def test_multi30k_files_are_found_or_downloaded_with_their_checksum(tmp_path, mo
     url, name, sha = fetched[0]
     assert url.endswith(f"/{multi30k.COMMIT}/data/task1/raw/{name}") and sha == multi30k.SHA256[name]
 
+    fetched.clear()  # download_data.py multi30k: the French files too, each checked
+    multi30k.fetch_all(tmp_path)
+    assert sorted(name for _, name, _ in fetched) == sorted(
+        f"{split}.fr.gz" for split in [*multi30k.SPLITS.values(), *multi30k.EXTRA_TESTS]
+    )
+    assert all(sha == multi30k.SHA256[name] for _, name, sha in fetched)
+
 
 @pytest.mark.parametrize("model", ["bpe", "unigram"])
 def test_subwords_detokenize_exactly_and_keep_the_special_ids(model):

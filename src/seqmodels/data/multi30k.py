@@ -50,6 +50,14 @@ def locate(root: Path, source: str, target: str, allow_download: bool) -> dict[s
     }
 
 
+def fetch_all(root: Path) -> list[Path]:
+    """Every published file of task 1 (each split, each language) under `root/multi30k`, downloaded
+    where missing: what `scripts/download_data.py multi30k` fetches."""
+    folder = Path(root) / "multi30k"
+    splits = [*SPLITS.values(), *EXTRA_TESTS]
+    return [_file(folder, split, language, True) for split in splits for language in LANGUAGES]
+
+
 def _file(folder: Path, split: str, language: str, allow_download: bool) -> Path:
     name = f"{split}.{language}.gz"
     for candidate in (folder / name, folder / f"{split}.{language}"):
