@@ -3,6 +3,8 @@
     from seqmodels.loading import load_run
     run = load_run("outputs/2026-11-29/10-00-00")        # checkpoints/best.pt
     run.predict("a wonderful film")                       # what scripts/predict.py prints
+    run.predict(["a wonderful film", "dull"])             # a list of answers, run in batches
+    run.task, run.config, run.metrics                     # what it is and how good it was
 
 `scripts/predict.py` and `scripts/evaluate.py` both start here.
 """
@@ -10,14 +12,18 @@
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from seqmodels.batch_prediction import Throughput, answer_in_batches
+from seqmodels.data.conll import Sentence
 from seqmodels.errors import ConfigError
 from seqmodels.schema import keys
 from seqmodels.tasks import TASKS, get_task, task_class
@@ -36,9 +42,66 @@ class LoadedRun:
     epoch: int  # the epoch the checkpoint was written after
     device: torch.device
 
-    def predict(self, text: str, **options: Any) -> dict[str, Any]:
-        """The task's answer to `text`, as `scripts/predict.py` prints it; options as the task declares them."""
-        return self.task.predict(self.model, self.artifacts, text, **options)
+    @property
+    def config(self) -> DictConfig:
+        return self.cfg
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The run's metrics.json (val and test metrics, best epoch); empty if the run has none."""
+        path = self.checkpoint.parent.parent / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @overload
+    def predict(self, texts: str, *, batch_size: int = ..., progress: bool = ..., **options: Any) -> dict[str, Any]: ...
+
+    @overload
+    def predict(
+        self, texts: Sequence[str], *, batch_size: int = ..., progress: bool = ..., **options: Any
+    ) -> list[dict[str, Any]]: ...
+
+    def predict(
+        self, texts: str | Sequence[str], *, batch_size: int = 64, progress: bool = False, **options: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """The task's answer to a text, or a list of answers to a list of texts (run in batches of
+        `batch_size`), as `scripts/predict.py` writes them; options as the task declares them."""
+        if isinstance(texts, str):
+            return self.task.predict(self.model, self.artifacts, texts, **options)
+        return self.predict_texts(list(texts), batch_size=batch_size, progress=progress, **options)[0]
+
+    def predict_texts(
+        self, texts: list[str], *, batch_size: int = 64, progress: bool = False, **options: Any
+    ) -> tuple[list[dict[str, Any]], Throughput]:
+        """The answers to `texts`, in their order, and how fast they came."""
+        return answer_in_batches(
+            texts,
+            lambda batch: self.task.predict_batch(self.model, self.artifacts, batch, **options),
+            len,
+            batch_size,
+            progress=progress,
+        )
+
+    def tag_sentences(
+        self, sentences: list[Sentence], *, batch_size: int = 64, progress: bool = False
+    ) -> tuple[list[list[str]], Throughput]:
+        """A tagger's IOB2 tags for each sentence of words (a CoNLL file's), in their order."""
+        sequences = self.task.conll_sequences(sentences)
+        results, throughput = answer_in_batches(
+            sequences,
+            lambda batch: self.task.tag_sequences(self.model, self.artifacts, batch),
+            lambda sequence: sum(len(sentence.words) for sentence in sequence),
+            batch_size,
+            progress=progress,
+            unit="sentences",
+        )
+        throughput.items = len(sentences)
+        return [tags for result in results for tags in result["tags"]], throughput
+
+    def __repr__(self) -> str:
+        return (
+            f"<{self.cfg.task.name} run ({self.cfg.task.kind}): {self.task.describe()}; {self.checkpoint}, "
+            f"epoch {self.epoch}, on {self.device}>"
+        )
 
 
 def load_run(

@@ -1,7 +1,13 @@
 """`python scripts/predict.py RUN_DIR TEXT [options]`: the best checkpoint of a run answers a text as JSON.
+`python scripts/predict.py RUN_DIR --input FILE|- [--output FILE]`: it answers a whole file, in batches.
 
-Each task declares its own options (e.g. sampling for language models); they reach the task only
-when given, so each task keeps its own defaults.
+Input files: plain text (one text per line), JSON Lines ({"text": ...} plus any fields, which are kept)
+or, for taggers, CoNLL columns (one word per line, blank lines between sentences). Output: JSON Lines,
+one line per input line in the same order; for CoNLL, the input's lines with the predicted tag as the
+last column (IOB2, or the input's IOB1 with --tag-scheme iob1), which conlleval reads as it is.
+
+Each task declares its own options (e.g. sampling for language models, beams for translation); they
+reach the task only when given, so each task keeps its own defaults.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-from seqmodels.errors import SeqmodelsError
-from seqmodels.loading import TaskOptions, load_run
+from seqmodels.errors import ConfigError, SeqmodelsError
+from seqmodels.loading import LoadedRun, TaskOptions, load_run
+from seqmodels.prediction_io import FORMATS, AtomicOutput, conll_output, jsonl_output, read_input, to_iob1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,20 +27,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="a run directory (outputs/DATE/TIME) or a checkpoint file")
     parser.add_argument(
         "text",
+        nargs="?",
         help="the text to answer: a review, a sentence, the start of a text; "
         "- reads it from standard input (for long texts)",
     )
+    parser.add_argument("--input", "-i", help="a file of texts (or a CoNLL file for a tagger); - reads standard input")
+    parser.add_argument("--output", "-o", default="-", help="where --input's answers go (default: standard output)")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="auto", help="--input's format (default: from its name and first lines)"
+    )
+    parser.add_argument("--batch-size", type=int, default=64, help="texts per batch (default 64)")
+    parser.add_argument(
+        "--tag-scheme",
+        choices=("iob2", "iob1"),
+        default="iob2",
+        help="CoNLL output: IOB2 tags (default), or IOB1 as in CoNLL-2003's own files",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no closing line")
     parser.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     task_options = TaskOptions.add_to(parser, "predict")
     args = parser.parse_args(argv)
+    if (args.text is None) == (args.input is None):
+        parser.error("give either a TEXT or --input FILE")
     try:
-        run = load_run(args.run, args.checkpoint, args.device)
-        options = task_options.given(args, run.cfg.task.kind)
-        text = sys.stdin.read() if args.text == "-" else args.text
-        result = run.predict(text, **options)
+        if args.batch_size < 1:
+            raise ConfigError(f"--batch-size {args.batch_size} must be at least 1")
+        output = AtomicOutput(args.output) if args.input is not None else None
+        try:
+            run = load_run(args.run, args.checkpoint, args.device)
+            options = task_options.given(args, run.cfg.task.kind)
+            if output is None:
+                text = sys.stdin.read() if args.text == "-" else args.text
+                print(json.dumps(run.predict(text, **options), ensure_ascii=False))
+                return 0
+            predict_file(run, args, options, output)
+        finally:
+            if output is not None:
+                output.discard()
     except SeqmodelsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(result, ensure_ascii=False))
     return 0
+
+
+def predict_file(run: LoadedRun, args: argparse.Namespace, options: dict, output: AtomicOutput) -> None:
+    what = f"this run ({run.cfg.task.name}, {run.cfg.task.kind})"
+    source = read_input(args.input, args.format, tagger=run.task.reads_conll, what=what)
+    if source.format == "conll" and args.format == "conll" and not run.task.reads_conll:
+        raise ConfigError(f"{what} reads texts, not CoNLL columns; give it one text per line or JSON Lines")
+    progress = not args.quiet and source.count > 0
+    if source.format == "conll":
+        tags, throughput = run.tag_sentences(source.sentences, batch_size=args.batch_size, progress=progress)
+        if args.tag_scheme == "iob1":
+            tags = [to_iob1(sentence) for sentence in tags]
+        text = conll_output(source, tags)
+    else:
+        answers, throughput = run.predict_texts(source.texts, batch_size=args.batch_size, progress=progress, **options)
+        text = jsonl_output(source, answers)
+    output.commit(text)
+    destination = "standard output" if args.output == "-" else args.output
+    if not source.count and not source.lines:
+        print(f"note: {source.name} is empty: wrote nothing to {destination}", file=sys.stderr)
+    elif not args.quiet:
+        print(f"{throughput.summary()} -> {destination}", file=sys.stderr)

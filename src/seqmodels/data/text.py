@@ -43,10 +43,18 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], *, lowercase_fallback: bo
     """Token ids for each text; an empty text becomes one `<unk>` so every sequence has length >= 1.
     `lowercase_fallback`: a word unknown as it is takes the id of its lowercased form, if any (for
     pretrained words beyond the vocabulary, which GloVe 6B has only in lowercase)."""
+    return encode_with_cuts(tokenizer, texts, lowercase_fallback=lowercase_fallback)[0]
+
+
+def encode_with_cuts(
+    tokenizer: Tokenizer, texts: Sequence[str], *, lowercase_fallback: bool = False
+) -> tuple[list[list[int]], list[bool]]:
+    """`encode`'s ids, and for each text whether the tokenizer's truncation cut it."""
     texts = list(texts)
     encodings = tokenizer.encode_batch(texts)
+    cuts = [bool(encoding.overflowing) for encoding in encodings]
     if not lowercase_fallback:
-        return [encoding.ids or [UNK_ID] for encoding in encodings]
+        return [encoding.ids or [UNK_ID] for encoding in encodings], cuts
     encoded = []
     for text, encoding in zip(texts, encodings):
         ids = [
@@ -54,7 +62,7 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], *, lowercase_fallback: bo
             for i, (start, end) in zip(encoding.ids, encoding.offsets)
         ]
         encoded.append(ids or [UNK_ID])
-    return encoded
+    return encoded, cuts
 
 
 def _id_or_unk(tokenizer: Tokenizer, word: str) -> int:

@@ -35,8 +35,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from seqmodels.data.config import DataConfig
+from seqmodels.data.conll import Sentence
+from seqmodels.errors import ConfigError
 from seqmodels.models.embedding import PretrainedRows
 from seqmodels.models.encoder import EncoderConfig
+from seqmodels.models.onnx_graphs import OnnxGraph
 from seqmodels.schema import Section, validate
 
 
@@ -58,6 +61,15 @@ class StepOutput:
     num_tokens: int  # real (non-padding) input tokens, for throughput
     num_examples: int
     details: Any = None  # whatever `evaluate` needs from this batch, on the CPU
+
+
+@dataclass
+class Answers:
+    """A batch of texts answered together: one answer per text, in the texts' order."""
+
+    results: list[dict[str, Any]]
+    tokens: int = 0  # tokens the model read, for throughput
+    cut: int = 0  # texts cut to the run's data.max_length
 
 
 @runtime_checkable
@@ -89,6 +101,8 @@ class TaskData:
 
 
 class Task(ABC):
+    #: predict.py reads CoNLL files (one word per line) for this task, besides texts
+    reads_conll: ClassVar[bool] = False
     #: the validation metric that selects the best checkpoint and that sweeps optimise
     monitor: ClassVar[str]
     #: "max" if a larger `monitor` is better, else "min"
@@ -133,6 +147,26 @@ class Task(ABC):
     @abstractmethod
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
         """The answer to a user's text. `options` are the values of the options `add_options` declared."""
+
+    def predict_batch(self, model: nn.Module, artifacts: dict[str, Any], texts: list[str], **options: Any) -> Answers:
+        """Each text's answer as `predict` gives it, for many texts at once (tasks run them as one padded
+        batch; this default answers them one by one)."""
+        return Answers([self.predict(model, artifacts, text, **options) for text in texts])
+
+    def conll_sequences(self, sentences: list[Sentence]) -> list[list[Sentence]]:
+        """The sentences of a CoNLL file grouped as the model reads them; only taggers (`reads_conll`) can."""
+        raise ConfigError(f"{self.cfg.task.name} runs ({self.cfg.task.kind}) read texts, not CoNLL columns")
+
+    def tag_sequences(self, model: nn.Module, artifacts: dict[str, Any], sequences: list[list[Sentence]]) -> Answers:
+        """{"tags": [the tags of each sentence]} for each sequence of `conll_sequences`."""
+        raise ConfigError(f"{self.cfg.task.name} runs ({self.cfg.task.kind}) read texts, not CoNLL columns")
+
+    def export_graph(self, model: nn.Module, artifacts: dict[str, Any]) -> OnnxGraph:
+        """What `scripts/export.py` writes to ONNX: the model's graph, example inputs and the JSON beside it."""
+        raise ConfigError(
+            f"{self.cfg.task.name} runs ({self.cfg.task.kind}) cannot be exported to ONNX; "
+            f"sentiment, NER and language-model runs can"
+        )
 
     @classmethod
     def add_predict_options(cls, group: argparse._ArgumentGroup) -> None:

@@ -39,9 +39,10 @@ from seqmodels.data.corpus import (
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModelConfig
 from seqmodels.models.cache import ContinuousCache
-from seqmodels.models.language_model import detach_state, sample
+from seqmodels.models.language_model import detach_state, draw, sample
+from seqmodels.models.onnx_graphs import OnnxGraph, language_model_step_graph
 from seqmodels.schema import setting
-from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors
 from seqmodels.training.evaluation import evaluate_split
 
@@ -341,21 +342,25 @@ class LanguageModelTask(Task):
             blocks.append(f"sample {number}:\n\n" + "\n".join(f"    {line}" for line in text.split("\n")))
         return {"samples": "\n\n".join(blocks)}
 
+    def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
+        return self.predict_batch(model, artifacts, [text], **options).results[0]
+
     @torch.no_grad()
-    def predict(
+    def predict_batch(
         self,
         model: nn.Module,
         artifacts: dict[str, Any],
-        text: str,
+        texts: list[str],
         *,
         temperature: float = 1.0,
         top_k: int = 10,
         length: int | None = None,
         seed: int | None = None,
-        **options,
-    ) -> dict[str, Any]:
-        """The `top_k` most likely next tokens after `text` and a sampled continuation of `length`
-        tokens (drawn from the `top_k` most likely at each step; top_k=1 is greedy). Options
+        **options: Any,
+    ) -> Answers:
+        """For each text, the `top_k` most likely next tokens and a sampled continuation of `length`
+        tokens (drawn from the `top_k` most likely at each step; top_k=1 is greedy). Each text draws
+        from its own generator, seeded with `seed`, so a text continues as it would alone. Options
         other tasks use are ignored."""
         length = SAMPLE_LENGTH[artifacts["level"]] if length is None else length
         if not isinstance(temperature, (int, float)) or not temperature > 0:
@@ -368,6 +373,47 @@ class LanguageModelTask(Task):
         model.eval()
         vocabulary = artifacts["vocabulary"]
         index = {token: i for i, token in enumerate(vocabulary)}
+        prompts = [self._prompt(text, artifacts, index) for text in texts]
+        # prompts of one length run together: a batch without padding continues every row from its own end
+        by_length: dict[int, list[int]] = {}
+        for i, (context, _) in enumerate(prompts):
+            by_length.setdefault(len(context), []).append(i)
+        device = next(model.parameters()).device
+        results: list[dict[str, Any]] = [{} for _ in texts]
+        for rows in by_length.values():
+            logits, state = model(torch.tensor([prompts[i][0] for i in rows], device=device))
+            last = logits[:, -1].float()
+            top = last.softmax(-1).cpu().topk(min(top_k, len(vocabulary)))
+            generators = [torch.Generator() for _ in rows]
+            for generator in generators:
+                generator.seed() if seed is None else generator.manual_seed(seed)
+            drawn: list[torch.Tensor] = []
+            for step in range(length):
+                token = torch.cat([draw(last[r : r + 1], temperature, top_k, g) for r, g in enumerate(generators)])
+                drawn.append(token)
+                if step + 1 < length:
+                    logits, state = model(token.view(-1, 1).to(device), state)
+                    last = logits[:, -1].float()
+            continuations = torch.stack(drawn, dim=1).tolist() if drawn else [[] for _ in rows]
+            for r, i in enumerate(rows):
+                results[i] = {
+                    "text": texts[i],
+                    "next": [
+                        {"token": vocabulary[t], "probability": round(float(p), 4)}
+                        for p, t in zip(top.values[r].tolist(), top.indices[r].tolist())
+                    ],
+                    "continuation": self._render(continuations[r], artifacts),
+                    "unknown": prompts[i][1],
+                    "temperature": temperature,
+                    "top_k": top_k,
+                    "length": length,
+                    "seed": seed,
+                }
+        return Answers(results, tokens=sum(len(context) for context, _ in prompts))
+
+    @staticmethod
+    def _prompt(text: str, artifacts: dict[str, Any], index: dict[str, int]) -> tuple[list[int], list[str]]:
+        """The ids the model reads for `text` (the start token first) and its tokens the vocabulary lacks."""
         if artifacts["level"] == "word":
             # PTB is lowercase: "The" is read as "the" when only that is a word of the corpus
             prompt = [word if word in index or word.lower() not in index else word.lower() for word in text.split()]
@@ -376,29 +422,17 @@ class LanguageModelTask(Task):
         unknown = [token for token in prompt if token not in index]
         if artifacts["unknown"] is None:
             prompt = [token for token in prompt if token in index]  # no unknown token to stand in for them
-        context = [index[artifacts["start"]], *encode(prompt, vocabulary, artifacts["unknown"]).tolist()]
-        device = next(model.parameters()).device
-        logits, _ = model(torch.tensor([context], device=device))
-        probabilities = logits[0, -1].float().softmax(-1).cpu()
-        top = probabilities.topk(min(top_k, len(vocabulary)))
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
-        continuation = sample(model, context, length, temperature=float(temperature), top_k=top_k, generator=generator)[
-            0
-        ]
-        return {
-            "text": text,
-            "next": [
-                {"token": vocabulary[i], "probability": round(float(p), 4)}
-                for p, i in zip(top.values.tolist(), top.indices.tolist())
-            ],
-            "continuation": self._render(continuation, artifacts),
-            "unknown": unknown,
-            "temperature": temperature,
-            "top_k": top_k,
-            "length": length,
-            "seed": seed,
-        }
+        fallback = index.get(artifacts["unknown"], -1)  # every token is known when there is no unknown token
+        return [index[artifacts["start"]], *(index.get(token, fallback) for token in prompt)], unknown
+
+    def export_graph(self, model: nn.Module, artifacts: dict[str, Any]) -> OnnxGraph:
+        graph = language_model_step_graph(model, artifacts["vocab_size"])
+        graph.sidecar.update(
+            {
+                "vocabulary": artifacts["vocabulary"],
+                "level": artifacts["level"],
+                "start": artifacts["start"],
+                "unknown": artifacts["unknown"],
+            }
+        )
+        return graph

@@ -27,8 +27,9 @@ from seqmodels.data.text import PAD, UNK, UNK_ID, flatten
 from seqmodels.data.vocab import Vocabulary
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import TaggerConfig
+from seqmodels.models.onnx_graphs import OnnxGraph, decoding, tagger_graph
 from seqmodels.schema import setting
-from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
 from seqmodels.tasks.ner_metrics import entity_scores
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors, unseen_word_candidates, vocabulary_sources
 
@@ -104,6 +105,7 @@ def _padded_chars(flat: torch.Tensor, starts: torch.Tensor, lengths: torch.Tenso
 class NerTask(Task):
     monitor = "f1"
     mode = "max"
+    reads_conll = True
 
     data_schema = NerData
     model_schema = TaggerConfig
@@ -337,11 +339,55 @@ class NerTask(Task):
 
     @torch.no_grad()
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
+        return self.predict_batch(model, artifacts, [text]).results[0]
+
+    def predict_batch(self, model: nn.Module, artifacts: dict[str, Any], texts: list[str], **options: Any) -> Answers:
+        """Each text split into words as CoNLL-2003 splits them, a tag per word, and the entities
+        with their place in the words and their text as written."""
+        matches = [conll.split_words(text) for text in texts]
+        words = [[match.group() for match in found] for found in matches]
+        tags = self._tag(model, artifacts, words)
+        results = []
+        for text, found, sentence_words, sentence_tags in zip(texts, matches, words, tags):
+            entities = [
+                {
+                    "text": text[found[span.start].start() : found[span.end - 1].end()],
+                    "type": span.type,
+                    "start": span.start,
+                    "end": span.end,
+                }
+                for span in conll.entity_spans(sentence_tags)
+            ]
+            results.append({"tokens": sentence_words, "tags": sentence_tags, "entities": entities})
+        return Answers(results, tokens=sum(map(len, words)))
+
+    def conll_sequences(self, sentences: list[conll.Sentence]) -> list[list[conll.Sentence]]:
+        """The sentences as the model reads them: one by one, or with data.context_tokens consecutive
+        sentences of one document together, as in training and evaluation (so the tags are evaluate.py's)."""
+        lengths = [len(sentence.words) for sentence in sentences]
+        documents = [sentence.document for sentence in sentences]
+        starts = conll.context_starts(lengths, documents, self.data_config.context_tokens)
+        return [sentences[a:b] for a, b in zip(starts, [*starts[1:], len(sentences)])]
+
+    def tag_sequences(
+        self, model: nn.Module, artifacts: dict[str, Any], sequences: list[list[conll.Sentence]]
+    ) -> Answers:
+        """{"tags": [IOB2 tags of each sentence]} for each sequence of `conll_sequences`."""
+        words = [[word for sentence in sequence for word in sentence.words] for sequence in sequences]
+        results = []
+        for tags, sequence in zip(self._tag(model, artifacts, words), sequences):
+            starts = itertools.accumulate((len(sentence.words) for sentence in sequence), initial=0)
+            results.append({"tags": [tags[a : a + len(sentence.words)] for a, sentence in zip(starts, sequence)]})
+        return Answers(results, tokens=sum(map(len, words)))
+
+    @torch.no_grad()
+    def _tag(self, model: nn.Module, artifacts: dict[str, Any], sequences: list[list[str]]) -> list[list[str]]:
+        """The tag names of each sequence of words, the sequences run as one padded batch."""
         model.eval()
-        matches = conll.split_words(text)
-        words = [match.group() for match in matches]
-        if not words:
-            return {"tokens": [], "tags": [], "entities": []}
+        filled = [i for i, words in enumerate(sequences) if words]
+        tags: list[list[str]] = [[] for _ in sequences]
+        if not filled:
+            return tags
         vocabularies = Vocabularies(
             Vocabulary(artifacts["words"]),
             Vocabulary(artifacts["chars"]),
@@ -349,19 +395,37 @@ class NerTask(Task):
             lowercase_fallback=artifacts.get("frozen_words", 0) > 0,
         )
         device = next(model.parameters()).device
-        tokens, lengths = pad_right([torch.tensor(vocabularies.word_ids(words))])
-        chars, _ = pad_right([torch.tensor(ids) for ids in vocabularies.char_ids(words)])
-        shapes = torch.tensor([vocabularies.shape_ids(words)], device=device)
-        tokens, lengths, chars = tokens.to(device), lengths.to(device), chars.unsqueeze(0).to(device)
-        predicted = model.decode(model(tokens, lengths, chars, shapes), lengths)[0].tolist()
-        tags = [artifacts["tags"][i] for i in predicted]
-        entities = [
-            {
-                "text": text[matches[span.start].start() : matches[span.end - 1].end()],
-                "type": span.type,
-                "start": span.start,
-                "end": span.end,
-            }
-            for span in conll.entity_spans(tags)
-        ]
-        return {"tokens": words, "tags": tags, "entities": entities}
+        rows = [sequences[i] for i in filled]
+        tokens, lengths = pad_right([torch.tensor(vocabularies.word_ids(words)) for words in rows])
+        chars = shapes = None
+        if self.model_config.char_dim > 0:
+            spelled = [[torch.tensor(ids) for ids in vocabularies.char_ids(words)] for words in rows]
+            width = max(len(ids) for words in spelled for ids in words)
+            chars = torch.zeros(*tokens.shape, max(width, 1), dtype=torch.int64)
+            for row, words in enumerate(spelled):
+                for position, ids in enumerate(words):
+                    chars[row, position, : len(ids)] = ids
+            chars = chars.to(device)
+        if self.model_config.shape_dim > 0:
+            shapes = pad_right([torch.tensor(vocabularies.shape_ids(words)) for words in rows])[0].to(device)
+        tokens, lengths = tokens.to(device), lengths.to(device)
+        predicted = model.decode(model(tokens, lengths, chars, shapes), lengths).cpu().tolist()
+        names = artifacts["tags"]
+        for i, ids, length in zip(filled, predicted, lengths.tolist()):
+            tags[i] = [names[tag] for tag in ids[:length]]
+        return tags
+
+    def export_graph(self, model: nn.Module, artifacts: dict[str, Any]) -> OnnxGraph:
+        graph = tagger_graph(model, len(artifacts["words"]), len(artifacts["chars"]), len(conll.SHAPES))
+        graph.sidecar = {
+            "tags": artifacts["tags"],
+            "decoding": decoding(model),
+            "words": artifacts["words"],
+            "lowercase": artifacts["lowercase"],
+            # a word unknown as written is looked up lowercased (pretrained words beyond the training ones)
+            "lowercase_fallback": artifacts.get("frozen_words", 0) > 0,
+            "chars": artifacts["chars"],
+            "shapes": list(conll.SHAPES),
+            "context_tokens": self.data_config.context_tokens,
+        }
+        return graph

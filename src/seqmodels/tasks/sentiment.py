@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -23,14 +24,16 @@ from seqmodels.data.text import (
     UNK,
     WHITESPACE_TOKEN,
     encode,
+    encode_with_cuts,
     extend_vocabulary,
     flatten,
     tokenizer_from_json,
     train_word_tokenizer,
 )
 from seqmodels.models import ClassifierConfig
+from seqmodels.models.onnx_graphs import OnnxGraph, classifier_graph
 from seqmodels.schema import setting
-from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors, unseen_word_candidates, vocabulary_sources
 
 log = logging.getLogger("seqmodels")
@@ -232,18 +235,39 @@ class SentimentTask(Task):
 
     @torch.no_grad()
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
+        return self.predict_batch(model, artifacts, [text]).results[0]
+
+    @torch.no_grad()
+    def predict_batch(self, model: nn.Module, artifacts: dict[str, Any], texts: list[str], **options: Any) -> Answers:
+        """The label and probabilities of each review; an empty review gets label and probability None."""
         model.eval()
-        ids = torch.tensor(
-            encode(_tokenizer(artifacts["tokenizer"]), [text], lowercase_fallback=artifacts.get("frozen_words", 0) > 0)[
-                0
-            ]
+        ids, cuts = encode_with_cuts(
+            _tokenizer(artifacts["tokenizer"]), texts, lowercase_fallback=artifacts.get("frozen_words", 0) > 0
         )
-        tokens, lengths = pad_right([ids])
+        labels = artifacts["labels"]
+        results: list[dict[str, Any]] = [{"label": None, "probability": None, "probabilities": {}} for _ in texts]
+        filled = [i for i, text in enumerate(texts) if text.strip()]
+        if not filled:
+            return Answers(results)
+        tokens, lengths = pad_right([torch.tensor(ids[i]) for i in filled])
         device = next(model.parameters()).device
-        probabilities = model(tokens.to(device), lengths.to(device)).softmax(-1)[0].cpu()
-        best = int(probabilities.argmax())
-        return {
-            "label": artifacts["labels"][best],
-            "probability": round(float(probabilities[best]), 4),
-            "probabilities": {name: round(float(p), 4) for name, p in zip(artifacts["labels"], probabilities)},
+        probabilities = model(tokens.to(device), lengths.to(device)).float().softmax(-1).cpu().tolist()
+        for i, row in zip(filled, probabilities):
+            best = max(range(len(row)), key=row.__getitem__)
+            results[i] = {
+                "label": labels[best],
+                "probability": round(row[best], 4),
+                "probabilities": {name: round(p, 4) for name, p in zip(labels, row)},
+            }
+        return Answers(results, tokens=int(lengths.sum()), cut=sum(cuts[i] for i in filled))
+
+    def export_graph(self, model: nn.Module, artifacts: dict[str, Any]) -> OnnxGraph:
+        graph = classifier_graph(model, artifacts["vocab_size"])
+        graph.sidecar = {
+            "labels": artifacts["labels"],
+            # tokenizers.Tokenizer.from_str(json.dumps(...)) reads it; it lowercases and cuts as training did
+            "tokenizer": json.loads(artifacts["tokenizer"]),
+            "lowercase_fallback": artifacts.get("frozen_words", 0) > 0,
+            "max_length": self.data_config.max_length,
         }
+        return graph

@@ -39,7 +39,7 @@ from seqmodels.models.search import beam_search, greedy_search
 from seqmodels.models.seq2seq import Seq2SeqConfig
 from seqmodels.schema import Section, setting
 from seqmodels.tasks.attention_map import attention_figure
-from seqmodels.tasks.base import Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
 from seqmodels.tasks.translation_metrics import corpus_scores, signatures
 
 log = logging.getLogger("seqmodels")
@@ -467,6 +467,38 @@ class TranslationTask(Task):
             const=True,
             help="also print the attention weights of each generated piece over the source pieces",
         )
+
+    @torch.no_grad()
+    def predict_batch(
+        self,
+        model: nn.Module,
+        artifacts: dict[str, Any],
+        texts: list[str],
+        *,
+        beam_size: int | None = None,
+        attention: bool | None = None,
+        **options: Any,
+    ) -> Answers:
+        """Each text's translation, the texts decoded as one batch (beam search in batches returns what
+        one sentence at a time does); with `attention`, one by one."""
+        if attention:
+            return super().predict_batch(model, artifacts, texts, beam_size=beam_size, attention=attention)
+        beam = self.decode_config.beam_size if beam_size is None else beam_size
+        require_int("--beam-size", beam)
+        model.eval()
+        results: list[dict[str, Any]] = [{"translation": "", "beam_size": beam} for _ in texts]
+        filled = [i for i, text in enumerate(texts) if text.strip()]
+        if not filled:
+            return Answers(results)
+        device = next(model.parameters()).device
+        full = encode_texts(_tokenizer(artifacts["source_tokenizer"]), [texts[i].strip() for i in filled])
+        limit = artifacts["max_length"]
+        source, lengths = pad_right([torch.tensor(row[:limit] or [1]) for row in full])
+        self.length_penalty = self.decode_config.length_penalty
+        hypotheses = self.translate_ids(model, source.to(device), lengths.to(device), beam)
+        for i, translation in zip(filled, decode_ids(_tokenizer(artifacts["target_tokenizer"]), hypotheses)):
+            results[i]["translation"] = translation
+        return Answers(results, tokens=int(lengths.sum()), cut=sum(len(row) > limit for row in full))
 
     @torch.no_grad()
     def predict(

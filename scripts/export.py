@@ -1,0 +1,11 @@
+"""Export a run's model to ONNX, with its vocabulary and labels as JSON beside it.
+
+python scripts/export.py outputs/2026-11-21/10-00-00 --format onnx --output exports/imdb.onnx
+"""
+
+import sys
+
+from seqmodels.export import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The files `predict.py` reads and writes: texts (one per line), JSON Lines, CoNLL columns.
+
+In: plain text, one text per line; JSON Lines, one object per line with a "text" field (its other
+fields are kept); or, for taggers, CoNLL columns: one word per line with any columns after it
+(CoNLL-2003's `word POS chunk NER`, or just `word` or `word tag`), blank lines between sentences,
+`-DOCSTART-` lines between documents.
+
+Out: JSON Lines, one line per input line in the same order; or, for CoNLL, the input's lines with
+the predicted tag appended as the last column (`O` on `-DOCSTART-` lines), which is what conlleval
+reads: gold tag second to last, prediction last.
+
+The output is written to a temporary file beside it and renamed at the end, so a failed run leaves
+no partial file; the temporary file is opened first, so an unwritable output fails before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from seqmodels.data.conll import DOCUMENT_START, Sentence, entity_spans
+from seqmodels.errors import ConfigError, DataError
+
+FORMATS = ("auto", "text", "jsonl", "conll")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+# the share of word lines with the most common column count above which a file is read as CoNLL
+CONLL_MIN_SHARE = 0.9
+
+
+@dataclass
+class InputFile:
+    name: str  # the path, or <stdin>
+    format: str  # text | jsonl | conll
+    texts: list[str] = field(default_factory=list)  # text, jsonl: one per line
+    records: list[dict[str, Any]] | None = None  # jsonl: each line's object
+    lines: list[str] = field(default_factory=list)  # conll: the input's lines, without line ends
+    sentences: list[Sentence] = field(default_factory=list)  # conll: words (tags unread), with documents
+    word_lines: list[list[int]] = field(default_factory=list)  # conll: the line of each word of each sentence
+
+    @property
+    def count(self) -> int:
+        return len(self.sentences) if self.format == "conll" else len(self.texts)
+
+
+def read_input(source: str, format: str = "auto", *, tagger: bool = False, what: str = "this run") -> InputFile:
+    """`source`: a path or "-" (standard input). `tagger`: the run reads CoNLL files; `what` names the
+    run in errors."""
+    name = "<stdin>" if source == "-" else source
+    raw = sys.stdin.buffer.read() if source == "-" else _read_bytes(Path(source))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # the original CoNLL-2003 files are Latin-1
+        text = raw.decode("latin-1")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    lines = [line.removesuffix("\r") for line in lines]
+    if format == "auto":
+        format = _sniff(name, lines, tagger, what)
+    if format == "conll":
+        return _read_conll(name, lines)
+    if format == "jsonl":
+        records = [_record(name, number, line) for number, line in enumerate(lines, start=1)]
+        return InputFile(name, format, texts=[record["text"] for record in records], records=records)
+    return InputFile(name, format, texts=lines)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read {path} ({error.strerror})") from None
+
+
+def _sniff(name: str, lines: list[str], tagger: bool, what: str) -> str:
+    first = next((line for line in lines if line.strip()), "")
+    if name.endswith(JSONL_SUFFIXES) or _is_json_object(first):
+        return "jsonl"
+    if not first:
+        return "conll" if tagger else "text"
+    if tagger and not looks_like_conll(lines, tagged=False):
+        raise DataError(
+            f"{what} is a tagger and reads CoNLL files (one word per line, blank lines between sentences); "
+            f"{name} looks like plain text: pass --format text to tag one sentence per line"
+        )
+    if not tagger and looks_like_conll(lines, tagged=True):
+        raise DataError(
+            f'{what} reads texts (one per line, or JSON Lines with a "text" field); {name} looks like a '
+            f"CoNLL file (one word and its tags per line); pass --format text to read each line as a text"
+        )
+    return "conll" if tagger else "text"
+
+
+def looks_like_conll(lines: list[str], tagged: bool) -> bool:
+    """A `-DOCSTART-` line, or word lines that nearly all have one column count and end in an IOB tag;
+    unless `tagged`, also one column count and blank lines between sentences."""
+    if any(line.split()[:1] == [DOCUMENT_START] for line in lines):
+        return True
+    rows = [line.split() for line in lines if line.strip()]
+    width, count = Counter(map(len, rows)).most_common(1)[0]
+    if count < CONLL_MIN_SHARE * len(rows):
+        return False
+    if width >= 2 and sum(_is_iob_tag(row[-1]) for row in rows) >= CONLL_MIN_SHARE * len(rows):
+        return True
+    return not tagged and (width == 1 or len(rows) < len(lines))
+
+
+def _is_iob_tag(tag: str) -> bool:
+    prefix, dash, kind = tag.partition("-")
+    return tag == "O" or (prefix in ("B", "I", "E", "S") and dash == "-" and kind != "")
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _record(name: str, number: int, line: str) -> dict[str, Any]:
+    if not line.strip():
+        return {"text": ""}
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f'{name}:{number}: not JSON ({error.msg}); expected an object such as {{"text": ...}}'
+        ) from None
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise DataError(f'{name}:{number}: expected an object with a "text" string, got {line[:80]!r}')
+    return record
+
+
+def _read_conll(name: str, lines: list[str]) -> InputFile:
+    result = InputFile(name, "conll", lines=lines)
+    words: list[str] = []
+    positions: list[int] = []
+    document = 0
+    width, width_line = 0, 0
+
+    def end_sentence() -> None:
+        if words:
+            result.sentences.append(Sentence(words.copy(), [], document))
+            result.word_lines.append(positions.copy())
+            words.clear()
+            positions.clear()
+
+    for index, line in enumerate(lines):
+        columns = line.split()
+        if not columns:
+            end_sentence()
+            continue
+        if columns[0] == DOCUMENT_START:
+            end_sentence()
+            document += 1 if result.sentences else 0  # the first marker opens document 0
+            continue
+        if not width:
+            width, width_line = len(columns), index + 1
+        elif len(columns) != width:
+            raise DataError(
+                f"{name}:{index + 1}: {len(columns)} columns where line {width_line} has {width}; a CoNLL file "
+                f"has one word per line, the same columns on every line, blank lines between sentences"
+            )
+        words.append(columns[0])
+        positions.append(index)
+    end_sentence()
+    return result
+
+
+def to_iob1(tags: list[str]) -> list[str]:
+    """The same entities in IOB1 (CoNLL-2003's own scheme): `I-X` throughout, `B-X` only at an entity
+    that directly follows another of the same type."""
+    converted = ["O"] * len(tags)
+    previous_end, previous_type = -1, ""
+    for span in entity_spans(tags):
+        converted[span.start : span.end] = [f"I-{span.type}"] * (span.end - span.start)
+        if span.start == previous_end and span.type == previous_type:
+            converted[span.start] = f"B-{span.type}"
+        previous_end, previous_type = span.end, span.type
+    return converted
+
+
+def conll_output(source: InputFile, tags: list[list[str]]) -> str:
+    """The input's lines with each word's predicted tag appended (`O` on `-DOCSTART-` lines)."""
+    appended: dict[int, str] = {}
+    for sentence_tags, positions in zip(tags, source.word_lines, strict=True):
+        appended.update(zip(positions, sentence_tags, strict=True))
+    out = []
+    for index, line in enumerate(source.lines):
+        columns = line.split()
+        if not columns:
+            out.append("")
+            continue
+        separator = "\t" if "\t" in line else " "
+        tag = appended.get(index, "O")  # only -DOCSTART- lines have none
+        out.append(f"{line.rstrip()}{separator}{tag}")
+    return "".join(f"{line}\n" for line in out)
+
+
+def jsonl_output(source: InputFile, answers: list[dict[str, Any]]) -> str:
+    """One JSON object per input line: the input's fields (a plain line's text as "text") and the answer's.
+    An input field the answer would overwrite with another value is kept as "input_<name>"."""
+    out = []
+    for index, answer in enumerate(answers):
+        record = dict(source.records[index]) if source.records is not None else {"text": source.texts[index]}
+        for key, value in answer.items():
+            if key in record and record[key] != value:
+                record[f"input_{key}"] = record.pop(key)
+            record[key] = value
+        out.append(json.dumps(record, ensure_ascii=False))
+    return "".join(f"{line}\n" for line in out)
+
+
+class AtomicOutput:
+    """An output file written whole or not at all. Opening it creates the temporary file (so an
+    unwritable place fails at once); `commit` writes and renames it into place; `discard` removes it.
+    `-`: standard output."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.temporary: Path | None = None
+        if target == "-":
+            return
+        path = Path(target)
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(21, "Is a directory")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as error:
+            raise ConfigError(f"cannot write --output {target} ({error.strerror}); nothing was written") from None
+        os.close(handle)
+        self.temporary = Path(name)
+
+    def commit(self, text: str) -> None:
+        if self.temporary is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        try:
+            with open(self.temporary, "wb") as handle:
+                _write_all(handle, text.encode("utf-8"))
+            os.replace(self.temporary, self.target)
+        except OSError as error:
+            self.discard()
+            raise ConfigError(f"cannot write --output {self.target} ({error.strerror}); nothing was written") from None
+
+    def discard(self) -> None:
+        if self.temporary is not None:
+            self.temporary.unlink(missing_ok=True)
+
+
+def _write_all(handle: BinaryIO, data: bytes) -> None:
+    handle.write(data)
+    handle.flush()
+    os.fsync(handle.fileno())
