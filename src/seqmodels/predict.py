@@ -20,6 +20,7 @@ from pathlib import Path
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.loading import LoadedRun, TaskOptions, load_run
 from seqmodels.prediction_io import FORMATS, AtomicOutput, conll_output, jsonl_output, read_input, to_iob1
+from seqmodels.training.runtime import set_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no closing line")
     parser.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's, one per core)")
     task_options = TaskOptions.add_to(parser, "predict")
     args = parser.parse_args(argv)
     if (args.text is None) == (args.input is None):
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1:
             raise ConfigError(f"--batch-size {args.batch_size} must be at least 1")
+        if args.threads is not None and args.threads < 1:
+            raise ConfigError(f"--threads {args.threads} must be at least 1")
+        set_threads(args.threads)
         output = AtomicOutput(args.output) if args.input is not None else None
         try:
             run = load_run(args.run, args.checkpoint, args.device)
