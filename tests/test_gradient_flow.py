@@ -161,8 +161,8 @@ def test_gradient_flow_json_keeps_one_curve_per_epoch_and_a_resumed_run_replaces
     record = json.loads((tmp_path / FILENAME).read_text())
     assert [e["epoch"] for e in record["epochs"]] == [1, 2]
     assert len(record["epochs"][0]["curves"]["encoder"]) == 12 and record["x"].startswith("k:")
-    assert ("gradient_flow/norm_at_k0", 2) in logger.scalars and ("gradient_flow/norm_at_k10", 2) in logger.scalars
-    assert logger.figures[-1] == ("gradient_flow/plot", 2)
+    assert ("vitals/gradient_flow_k0", 2) in logger.scalars and ("vitals/gradient_flow_k10", 2) in logger.scalars
+    assert logger.figures[-1] == ("vitals/gradient_flow", 2)
     assert record_gradient_flow(FinalStateTask(), model, None, 4, 12, tmp_path, logger) == {}  # no batch: nothing
 
 
@@ -184,10 +184,10 @@ def test_a_run_writes_the_curve_of_every_epoch_and_plots_it_in_tensorboard(task,
     assert [e["epoch"] for e in record["epochs"]] == [1, 2]
     curve = record["epochs"][-1]["curves"]["encoder"]
     assert 1 <= len(curve) <= 6 and all(v is not None and v >= 0 for v in curve) and curve[0] > 0
-    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0})
+    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"images": 0})
     events.Reload()
-    assert len(events.Images("gradient_flow/plot")) == 2
-    assert "gradient_flow/norm_at_k0" in events.Tags()["scalars"]
+    assert len(events.Images("vitals/gradient_flow")) == 2
+    assert "vitals/gradient_flow_k0" in events.Tags()["scalars"]
 
 
 def test_gradient_flow_can_be_turned_off(tmp_path, data_root):

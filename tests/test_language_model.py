@@ -528,10 +528,10 @@ def test_train_ptb_reports_perplexity_and_logs_samples(ptb_run):
     for split in ("val", "test"):
         assert set(metrics[split]) == {"perplexity", "loss"}
         assert metrics[split]["perplexity"] == pytest.approx(math.exp(metrics[split]["loss"]), rel=1e-6)
-    accumulator = EventAccumulator(str(ptb_run / "tensorboard"))
+    accumulator = EventAccumulator(str(ptb_run))
     accumulator.Reload()
-    assert {"val/perplexity", "test/perplexity", "hparams/test_perplexity"} <= set(accumulator.Tags()["scalars"])
-    assert len(accumulator.Tensors("examples/samples/text_summary")) == 2  # one set of samples per epoch
+    assert {"val/perplexity", "test/perplexity", "val/best"} <= set(accumulator.Tags()["scalars"])
+    assert len(accumulator.Tensors("val_examples/samples/text_summary")) == 2  # one set of samples per epoch
     log = (ptb_run / "train.log").read_text()
     assert "tokens train / val / test" in log and "train layout" in log
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import re
 import shlex
@@ -47,9 +46,14 @@ def _remove_unstarted(run_dir: Path) -> None:
     if (run_dir / "checkpoints").exists() or not distributed.environment_world().is_main:
         return
     shutil.rmtree(run_dir, ignore_errors=True)
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_dir.parent.name):
-        with contextlib.suppress(OSError):
-            run_dir.parent.rmdir()  # outputs/DATE/, when this was its only run
+    # outputs/TASK/MODEL/ (seqmodels.config.run_name), when this was their only run
+    for parent in list(run_dir.parents)[:2]:
+        if parent.name in ("outputs", "") or parent == Path.cwd():
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
 
 
 def _resume_command(run_dir: Path) -> str:

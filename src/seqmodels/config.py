@@ -35,11 +35,13 @@ def user_cache_dir() -> Path:
 
 def register_resolvers() -> None:
     """`${cwd:}` (data.root defaults to data/ in the directory train.py runs from, not Hydra's run
-    directory), `${user_cache:}` (the cache folder) and `${job_dirname:...}` (multirun job names)."""
+    directory), `${user_cache:}` (the cache folder), `${job_dirname:...}` (multirun job names) and
+    `${run_name:}` (the run's folder below outputs/)."""
     resolvers: dict[str, Callable[..., Any]] = {
         "cwd": os.getcwd,
         "user_cache": lambda: str(user_cache_dir()),
         "job_dirname": job_dirname,
+        "run_name": run_name,
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -75,19 +77,57 @@ def compose_config(overrides: Iterable[str] = ()) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
-# Overrides left out of a multirun job's directory name: they do not change the experiment.
-UNNAMED_KEYS = ("seed", "trainer.device", "trainer.num_threads")
+def run_name(default: str | None = None, *, _root_: DictConfig) -> str:
+    """`name` where a user set it, else `default` (a multirun's `multirun`), else TASK/MODEL such as
+    `imdb/lstm-1x128` (the model as its config names itself, `short_name`): the run directory below
+    outputs/, before the time, and so the run's name in TensorBoard. A config that does not validate
+    gets the task's name alone; it is refused before the directory is used."""
+    name = _root_.get("name")
+    if name:
+        return str(name)
+    if default:
+        return default
+    from seqmodels.schema import validate
+    from seqmodels.tasks import task_class
+
+    task = str(_root_.task.get("name", "run"))
+    try:
+        model = validate(task_class(_root_).model_schema, _root_.get("model"), "model").short_name()
+    except Exception:  # any refusal is check_config's to report, with its own message
+        return task
+    return f"{task}/{model}"
+
+
+# Overrides left out of a multirun job's directory name: they do not change the experiment, or the
+# sweep's directory already says them.
+UNNAMED_KEYS = ("seed", "trainer.device", "trainer.num_threads", "name")
 MAX_DIRNAME = 120
 
 
-def job_dirname(number: int, overrides: list[str]) -> str:
-    """`3_model=lstm,model.bidirectional=true`: a flat, readable job directory. A value that is a path
+def swept_keys(sweep_dir: str | Path | None) -> set[str]:
+    """The keys a multirun sweeps (`model=rnn,gru`, `optim.lr=range(...)`), from the command line Hydra's
+    sweeper saved in the sweep directory (multirun.yaml) before it started the jobs; empty if unknown."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = Path(sweep_dir or "") / "multirun.yaml"
+    try:
+        overrides = [str(o) for o in OmegaConf.load(path).hydra.overrides.task]
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # no saved sweep (another sweeper) or one Hydra cannot read back: every override
+        return set()
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
+
+
+def job_dirname(number: int, overrides: list[str], sweep_dir: str | None = None) -> str:
+    """`3_model=lstm,model.bidirectional=true`: a flat, readable job directory of the overrides that vary
+    between the jobs (all of them when the sweep's command line is unknown). A value that is a path
     (data.root=/data/sets, trainer.resume=...) is shortened to its last part, so no override nests
     the job's directory or spells a whole path; long names are cut."""
+    swept = swept_keys(sweep_dir)
     parts = []
     for override in overrides:
         key, _, value = str(override).partition("=")
-        if key.lstrip("+~") in UNNAMED_KEYS or key.startswith("hydra"):
+        if key.lstrip("+~") in UNNAMED_KEYS or key.startswith("hydra") or (swept and key not in swept):
             continue
         if "/" in value or "\\" in value:
             value = Path(value.rstrip("/\\")).name or "root"

@@ -31,6 +31,11 @@ class RunConfig(Section):
     """The top-level keys besides the groups."""
 
     seed: int = setting(42, "seeds the initial weights, dropout and the batch order", minimum=0)
+    name: str | None = setting(
+        None,
+        "names the run: outputs/NAME/TIME (a multirun: outputs/NAME/TIME/<n>_<overrides>), also its name in "
+        "TensorBoard; null: TASK/MODEL, e.g. imdb/lstm-1x128 (a multirun: multirun)",
+    )
 
 
 def check_config(cfg: DictConfig) -> Task:

@@ -171,3 +171,18 @@ class BatchLoader:
     def __iter__(self):
         for indices in self.sampler:
             yield self.make_batch(indices)
+
+    def sample(self, count: int):
+        """`count` batches spread evenly over the pass (the first and the last included) when its order
+        is fixed: evaluation batches are sorted by length, so the first ones would be the shortest
+        sequences only. A shuffled pass is a random order already: its first `count` batches."""
+        batches = self.sampler.batches()
+        if self.sampler.shuffle or count >= len(batches):
+            picked = batches[:count]
+        elif count == 1:
+            picked = [batches[len(batches) // 2]]
+        else:
+            last = len(batches) - 1
+            picked = [batches[round(i * last / (count - 1))] for i in range(count)]
+        for indices in picked:
+            yield self.make_batch(indices)

@@ -16,6 +16,7 @@ or rows end in a few padding positions whose targets are `IGNORE`.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -142,3 +143,8 @@ class StreamWindows:
         for start in range(0, self.streams.inputs.shape[1], self.bptt):
             end = start + self.bptt
             yield self.make_batch(self.streams.inputs[:, start:end], self.streams.targets[:, start:end])
+
+    def sample(self, count: int) -> Iterator[Any]:
+        """The first `count` windows: the state carries from one window into the next, so they follow
+        each other (and a text has no order by length to spread over)."""
+        return itertools.islice(iter(self), count)

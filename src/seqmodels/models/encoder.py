@@ -96,6 +96,11 @@ class EncoderConfig(Section):
             "dropout": self.dropout,
         }
 
+    def short_name(self) -> str:
+        """The model in a few characters, e.g. `bilstm-2x256` (cell, layers x hidden size): the default
+        run directory and TensorBoard's run name."""
+        return f"{'bi' if self.bidirectional else ''}{self.cell}-{self.num_layers}x{self.hidden_size}"
+
     def describe(self) -> str:
         """One line for logs and tables, e.g. `biLSTM x2, emb 100, hidden 200`."""
         vectors = ""

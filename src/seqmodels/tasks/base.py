@@ -11,7 +11,8 @@ and registering it in `seqmodels.tasks`; the trainer loop never changes.
 The contracts the trainer relies on:
 
 - `TaskData.train/val/test` are `Loader`s: iterable, sized, reordered by `set_epoch(epoch)` (a
-  no-op where the order is fixed) and cut by `shard(rank, size)` for data-parallel training.
+  no-op where the order is fixed), cut by `shard(rank, size)` for data-parallel training and
+  sampled by `sample(count)` (a limited number of batches that stand for the split).
 - `step(model, batch)` runs in train mode (training) and in eval mode under `torch.no_grad()`
   (evaluation, through `evaluation_step`) or with gradients (the gradient-flow measurement); it only
   computes the loss and what is cheap to count, never a decoding.
@@ -37,10 +38,14 @@ from torch import nn
 from seqmodels.data.config import DataConfig
 from seqmodels.data.conll import Sentence
 from seqmodels.errors import ConfigError
+from seqmodels.hparams import NUMBER, TEXT, Column, columns_of
 from seqmodels.models.embedding import PretrainedRows
 from seqmodels.models.encoder import EncoderConfig
 from seqmodels.models.onnx_graphs import OnnxGraph
 from seqmodels.schema import Section, validate
+from seqmodels.training.optim import OPTIMIZERS
+
+UNREPORTED_DATA_KEYS = ("root", "cache_dir", "download")  # where data is, not what it is
 
 
 @dataclass
@@ -53,6 +58,15 @@ class Batch:
             if isinstance(value, torch.Tensor):
                 moved[name] = value.to(device, non_blocking=True)
         return type(self)(**moved)
+
+
+@dataclass
+class Showcase:
+    """A few validation examples a task picks once (in `prepare`) and shows with the model's outputs after
+    every validation (`examples`)."""
+
+    batch: Batch  # the examples as one batch, on the CPU
+    texts: list[Any]  # how each example reads (a review's text, a sentence's words)
 
 
 @dataclass
@@ -86,6 +100,12 @@ class Loader(Protocol):
     def shard(self, rank: int, num_ranks: int) -> None:
         """From now on yield only this rank's share of the batches (ValueError if there are too few)."""
 
+    def sample(self, count: int) -> Iterator[Batch]:
+        """At most `count` batches of a pass that stand for the whole split (`trainer.limit_train_batches`,
+        `limit_val_batches`): spread evenly over a pass in a fixed order (batches sorted by length); the
+        first ones of a shuffled pass, or where batches must follow each other (a text's windows)."""
+        ...
+
 
 @dataclass
 class TaskData:
@@ -107,6 +127,8 @@ class Task(ABC):
     monitor: ClassVar[str]
     #: "max" if a larger `monitor` is better, else "min"
     mode: ClassVar[str]
+    #: the metrics `evaluate` always returns, `monitor` first: HPARAMS columns in every run's logdir
+    metrics: ClassVar[tuple[str, ...]]
     #: the `data.*` and `model.*` sections this task reads (subclasses of the shared ones)
     data_schema: ClassVar[type[DataConfig]] = DataConfig
     model_schema: ClassVar[type[EncoderConfig]] = EncoderConfig
@@ -192,25 +214,46 @@ class Task(ABC):
         state that lives across batches (e.g. a language model's carried hidden state)."""
 
     def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
-        """Markdown texts logged to TensorBoard after each validation (e.g. sampled sentences)."""
+        """Markdown texts logged to TensorBoard (TEXT, `val_examples/<key>`) after each validation, on rank 0:
+        the model's outputs on the same few validation examples every epoch (or samples from the same
+        seed), so that a user sees what the numbers mean. Called with the evaluated model; it must leave
+        the model's mode and the global random state as they were, so training goes on as without it."""
         return {}
 
     def figures(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, Any]:
-        """Matplotlib Figures logged to TensorBoard (IMAGES) after each validation (e.g. attention maps)."""
+        """Matplotlib Figures logged to TensorBoard (IMAGES, `val_examples/<key>`) after each validation (e.g.
+        attention maps), on rank 0, under the same rules as `examples`."""
         return {}
 
     def describe(self) -> str:
         """The model in one line, for the startup summary and benchmark reports."""
         return self.model_config.describe()
 
+    @classmethod
+    def hparam_columns(cls) -> list[Column]:
+        """The columns `hparams` fills, typed from their declarations: every run of any task declares the
+        columns of all tasks to TensorBoard (`training.tensorboard.shared_experiment`)."""
+        data = [c for c in columns_of(cls.data_schema) if c.name not in UNREPORTED_DATA_KEYS]
+        return [
+            Column("task", TEXT, "task.name"),
+            Column("model", TEXT, "the model in short (model.* keys follow)"),
+            *columns_of(cls.model_schema),
+            *data,
+            *(column for schema in cls.extra_schemas.values() for column in columns_of(schema)),
+            Column("optimizer", TEXT, "optim.name", OPTIMIZERS),
+            Column("lr", NUMBER, "optim.lr"),
+            Column("seed", TEXT, "seed"),
+        ]
+
     def hparams(self) -> dict[str, Any]:
         """Hyper-parameters shown against final metrics in TensorBoard's HPARAMS view and in
-        `compare.py`'s tables: every declared `model.*` key, the task's `data.*` keys that shape
-        the examples, and the optimizer's."""
-        data = {k: v for k, v in self.data_config.as_dict().items() if k not in ("root", "cache_dir", "download")}
+        `compare.py`'s tables: the model in short, every declared `model.*` key, the task's `data.*`
+        keys that shape the examples, and the optimizer's (the columns of `hparam_columns`)."""
+        data = {k: v for k, v in self.data_config.as_dict().items() if k not in UNREPORTED_DATA_KEYS}
         extra = {k: v for section in self.sections.values() for k, v in section.as_dict().items()}
         return {
             "task": self.cfg.task.name,
+            "model": self.model_config.short_name(),
             **self.model_config.as_dict(),
             **data,
             **extra,

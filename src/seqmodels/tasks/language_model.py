@@ -101,6 +101,7 @@ class TextWindow(Batch):
 class LanguageModelTask(Task):
     monitor = "perplexity"
     mode = "min"
+    metrics = ("perplexity", "loss")
 
     data_schema = LanguageModelData
     model_schema = LanguageModelConfig

@@ -29,8 +29,9 @@ from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import TaggerConfig
 from seqmodels.models.onnx_graphs import OnnxGraph, decoding, tagger_graph
 from seqmodels.schema import setting
-from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, Showcase, StepOutput, Task, TaskData
 from seqmodels.tasks.ner_metrics import entity_scores
+from seqmodels.tasks.showcase import pick_sentences, tagged_sentences
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors, unseen_word_candidates, vocabulary_sources
 
 log = logging.getLogger("seqmodels")
@@ -105,6 +106,8 @@ def _padded_chars(flat: torch.Tensor, starts: torch.Tensor, lengths: torch.Tenso
 class NerTask(Task):
     monitor = "f1"
     mode = "max"
+    metrics = ("f1", "precision", "recall", "loss")
+    showcase: Showcase | None = None  # the validation sentences `examples` tags, picked by `prepare`
     reads_conll = True
 
     data_schema = NerData
@@ -220,7 +223,25 @@ class NerTask(Task):
             "singletons_from": entry["singletons_from"],
             **({"frozen_words": frozen} if frozen else {}),
         }
-        return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
+        val = loader("val", False)
+        self.showcase = self._showcase(entry["val"], entry["chars"], entry["tags"], val)
+        return TaskData(train, val, loader("test", False), artifacts, summary)
+
+    @staticmethod
+    def _showcase(split: dict[str, Any], chars: list[str], tags: list[str], val: BatchLoader) -> Showcase:
+        """A few validation examples with entities (`tasks.showcase`), their words spelled from the
+        characters (the word vocabulary would show <unk> for many names)."""
+        lengths = val.sampler.lengths.tolist()
+        ends = list(itertools.accumulate(lengths))  # examples lie one after another in the flat arrays
+        names = [tags[t] for t in split["tags"].tolist()]
+        entities = [len(conll.entity_spans(names[end - n : end])) for n, end in zip(lengths, ends)]
+        picked = pick_sentences(lengths, entities)
+        flat, offsets = split["chars"].tolist(), split["char_offsets"].tolist()
+        words = [
+            ["".join(chars[c] for c in flat[offsets[p] : offsets[p + 1]]) for p in range(ends[i] - lengths[i], ends[i])]
+            for i in picked
+        ]
+        return Showcase(val.make_batch(picked), words)
 
     @staticmethod
     def _build_cache(paths: dict[str, Path], settings: dict[str, Any], candidates: list[str]) -> dict[str, Any]:
@@ -338,6 +359,26 @@ class NerTask(Task):
         }
 
     @torch.no_grad()
+    def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
+        """The same validation sentences every epoch: gold and predicted entities, the differences in bold."""
+        if self.showcase is None:
+            return {}
+        was_training = model.training
+        model.eval()
+        try:
+            batch = self.showcase.batch.to(next(model.parameters()).device)
+            emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
+            predicted = model.decode(emissions, batch.lengths).cpu().tolist()
+        finally:
+            model.train(was_training)
+        names = artifacts["tags"]
+        gold, lengths = self.showcase.batch.tags.tolist(), self.showcase.batch.lengths.tolist()
+        sentences = [
+            (words, [names[t] for t in g[:n]], [names[t] for t in p[:n]])
+            for words, g, p, n in zip(self.showcase.texts, gold, predicted, lengths)
+        ]
+        return {"entities": tagged_sentences(sentences)}
+
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
         return self.predict_batch(model, artifacts, [text]).results[0]
 

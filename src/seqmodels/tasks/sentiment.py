@@ -33,7 +33,8 @@ from seqmodels.data.text import (
 from seqmodels.models import ClassifierConfig
 from seqmodels.models.onnx_graphs import OnnxGraph, classifier_graph
 from seqmodels.schema import setting
-from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, Showcase, StepOutput, Task, TaskData
+from seqmodels.tasks.showcase import pick_reviews, review_table
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors, unseen_word_candidates, vocabulary_sources
 
 log = logging.getLogger("seqmodels")
@@ -77,6 +78,8 @@ def _tokenizer(serialized: str):
 class SentimentTask(Task):
     monitor = "accuracy"
     mode = "max"
+    metrics = ("accuracy", "loss")
+    showcase: Showcase | None = None  # the validation reviews `examples` classifies, picked by `prepare`
 
     data_schema = SentimentData
     model_schema = ClassifierConfig
@@ -162,7 +165,13 @@ class SentimentTask(Task):
             "vocab_size": entry["vocab_size"],
             **({"frozen_words": frozen} if frozen else {}),
         }
-        return TaskData(train, loader("val", False), loader("test", False), artifacts, summary)
+        val = loader("val", False)
+        picked = pick_reviews(splits["val"][0].lengths().tolist(), splits["val"][1].tolist())
+        tokenizer = _tokenizer(entry["tokenizer"])
+        self.showcase = Showcase(
+            val.make_batch(picked), [tokenizer.decode(splits["val"][0][i].tolist()) for i in picked]
+        )
+        return TaskData(train, val, loader("test", False), artifacts, summary)
 
     @staticmethod
     def _build_cache(reader, source: Path, settings: dict[str, Any], candidates: list[str]) -> dict[str, Any]:
@@ -234,6 +243,20 @@ class SentimentTask(Task):
         }
 
     @torch.no_grad()
+    def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
+        """The same validation reviews every epoch: predicted label and probability against the gold one."""
+        if self.showcase is None:
+            return {}
+        was_training = model.training
+        model.eval()
+        try:
+            batch = self.showcase.batch.to(next(model.parameters()).device)
+            probabilities = model(batch.tokens, batch.lengths).float().softmax(-1).cpu().tolist()
+        finally:
+            model.train(was_training)
+        gold = self.showcase.batch.labels.tolist()
+        return {"reviews": review_table(self.showcase.texts, gold, probabilities, artifacts["labels"])}
+
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:
         return self.predict_batch(model, artifacts, [text]).results[0]
 

@@ -146,6 +146,7 @@ def _locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Pat
 class TranslationTask(Task):
     monitor = "bleu"
     mode = "max"
+    metrics = ("bleu", "chrf", "bleu_lowercase", "loss", "perplexity")
 
     data_schema = TranslationData
     model_schema = Seq2SeqConfig

@@ -24,7 +24,10 @@ def evaluate_split(
     device: torch.device,
     limit: int | None = None,
     autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    sizes: list[tuple[int, int]] | None = None,
 ) -> dict[str, float]:
+    """The metrics of one pass over `loader` (its first `limit` batches); `sizes`, if given, receives
+    each batch's (tokens, examples) of this process."""
     model.eval()
     task.start_pass(model, split)
     outputs: list[StepOutput] = []
@@ -35,6 +38,8 @@ def evaluate_split(
             out = task.evaluation_step(model, batch.to(device))
         out.loss = out.loss.detach().float().cpu()
         outputs.append(out)
+        if sizes is not None:
+            sizes.append((out.num_tokens, out.num_examples))
     # Under torchrun each rank evaluated its shard: the metrics are those of all shards together,
     # computed from every rank's outputs, so they equal a single process's on the whole split.
     return task.evaluate([out for shard in distributed.gather(outputs) for out in shard], artifacts)

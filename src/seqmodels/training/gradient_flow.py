@@ -23,7 +23,12 @@ both directions are averaged into one curve). What that means per task:
 
 `gradient_flow.json` in the run directory keeps the curve of every epoch (`scripts/compare.py`
 overlays the runs'), TensorBoard gets a plot of the curves so far (IMAGES tab) and a few points
-as scalars.
+as scalars (`vitals/gradient_flow_k0`, `_k10`, `_k50`).
+
+The batch: the trainer picks one validation batch once and measures it every epoch, so the epochs'
+curves compare: the shortest batch whose sequences reach `trainer.gradient_flow_steps` tokens on
+average, else the longest one (`choose_batch`). A batch of short sequences would give a curve of a
+few points only.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ FILENAME = "gradient_flow.json"
 X_LABEL = "k: steps before the end of the sequence's pass"
 Y_LABEL = "mean ||dL/dh_t|| over the batch"
 SCALAR_DISTANCES = (0, 10, 50)
+# TensorBoard: the plot (IMAGES) and `<TAG>_k0`, `_k10`, `_k50` (SCALARS), among the diagnostics
+TAG = "vitals/gradient_flow"
 
 
 @contextlib.contextmanager
@@ -116,6 +123,18 @@ def measure(task: Task, model: nn.Module, batch: Batch, steps: int) -> dict[str,
         model.train(was_training)
 
 
+def choose_batch(sizes: list[tuple[int, int]], steps: int) -> int | None:
+    """Which of the validation batches (tokens, examples) the measurement takes: the shortest whose mean
+    length reaches `steps`, else the longest (the one with the longest sequences); None if none."""
+    lengths = [tokens / max(examples, 1) for tokens, examples in sizes]
+    if not lengths:
+        return None
+    long_enough = [i for i, length in enumerate(lengths) if length >= steps]
+    if long_enough:
+        return min(long_enough, key=lambda i: (lengths[i], i))
+    return max(range(len(lengths)), key=lambda i: (lengths[i], -i))
+
+
 def _finite(values: list[float]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values]  # JSON has no NaN
 
@@ -163,9 +182,18 @@ def _figure(epochs: list[dict[str, Any]], title: str):
 
 
 def record_gradient_flow(
-    task: Task, model: nn.Module, batch: Batch | None, epoch: int, steps: int, run_dir: Path, logger
+    task: Task,
+    model: nn.Module,
+    batch: Batch | None,
+    epoch: int,
+    steps: int,
+    run_dir: Path,
+    logger,
+    global_step: int | None = None,
 ) -> dict[str, list[float]]:
-    """Measure the curves for `epoch`, add them to gradient_flow.json and log them to TensorBoard."""
+    """Measure the curves for `epoch`, add them to gradient_flow.json and log them to TensorBoard at
+    `global_step` (the x axis of every chart; default: the epoch)."""
+    step = epoch if global_step is None else global_step
     curves = {} if batch is None else measure(task, model, batch, steps)
     if not curves:
         return curves
@@ -176,12 +204,12 @@ def record_gradient_flow(
     epochs.append({"epoch": epoch, "curves": {name: _finite(values) for name, values in curves.items()}})
     save_json({"x": X_LABEL, "y": Y_LABEL, "steps": steps, "epochs": epochs}, path)
     for name, values in curves.items():
-        prefix = "gradient_flow" if len(curves) == 1 else f"gradient_flow/{name}"
+        prefix = TAG if len(curves) == 1 else f"{TAG}_{name}"
         for k in SCALAR_DISTANCES:
             if k < len(values) and math.isfinite(values[k]):
-                logger.scalar(f"{prefix}/norm_at_k{k}", values[k], epoch)
+                logger.scalar(f"{prefix}_k{k}", values[k], step)
     try:
-        logger.figure("gradient_flow/plot", _figure(epochs, "gradient flow through time"), epoch)
+        logger.figure(TAG, _figure(epochs, "gradient flow through time"), step)
     except ImportError:  # matplotlib is a dependency, but a missing plot must not stop a run
         log.warning("matplotlib is not installed: no gradient-flow plot in TensorBoard")
     return curves

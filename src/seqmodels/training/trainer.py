@@ -10,6 +10,10 @@ epochs. At the end the best checkpoint is evaluated on validation and test (and 
 test sets), as the task configures its final evaluation (`Task.configure_evaluation`), and the
 results go to TensorBoard (hparams) and `metrics.json`.
 
+TensorBoard (`training.tensorboard`): the run's events lie in its run directory; every point is
+logged at the global step it belongs to (validation at the step that ended its epoch, test at the
+best epoch's), so training and validation curves share one x axis.
+
 Under torchrun each rank runs this same loop on its shard of the data (the loaders were
 sharded before) with a DistributedDataParallel replica of the model; evaluation gathers the
 ranks' outputs so metrics are those of the whole split, and only rank 0 writes files.
@@ -33,16 +37,17 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqmodels.atomic import copy_file, save_json
 from seqmodels.errors import CheckpointError, TrainingError
+from seqmodels.hparams import Column, columns_of
 from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
 from seqmodels.training.evaluation import evaluate_split
-from seqmodels.training.gradient_flow import record_gradient_flow
+from seqmodels.training.gradient_flow import choose_batch, record_gradient_flow
 from seqmodels.training.optim import LRSchedule, OptimConfig, build_optimizer
 from seqmodels.training.progress import Progress
 from seqmodels.training.runtime import DEVICES, resolve_device
-from seqmodels.training.tensorboard import RunLogger
+from seqmodels.training.tensorboard import BEST, DIAGNOSTICS, EXAMPLES, RunLogger, shared_experiment
 from seqmodels.training.timing import NO_CLOCK
 
 log = logging.getLogger("seqmodels")
@@ -71,9 +76,9 @@ class TrainerConfig(Section):
     limit_train_batches: int | None = setting(None, "batches per epoch; null: all", minimum=1)
     limit_val_batches: int | None = setting(
         None,
-        "batches per evaluation (val and the final test), the first "
-        "in the loader's order (the shortest, where batches are sorted "
-        "by length); null: all",
+        "batches per evaluation (val and the final test), spread evenly over the split "
+        "(its batches are sorted by length: the shortest, the longest and those between; a "
+        "language model's first windows); null: all",
         minimum=1,
     )
     log_every_n_steps: int = setting(10, "training steps between TensorBoard points", minimum=1)
@@ -84,11 +89,27 @@ class TrainerConfig(Section):
     gradient_flow: bool = setting(
         True, "after each validation: ||dL/dh_t|| against steps before the end (gradient_flow.json, TensorBoard)"
     )
-    gradient_flow_steps: int = setting(100, "the longest distance measured", minimum=1)
+    gradient_flow_steps: int = setting(
+        100,
+        "the longest distance measured, on the shortest validation batch whose sequences are this long "
+        "(else the longest batch), picked once",
+        minimum=1,
+    )
     resume: str | None = setting(None, "a run directory or last.pt to continue from")
 
     def check(self) -> None:
         resolve_device(self.device)  # cuda without a GPU is refused here, before any data is read
+
+
+# the trainer's and optimizer's keys shown in HPARAMS and compare tables, beside the task's (Task.hparams)
+RUN_HPARAMS = {
+    "optim": ("weight_decay", "schedule", "warmup_steps", "momentum"),
+    "trainer": ("max_epochs", "grad_clip", "ema_decay", "limit_train_batches", "limit_val_batches"),
+}
+
+
+def run_columns() -> list[Column]:
+    return [*columns_of(OptimConfig, RUN_HPARAMS["optim"]), *columns_of(TrainerConfig, RUN_HPARAMS["trainer"])]
 
 
 @dataclass
@@ -112,10 +133,8 @@ class Position:
 
 
 def _limited(loader, limit: int | None):
-    for index, batch in enumerate(loader):
-        if limit is not None and index >= limit:
-            return
-        yield batch
+    """A pass over `loader`, or `limit` batches that stand for it (`Loader.sample`)."""
+    return iter(loader) if limit is None else loader.sample(limit)
 
 
 def _num_batches(loader, limit: int | None) -> int:
@@ -153,6 +172,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop_requested = False
         self.logger: RunLogger | None = None
+        self.flow_batch: Any = None  # the validation batch of the gradient-flow measurement, picked once
         self.clock = NO_CLOCK  # a measurement installs a timing.SectionClock to time train_epoch's sections
 
     def _autocast_dtype(self) -> torch.dtype | None:
@@ -223,8 +243,8 @@ class Trainer:
                 self.stop_requested = True  # Ctrl-C reaches the ranks at different steps; all stop at one
             if self.global_step % self.tcfg.log_every_n_steps == 0:
                 self.logger.scalar("train/loss", loss, self.global_step)
-                self.logger.scalar("train/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
-                self.logger.scalar("train/grad_norm", grad_norm, self.global_step)
+                self.logger.scalar(f"{DIAGNOSTICS}/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                self.logger.scalar(f"{DIAGNOSTICS}/grad_norm", grad_norm, self.global_step)
             clock.mark("logging")
             if self.stop_requested:
                 break
@@ -240,19 +260,40 @@ class Trainer:
             "seconds": progress.elapsed,
         }
 
-    def evaluate(self, loader, limit: int | None, split: str) -> dict[str, float]:
+    def evaluate(self, loader, limit: int | None, split: str, sizes: list | None = None) -> dict[str, float]:
         return evaluate_split(
-            self.task, self.evaluated, loader, self.data.artifacts, split, self.device, limit, self._autocast
+            self.task,
+            self.evaluated,
+            _limited(loader, limit),
+            self.data.artifacts,
+            split,
+            self.device,
+            autocast=self._autocast,
+            sizes=sizes,
         )
 
-    def _middle_val_batch(self):
-        """A typical validation batch: the middle one (validation batches are sorted by length)."""
+    def _validate(self) -> dict[str, float]:
+        """Validation; the first one also picks the gradient-flow batch (`gradient_flow.choose_batch`)
+        among the batches it evaluated."""
         limit = self.tcfg.limit_val_batches
-        middle = _num_batches(self.data.val, limit) // 2
-        for index, batch in enumerate(_limited(self.data.val, limit)):
-            if index == middle:
-                return batch.to(self.device)
-        return None
+        pick = self.tcfg.gradient_flow and self.world.is_main and self.flow_batch is None
+        sizes: list[tuple[int, int]] | None = [] if pick else None
+        val = self.evaluate(self.data.val, limit, "val", sizes)
+        if sizes:
+            chosen = choose_batch(sizes, self.tcfg.gradient_flow_steps)
+            batches = _limited(self.data.val, limit)
+            self.flow_batch = next(b for i, b in enumerate(batches) if i == chosen).to(self.device)
+        return val
+
+    def hparams(self) -> dict[str, Any]:
+        """The task's hyper-parameters and the trainer's and optimizer's of `RUN_HPARAMS`."""
+        run = {name: getattr(self.ocfg, name) for name in RUN_HPARAMS["optim"]}
+        run |= {name: getattr(self.tcfg, name) for name in RUN_HPARAMS["trainer"]}
+        return {**self.task.hparams(), **run}
+
+    def _step_of_epoch(self, epoch: int) -> int:
+        """The global step at the end of `epoch` (the x of its validation and of the test of its checkpoint)."""
+        return next((h["step"] for h in self.history if h["epoch"] == epoch and "step" in h), self.global_step)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state(self, metrics: dict[str, float]) -> dict[str, Any]:
@@ -354,10 +395,11 @@ class Trainer:
         started = time.perf_counter()
         # purge_step: a resumed run drops any events logged after its checkpoint
         self.logger = RunLogger(
-            self.run_dir / "tensorboard",
+            self.run_dir,
             purge_step=self.global_step + 1 if self.global_step else None,
             enabled=self.world.is_main,
         )
+        self.logger.start_session(shared_experiment(run_columns()), self.hparams())
         self.logger.text("config", "```yaml\n" + OmegaConf.to_yaml(self.cfg, resolve=True) + "```")
         previous_handlers = {stop_signal: signal.getsignal(stop_signal) for stop_signal in self.STOP_SIGNALS}
         for stop_signal in self.STOP_SIGNALS:
@@ -366,6 +408,7 @@ class Trainer:
             self._epochs()
         except TrainingError:
             self._write_metrics("failed", time.perf_counter() - started)
+            self.logger.end_session(succeeded=False)
             self.logger.close()
             raise
         finally:
@@ -387,30 +430,33 @@ class Trainer:
                 return
             self.epoch += 1
             self.position = Position()
-            val = self.evaluate(self.data.val, self.tcfg.limit_val_batches, "val")
+            val = self._validate()
+            step = self.global_step
             if self.world.is_main:  # samples and the gradient-flow plot are for the logs rank 0 writes
                 for tag, markdown in self.task.examples(self.evaluated, self.data.artifacts).items():
-                    self.logger.text(f"examples/{tag}", markdown, self.epoch)
+                    self.logger.text(f"{EXAMPLES}/{tag}", markdown, step)
                 for tag, figure in self.task.figures(self.evaluated, self.data.artifacts).items():
-                    self.logger.figure(f"figures/{tag}", figure, self.epoch)
+                    self.logger.figure(f"{EXAMPLES}/{tag}", figure, step)
             if self.tcfg.gradient_flow and self.world.is_main:  # ||dL/dh_t|| against distance, on a val batch
                 record_gradient_flow(
                     self.task,
                     self.model,
-                    self._middle_val_batch(),
+                    self.flow_batch,
                     self.epoch,
                     self.tcfg.gradient_flow_steps,
                     self.run_dir,
                     self.logger,
+                    global_step=step,
                 )
             self.schedule.after_validation(val[monitor])
-            self.logger.scalars("val", val, self.epoch)
-            self.logger.scalar("train/epoch_loss", train["loss"], self.epoch)
-            self.logger.scalar("train/tokens_per_s", train["tokens_per_s"], self.epoch)
-            self.logger.scalar("train/epoch_seconds", train["seconds"], self.epoch)
+            self.logger.scalars("val", val, step)
+            self.logger.scalar("train/epoch_loss", train["loss"], step)
+            self.logger.scalar(f"{DIAGNOSTICS}/tokens_per_s", train["tokens_per_s"], step)
+            self.logger.scalar(f"{DIAGNOSTICS}/epoch_seconds", train["seconds"], step)
             self.history.append(
                 {
                     "epoch": self.epoch,
+                    "step": step,
                     "train_loss": train["loss"],
                     **{f"val_{k}": v for k, v in val.items()},
                     "seconds": train["seconds"],
@@ -420,6 +466,8 @@ class Trainer:
             improved = self.best.improved_by(val[monitor], mode)
             if improved:
                 self.best = Best(self.epoch, val[monitor])
+            best = val[monitor] if improved or self.best.value is None else self.best.value
+            self.logger.scalar(BEST, best, step)  # the best so far: HPARAMS' shared metric column
             log.info(
                 "epoch %d: train loss %.4f | val %s%s",
                 self.epoch,
@@ -446,7 +494,7 @@ class Trainer:
             "status": status,
             "task": self.cfg.task.name,
             "model": self.task.describe(),
-            "hparams": self.task.hparams(),
+            "hparams": self.hparams(),
             "monitor": f"val/{self.task.monitor}",
             "mode": self.task.mode,
             "best_epoch": self.best.epoch,
@@ -475,13 +523,11 @@ class Trainer:
         val = self.evaluate(self.data.val, limit, "val")
         test = self.evaluate(self.data.test, limit, "test")
         extra = {name: self.evaluate(loader, limit, name) for name, loader in self.data.extra_tests.items()}
-        self.logger.scalars("test", test, self.best.epoch)
+        best_step = self._step_of_epoch(self.best.epoch)
+        self.logger.scalars("test", test, best_step)
         for name, metrics in extra.items():
-            self.logger.scalars(name, metrics, self.best.epoch)
-        monitor = self.task.monitor
-        self.logger.hparams(
-            self.task.hparams(), {f"hparams/val_{monitor}": val[monitor], f"hparams/test_{monitor}": test[monitor]}
-        )
+            self.logger.scalars(name, metrics, best_step)
+        self.logger.end_session(succeeded=True)
         self.logger.close()
         results = self._write_metrics(
             "completed", train_seconds, val=val, test=test, **extra, **({"evaluation": settings} if settings else {})
