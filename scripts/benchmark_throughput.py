@@ -23,9 +23,16 @@ on `--warmup` batches and is then timed on the first `--batches` training batche
 
 A task kind without a plain loop gets the seqmodels row and its breakdown only (a note on stderr says so).
 
+Like train.py, the benchmark lets glibc's malloc keep freed memory for reuse once the data is prepared
+(`training.runtime.keep_freed_memory`); the setting is process-wide, so every variant runs with it.
+
 Throughput counts real tokens the way the trainer does (the sum of the lengths, no padding; for a
 language model the predicted target tokens of each window), so variants with different padding compare
-fairly; "vs plain loop" is a variant's tokens/s divided by the plain loop's.
+fairly; "vs plain loop" is a variant's tokens/s divided by the plain loop's. "CPU ms/batch" is the
+process' CPU time (user and system) over the same span, and "vs plain, CPU time" the plain loop's CPU
+time divided by the variant's (above 1: the variant does less work per batch). On a machine that other
+processes share, they stretch the wall time far more than the CPU time, which then compares more
+steadily.
 
 The breakdown is read from the same seqmodels epoch that the first row times: the benchmark installs a
 `seqmodels.training.timing.SectionClock` on the Trainer, and `train_epoch` marks its section boundaries:
@@ -36,7 +43,8 @@ vs random batches where the loader has a sampler; the stream layout of a languag
 the time of `task.prepare()` once its cache exists (prepare runs twice; the second is the startup).
 
 With `--repeats N` every variant is timed N times, in turns, and the fastest run of each is reported
-(with its own breakdown): the least disturbed by whatever else the machine was doing.
+(with its own breakdown), and beside it the least CPU time of any of its runs: the least disturbed by
+whatever else the machine was doing.
 
 Run it alone on the machine (another training run skews every number), from the checkout:
 
@@ -59,7 +67,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -79,7 +87,7 @@ from seqmodels.schema import validate
 from seqmodels.tasks import get_task
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training.optim import OptimConfig, build_optimizer
-from seqmodels.training.runtime import resolve_device, seed_everything
+from seqmodels.training.runtime import keep_freed_memory, resolve_device, seed_everything
 from seqmodels.training.tensorboard import RunLogger
 from seqmodels.training.timing import SectionClock
 from seqmodels.training.trainer import Position, Trainer
@@ -94,6 +102,9 @@ class Timing:
     tokens: int
     seconds: float
     breakdown: dict[str, float] = field(default_factory=dict)  # seconds per section, seqmodels only
+    # CPU seconds of the process over the same span: what the run cost in work, which other processes
+    # on a shared machine inflate far less than the wall time (they take its cores, not its work)
+    cpu_seconds: float = 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -102,6 +113,10 @@ class Timing:
     @property
     def ms_per_batch(self) -> float:
         return 1000 * self.seconds / max(self.batches, 1)
+
+    @property
+    def cpu_ms_per_batch(self) -> float:
+        return 1000 * self.cpu_seconds / max(self.batches, 1)
 
 
 # -- setup ----------------------------------------------------------------------------------------
@@ -211,7 +226,9 @@ def seqmodels_epoch(cfg: DictConfig, task: Task, data: TaskData, run_root: Path,
         # the batches the plain loop gets.
         sections = SectionClock(trainer.device)
         trainer.clock = sections
+        cpu = time.process_time()
         result = run_epoch(trainer, batches)
+        cpu = time.process_time() - cpu
     finally:
         trainer.logger.close()
     tokens = round(result["tokens_per_s"] * result["seconds"])  # the trainer's own count (StepOutput.num_tokens)
@@ -222,6 +239,7 @@ def seqmodels_epoch(cfg: DictConfig, task: Task, data: TaskData, run_root: Path,
         tokens,
         result["seconds"],
         {name: sections.seconds.get(name, 0.0) for name in SECTIONS},
+        cpu,
     )
 
 
@@ -244,13 +262,13 @@ def plain_loop(
         step(batch.to(device))
     step = make_step(model, optimizer, max_norm(cfg))
     batches = tokens = 0
-    start = clock(device)
+    start, cpu = clock(device), time.process_time()
     for batch in timed:  # assembly happens inside this loop, as in the trainer
         batch = batch.to(device)
         step(batch)
         batches += 1
         tokens += real_tokens(batch)
-    return Timing(name, batches, tokens, clock(device) - start)
+    return Timing(name, batches, tokens, clock(device) - start, cpu_seconds=time.process_time() - cpu)
 
 
 def classifier_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> Callable:
@@ -543,7 +561,7 @@ def report(
     data_stats: dict,
 ) -> str:
     throughput = markdown_table(
-        ["variant", "batches", "real tokens/s", "ms/batch", "vs plain loop"],
+        ["variant", "batches", "real tokens/s", "ms/batch", "vs plain loop", "CPU ms/batch", "vs plain, CPU time"],
         [
             [
                 t.name,
@@ -551,6 +569,8 @@ def report(
                 f"{t.tokens_per_s:,.0f}",
                 f"{t.ms_per_batch:.1f}",
                 f"{t.tokens_per_s / plain.tokens_per_s:.2f}x" if plain else "—",
+                f"{t.cpu_ms_per_batch:.1f}",
+                f"{plain.cpu_seconds / max(t.cpu_seconds, 1e-9):.2f}x" if plain else "—",
             ]
             for t in timings
         ],
@@ -574,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(cfg.trainer.device)
     task = get_task(cfg)
     data, first_prepare, startup = timed_prepare(task)
+    # as train.py does before training; process-wide, so every variant runs with it
+    reused = keep_freed_memory()
 
     # Warm-up and timed runs both start at the first batch of epoch 1, so one epoch must hold
     # the timed batches; every variant then times the same number.
@@ -592,7 +614,10 @@ def main(argv: list[str] | None = None) -> int:
             runs[0].append(seqmodels_epoch(cfg, task, data, Path(tmp), warmup, batches))
             for times, run in zip(runs[1:], baselines):
                 times.append(run())
-    timings = [min(times, key=lambda t: t.seconds) for times in runs]
+    # The fastest run of each variant, with the least CPU time any of its runs took.
+    timings = [
+        replace(min(times, key=lambda t: t.seconds), cpu_seconds=min(t.cpu_seconds for t in times)) for times in runs
+    ]
     seqmodels, plain = timings[0], timings[1] if baselines else None
 
     data_stats = {
@@ -605,6 +630,9 @@ def main(argv: list[str] | None = None) -> int:
         data_stats["tokens/s of every run, per variant"] = " / ".join(
             ", ".join(f"{t.tokens_per_s:,.0f}" for t in times) for times in runs
         )
+        data_stats["CPU ms/batch of every run, per variant"] = " / ".join(
+            ", ".join(f"{t.cpu_ms_per_batch:.1f}" for t in times) for times in runs
+        )
     setup = {
         "task": f"{cfg.task.name} ({cfg.task.kind})",
         "model": task.describe(),
@@ -614,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         "grad clip": cfg.trainer.grad_clip,
         "device": device,
         "threads": torch.get_num_threads(),
+        "freed memory": "kept for reuse" if reused else "returned (allocator default)",
         "timed batches": batches,
         "warm-up": warmup,
         "repeats": args.repeats,
@@ -630,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
                     "tokens_per_s": t.tokens_per_s,
                     "ms_per_batch": t.ms_per_batch,
                     "vs_plain": t.tokens_per_s / plain.tokens_per_s if plain else None,
+                    "cpu_ms_per_batch": t.cpu_ms_per_batch,
+                    "vs_plain_cpu": plain.cpu_seconds / max(t.cpu_seconds, 1e-9) if plain else None,
                 }
                 for t in timings
             ],

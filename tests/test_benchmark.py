@@ -27,7 +27,8 @@ SPEC.loader.exec_module(benchmark)
 
 TINY = ["model.embedding_dim=8", "model.hidden_size=8", "data.batch_size=4", "data.download=false"]
 SEQMODELS_ROW = re.compile(
-    r"^\| seqmodels `Trainer\.train_epoch\(\)`, [a-z ]+ \| 3 \| [\d,]+ \| [\d.]+ \| (\S+) \|$", re.MULTILINE
+    r"^\| seqmodels `Trainer\.train_epoch\(\)`, [a-z ]+ \| 3 \| [\d,]+ \| [\d.]+ \| (\S+) \| [\d.]+ \| (\S+) \|$",
+    re.MULTILINE,
 )
 
 
@@ -57,8 +58,10 @@ def run_benchmark(capsys, data_root, tmp_path, *overrides: str) -> tuple[str, st
 
 
 def ratio(out: str) -> str:
+    """seqmodels' "vs plain loop", after checking that its CPU-time ratio is of the same kind."""
     match = SEQMODELS_ROW.search(out)
     assert match, out
+    assert match.group(2).endswith("x") == match.group(1).endswith("x"), match.group(0)
     return match.group(1)
 
 
@@ -70,7 +73,9 @@ def breakdown_rows(out: str) -> list[str]:
 
 def test_sentiment_is_timed_against_the_plain_and_the_packed_loop(capsys, data_root, tmp_path):
     out, _ = run_benchmark(capsys, data_root, tmp_path, "task=imdb")
-    assert re.search(r"^\| plain PyTorch loop, same model and batches \| 3 \| .* \| 1\.00x \|$", out, re.MULTILINE)
+    assert re.search(
+        r"^\| plain PyTorch loop, same model and batches \| 3 \| .* \| 1\.00x \| [\d.]+ \| 1\.00x \|$", out, re.M
+    )
     assert "| `pack_padded_sequence` + nn.LSTM, random batches | 3 |" in out
     assert "| seqmodels `Trainer.train_epoch()`, bucketed batches | 3 |" in out
     assert ratio(out).endswith("x")
@@ -85,6 +90,7 @@ def test_seqmodels_and_the_plain_loop_train_the_same_batches(task, capsys, data_
     run_benchmark(capsys, data_root, tmp_path, f"task={task}", "--repeats", "2", "--json", str(report))
     seqmodels, plain = json.loads(report.read_text())["variants"][:2]
     assert seqmodels["batches"] == plain["batches"] == 3 and seqmodels["tokens"] == plain["tokens"] > 0
+    assert seqmodels["cpu_seconds"] > 0 and plain["cpu_seconds"] > 0 and plain["vs_plain_cpu"] == 1
 
 
 def test_ner_is_timed_against_its_plain_loop(capsys, data_root, tmp_path):

@@ -18,7 +18,14 @@ from seqmodels.tasks.base import Task
 from seqmodels.training import distributed
 from seqmodels.training.checkpoint import checkpoint_path
 from seqmodels.training.optim import OptimConfig
-from seqmodels.training.runtime import available_cores, job_threads, resolve_device, seed_everything, set_threads
+from seqmodels.training.runtime import (
+    available_cores,
+    job_threads,
+    keep_freed_memory,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
 from seqmodels.training.trainer import Trainer, TrainerConfig
 
 log = logging.getLogger("seqmodels")
@@ -136,6 +143,7 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     if world.enabled:
         seed_everything(cfg.seed + world.rank)  # the same weights everywhere, each rank its own dropout
     log.info("model:\n%s", parameter_table(model))
+    keep_freed_memory()  # every step allocates the same buffers: reuse them (after data preparation's peak)
     trainer = Trainer(cfg, task, data, model, run_dir)
     if cfg.trainer.resume:  # a run directory (its checkpoints/last.pt) or a checkpoint file
         trainer.resume(checkpoint_path(Path(cfg.trainer.resume), "last.pt"))
