@@ -525,8 +525,9 @@ class Trainer:
         extra = {name: self.evaluate(loader, limit, name) for name, loader in self.data.extra_tests.items()}
         best_step = self._step_of_epoch(self.best.epoch)
         self.logger.scalars("test", test, best_step)
-        for name, metrics in extra.items():
-            self.logger.scalars(name, metrics, best_step)
+        for name, metrics in extra.items():  # test/bleu_2017_flickr: beside test/bleu, in the test group
+            suffix = name.removeprefix("test_")
+            self.logger.scalars("test", {f"{k}_{suffix}": v for k, v in metrics.items()}, best_step)
         self.logger.end_session(succeeded=True)
         self.logger.close()
         results = self._write_metrics(
