@@ -113,6 +113,20 @@ def test_language_model_continues_each_prompt_as_it_would_alone(runs):
     assert len(answers[0]["continuation"].split()) == 6 and len(answers[0]["next"]) == 4
 
 
+def test_translation_decodes_a_batch_as_one_sentence_at_a_time(tmp_path):
+    from test_translation import translation_task, write_multi30k
+
+    task = translation_task(write_multi30k(tmp_path / "data"), tmp_path / "cache", "data.max_length=40")
+    data = task.prepare()
+    torch.manual_seed(0)
+    model = task.build_model(data.artifacts).eval()
+    texts = ["Ein Mann fährt Fahrrad.", "", "Zwei Hunde spielen im Schnee.", "ein Mann " * 20]
+    answers = task.predict_batch(model, data.artifacts, texts, beam_size=2)
+    assert answers.results == [task.predict(model, data.artifacts, text, beam_size=2) for text in texts]
+    assert answers.results[1] == {"translation": "", "beam_size": 2}
+    assert answers.cut == 1 and answers.tokens <= 3 * 40  # the short ones have at most one piece per character
+
+
 # -- files ---------------------------------------------------------------------------------------
 def test_a_text_file_becomes_json_lines_in_order(runs, tmp_path, capsys):
     source = tmp_path / "reviews.txt"
