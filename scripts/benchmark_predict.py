@@ -13,13 +13,15 @@ The reviews are IMDB's test reviews (all 25,000 unless `--limit`), read from the
   onnx        the graph of `scripts/export.py`, run by onnxruntime on the same batches (tokenized by the
               tokenizer in the JSON beside it); its probabilities are checked against PyTorch's.
 
-Run it alone on the machine: another process on the same cores skews every number.
+Each line gives wall-clock texts/s and texts per CPU-second of this process (all its threads): on a
+machine that other processes share, the CPU figures are the ones to compare.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -55,26 +57,36 @@ def main() -> None:
     print(f"{len(reviews):,} IMDB test reviews | {run.task.describe()} | {args.threads} thread(s)")
 
     run.predict_texts(reviews[:256], batch_size=args.batch_size)  # warm-up
+    clock = Clock()
     answers, batched = run.predict_texts(reviews, batch_size=args.batch_size)
-    report("batched (predict.py --input)", batched.items, batched.seconds, batched.tokens)
+    batched_cpu = clock.cpu()
+    report("batched (predict.py --input)", len(reviews), clock.wall(), batched_cpu, batched.tokens)
 
     step = max(len(reviews) // args.single, 1)
     sample = reviews[::step][: args.single]
-    start = time.perf_counter()
+    clock = Clock()
     for review in sample:
         run.predict(review)
-    seconds = (time.perf_counter() - start) * len(reviews) / len(sample)
-    report(f"one by one (predict(text), {len(sample)} timed, extrapolated)", len(reviews), seconds)
-    print(f"  batched / one by one: {seconds / batched.seconds:.1f}x")
+    scale = len(reviews) / len(sample)
+    single_cpu = clock.cpu() * scale
+    report(
+        f"one by one (predict(text), {len(sample)} timed, extrapolated)", len(reviews), clock.wall() * scale, single_cpu
+    )
+    print(f"  batched / one by one: {single_cpu / batched_cpu:.1f}x (CPU time)")
 
     if args.processes:
-        start = time.perf_counter()
+        clock = Clock()
         for review in sample[: args.processes]:
             command = [sys.executable, str(ROOT / "scripts" / "predict.py"), str(args.run), review[:2000]]
             subprocess.run([*command, "--threads", str(args.threads)], check=True, capture_output=True)
-        per_text = (time.perf_counter() - start) / args.processes
-        report(f"a process per text (predict.py RUN TEXT, {args.processes} timed)", 1, per_text)
-        print(f"  batched / process per text: {per_text * len(reviews) / batched.seconds:,.0f}x")
+        per_text = clock.children() / args.processes
+        report(
+            f"a process per text (predict.py RUN TEXT, {args.processes} timed)",
+            1,
+            clock.wall() / args.processes,
+            per_text,
+        )
+        print(f"  batched / process per text: {per_text * len(reviews) / batched_cpu:,.0f}x (CPU time)")
 
     if not args.no_onnx:
         onnx_against_torch(run, reviews, args, answers)
@@ -94,7 +106,7 @@ def onnx_against_torch(run, reviews: list[str], args: argparse.Namespace, answer
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     tokenizer = Tokenizer.from_str(json.dumps(sidecar["tokenizer"]))
     order = sorted(range(len(reviews)), key=lambda i: len(reviews[i]), reverse=True)
-    start = time.perf_counter()
+    clock = Clock()
     probabilities = np.zeros((len(reviews), len(sidecar["labels"])), dtype=np.float32)
     tokens_read = 0
     for first in range(0, len(order), args.batch_size):
@@ -104,17 +116,38 @@ def onnx_against_torch(run, reviews: list[str], args: argparse.Namespace, answer
         tokens_read += int(lengths.sum())
         feed = {"tokens": tokens.numpy(), "lengths": lengths.numpy()}
         probabilities[batch] = session.run(None, {name: feed[name] for name in sidecar["inputs"]})[0]
-    seconds = time.perf_counter() - start
-    report("onnxruntime (same batches, tokenizing included)", len(reviews), seconds, tokens_read)
+    report("onnxruntime (same batches, tokenizing included)", len(reviews), clock.wall(), clock.cpu(), tokens_read)
     expected = np.array([[answer["probabilities"][label] for label in sidecar["labels"]] for answer in answers])
-    agree = np.mean(probabilities.argmax(1) == expected.argmax(1))
+    labels = [sidecar["labels"].index(answer["label"]) for answer in answers]
+    agree = np.mean(probabilities.argmax(1) == np.array(labels))
     largest = np.abs(probabilities - expected).max()
     print(f"  labels equal to PyTorch's: {agree:.2%}; probabilities differ by at most {largest:.1e} (4 places printed)")
 
 
-def report(what: str, texts: int, seconds: float, tokens: int | None = None) -> None:
-    rate = f"{texts / seconds:,.1f} texts/s" + (f", {tokens / seconds:,.0f} tokens/s" if tokens else "")
-    print(f"{what}: {texts:,} texts in {seconds:,.1f} s: {rate}")
+class Clock:
+    """Wall time, and CPU time of this process (all its threads) or of its finished child processes."""
+
+    def __init__(self) -> None:
+        self.start_wall, self.start_cpu, self.start_children = time.perf_counter(), time.process_time(), _children()
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.start_wall
+
+    def cpu(self) -> float:
+        return time.process_time() - self.start_cpu
+
+    def children(self) -> float:
+        return _children() - self.start_children
+
+
+def _children() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def report(what: str, texts: int, wall: float, cpu: float, tokens: int | None = None) -> None:
+    per_cpu = f"{texts / cpu:,.1f} texts/CPU-s" + (f", {tokens / cpu:,.0f} tokens/CPU-s" if tokens else "")
+    print(f"{what}: {texts:,} texts in {wall:,.1f} s ({texts / wall:,.1f} texts/s); {cpu:,.1f} CPU-s: {per_cpu}")
 
 
 if __name__ == "__main__":
