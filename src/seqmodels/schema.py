@@ -45,7 +45,7 @@ def setting(
 ) -> Any:
     """A declared key: its default and meaning; for numbers the allowed interval ([minimum, maximum],
     either end open), for strings the allowed `choices` (`hint` is added to the refusal), for lists
-    their `length`."""
+    their `length` (for lists of strings, the most they may hold; one string is a list of one)."""
     metadata = {
         "help": help,
         "minimum": minimum,
@@ -174,6 +174,14 @@ def _checked(name: str, value: Any, annotation: Any, meta: Mapping[str, Any]) ->
             require_choice(name, value, meta["choices"], meta.get("hint", ""))
         elif not isinstance(value, str):
             raise ConfigError(f"{name}={value!r} must be a string{' or null' if optional else ''}")
+    elif typing.get_origin(annotation) is list and typing.get_args(annotation)[0] is str:
+        value = [value] if isinstance(value, str) else value  # one string is a list of one
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(
+                f"{name}={value!r} is impossible; {meta.get('hint') or 'use a string or a list of strings'}"
+            )
+        if meta.get("length") is not None and len(value) > meta["length"]:
+            raise ConfigError(f"{name}={value!r} holds {len(value)} values; at most {meta['length']} are allowed")
     elif typing.get_origin(annotation) is list:
         item = typing.get_args(annotation)[0]
         ok = isinstance(value, list) and all(is_int(v) if item is int else is_number(v) for v in value)

@@ -15,6 +15,7 @@ from seqmodels.models.summary import parameter_table
 from seqmodels.schema import Section, keys, setting, suggest_key, validate
 from seqmodels.tasks import get_task, task_class
 from seqmodels.tasks.base import Task
+from seqmodels.tasks.transfer import start_from
 from seqmodels.training import distributed
 from seqmodels.training.checkpoint import checkpoint_path
 from seqmodels.training.optim import OptimConfig
@@ -140,6 +141,8 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     log.info("data:\n%s", "\n".join(f"  {k.ljust(width)}  {v}" for k, v in data.summary.items()))
     seed_everything(cfg.seed)  # the model's initial weights do not depend on whether data was cached
     model = task.build_model(data.artifacts)
+    if not cfg.trainer.resume:  # model.init_from: weights of earlier runs (a resumed run has its own)
+        start_from(task, model, data.artifacts)
     if world.enabled:
         seed_everything(cfg.seed + world.rank)  # the same weights everywhere, each rank its own dropout
     log.info("model:\n%s", parameter_table(model))

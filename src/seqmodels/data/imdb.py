@@ -1,4 +1,5 @@
-"""The IMDB Large Movie Review Dataset (Maas et al. 2011): 25k train / 25k test reviews.
+"""The IMDB Large Movie Review Dataset (Maas et al. 2011): 25k train / 25k test reviews, and in
+Stanford's archive 50k unlabelled ones (`train/unsup`).
 
 `data.root/imdb` may hold an extracted `aclImdb/` tree, `aclImdb_v1.tar.gz` (the Stanford
 archive) or `aclImdb.tar.gz` (a repack); archives are read in place, never unpacked.
@@ -23,6 +24,8 @@ MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 ARCHIVES = ("aclImdb_v1.tar.gz", "aclImdb.tar.gz")
 LABELS = ("neg", "pos")
 REVIEW = re.compile(r"(?:^|/)aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+# What a language model may read: the training reviews, labelled or not; never a test review.
+UNLABELLED = re.compile(r"(?:^|/)aclImdb/train/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 
 
 @dataclass(frozen=True)
@@ -55,42 +58,12 @@ def read(source: Path) -> dict[str, Reviews]:
     an unreadable archive is refused.
     """
     found: dict[str, list[tuple[int, int, str]]] = {"train": [], "test": []}
-    damaged: list[str] = []
-    empty: list[str] = []
 
-    def add(name: str, read_text) -> None:
-        match = REVIEW.search(name)
-        if match:
-            split, label, review_id, _rating = match.groups()
-            raw = read_text()
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw.decode("utf-8", errors="replace")
-                damaged.append(name)
-            if not text.strip():
-                empty.append(name)
-            found[split].append((LABELS.index(label), int(review_id), text))
+    def add(match: re.Match, text: str) -> None:
+        split, label, review_id, _rating = match.groups()
+        found[split].append((LABELS.index(label), int(review_id), text))
 
-    try:
-        if source.is_dir():
-            for path in source.glob("*/*/*.txt"):
-                add(path.relative_to(source.parent).as_posix(), path.read_bytes)
-        else:
-            with tarfile.open(source, "r:*") as archive:
-                for member in archive:
-                    if member.isfile() and REVIEW.search(member.name):
-                        handle = archive.extractfile(member)
-                        if handle is not None:
-                            add(member.name, handle.read)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download {URL} again") from None
-    if damaged:
-        log.warning(
-            "%d IMDB reviews are not valid UTF-8 (e.g. %s); bad bytes were replaced by U+FFFD", len(damaged), damaged[0]
-        )
-    if empty:
-        log.warning("%d IMDB reviews are empty (e.g. %s); kept as a single <unk> token", len(empty), empty[0])
+    _read_members(source, REVIEW, add)
     result = {}
     for split, items in found.items():
         if not items or len({label for label, _, _ in items}) < 2:
@@ -101,3 +74,64 @@ def read(source: Path) -> dict[str, Reviews]:
         items.sort(key=lambda item: (item[0], item[1]))
         result[split] = Reviews([text for _, _, text in items], [label for label, _, _ in items])
     return result
+
+
+def read_unlabelled(source: Path) -> tuple[list[str], dict[str, int]]:
+    """Every training review, labelled (`train/pos`, `train/neg`) or not (`train/unsup`), for a language
+    model: never a test review. Ordered by (folder, review id); also returns how many each folder gave."""
+    found: list[tuple[str, int, str]] = []
+
+    def add(match: re.Match, text: str) -> None:
+        folder, review_id, _rating = match.groups()
+        found.append((folder, int(review_id), text))
+
+    _read_members(source, UNLABELLED, add)
+    if not found:
+        raise DataError(
+            f"{source} has no training reviews; expected the aclImdb layout (aclImdb/train/pos/<id>_<rating>.txt)"
+        )
+    found.sort(key=lambda item: (item[0], item[1]))
+    counts = {folder: sum(1 for item in found if item[0] == folder) for folder in ("pos", "neg", "unsup")}
+    return [text for _, _, text in found], counts
+
+
+def _read_members(source: Path, pattern: re.Pattern, add) -> None:
+    """Call `add(match, text)` for every review file of `source` (a tree or an archive) whose path
+    matches `pattern`; only those are read. One bad review does not cost the dataset: undecodable
+    bytes become U+FFFD and empty reviews are kept, each counted in a warning."""
+    damaged: list[str] = []
+    empty: list[str] = []
+
+    def take(name: str, read_bytes) -> None:
+        match = pattern.search(name)
+        if not match:
+            return
+        raw = read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", errors="replace")
+            damaged.append(name)
+        if not text.strip():
+            empty.append(name)
+        add(match, text)
+
+    try:
+        if source.is_dir():
+            for path in source.glob("*/*/*.txt"):
+                take(path.relative_to(source.parent).as_posix(), path.read_bytes)
+        else:
+            with tarfile.open(source, "r:*") as archive:
+                for member in archive:
+                    if member.isfile() and pattern.search(member.name):
+                        handle = archive.extractfile(member)
+                        if handle is not None:
+                            take(member.name, handle.read)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download {URL} again") from None
+    if damaged:
+        log.warning(
+            "%d IMDB reviews are not valid UTF-8 (e.g. %s); bad bytes were replaced by U+FFFD", len(damaged), damaged[0]
+        )
+    if empty:
+        log.warning("%d IMDB reviews are empty (e.g. %s); kept as a single <unk> token", len(empty), empty[0])

@@ -65,6 +65,14 @@ class EncoderConfig(Section):
         "random vectors",
     )
     freeze_vectors: bool = setting(False, "with pretrained_vectors: the word vectors stay as the file gives them")
+    init_from: list[str] | None = setting(
+        None,
+        "a run directory (its best.pt) or checkpoint whose weights start this model where they match by role "
+        "and shape: word vectors remapped word by word, encoder layers; [FWD,BWD]: a forward and a backward "
+        "(data.reverse=true) language model for the two directions (docs/transfer.md); null: random weights",
+        length=2,
+        hint="use a run directory, a checkpoint, or [FORWARD_RUN,BACKWARD_RUN]",
+    )
     unseen_word_vectors: int | None = setting(
         None,
         "with pretrained_vectors: the file's first N words (files list "
@@ -231,6 +239,16 @@ class RecurrentEncoder(nn.Module):
             outputs.append(h.transpose(0, 1))
         self.recorded.append(RecordedStates(states, first, lengths.detach().cpu(), direction))
         return torch.cat(outputs, dim=1), state
+
+    def layer_weights(self) -> dict[tuple[int, str], dict[str, nn.Parameter]]:
+        """Each layer's and direction's weights, keyed (layer from 1, "forward" | "backward") and named as
+        one torch RNN layer names them (weight_ih, weight_hh, bias_ih, bias_hh), however the layers are
+        stored: what `models.transfer` copies between runs and what ULMFiT's layer groups hold."""
+        found: dict[tuple[int, str], dict[str, nn.Parameter]] = {}
+        for direction, layers in (("forward", self.forward_layers), ("backward", self.backward_layers)):
+            for layer, rnn in enumerate(layers, 1):
+                found[(layer, direction)] = {name.removesuffix("_l0"): p for name, p in rnn.named_parameters()}
+        return found
 
     def _final_states(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         last = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, self.hidden_size)

@@ -1,5 +1,8 @@
-"""Next-token prediction (language modelling): words of PTB or WikiText-2, or the characters of
-any UTF-8 text file; perplexity, samples and continuations.
+"""Next-token prediction (language modelling): words of PTB or WikiText-2, IMDB's training reviews
+(`task=imdb_lm`, to pretrain a sentiment classifier's encoder), the words (`task=words`) or the
+characters (`task=chars`) of any UTF-8 text file; perplexity, samples and continuations.
+`data.reverse=true` reads every text backwards: a backward language model, which can start the
+backward direction of a bidirectional encoder (`model.init_from`, docs/transfer.md).
 
 Training is truncated backpropagation through time: the text is laid out as parallel streams
 read window by window (`data.corpus`), and the recurrent state at the end of a window starts
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ import torch
 from torch import nn
 
 from seqmodels.checks import require_int, require_number
-from seqmodels.data import ptb, wikitext2
+from seqmodels.data import imdb, ptb, wikitext2
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.config import DataConfig
 from seqmodels.data.corpus import (
@@ -36,6 +39,7 @@ from seqmodels.data.corpus import (
     read_words,
     split_by_fractions,
 )
+from seqmodels.data.documents import capped_vocabulary, imdb_streams, word_file_tokens
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModelConfig
 from seqmodels.models.cache import ContinuousCache
@@ -50,6 +54,9 @@ log = logging.getLogger("seqmodels")
 
 WORD_CORPORA = {"ptb": ptb, "wikitext2": wikitext2}
 CHARACTERS = "chars"  # data.dataset for the characters of the file at data.path
+WORDS = "words"  # data.dataset for the words of the file at data.path
+IMDB = "imdb"  # data.dataset for IMDB's training reviews, labelled and unlabelled (never the test reviews)
+FILE_DATASETS = (CHARACTERS, WORDS)  # read data.path, split by data.val_fraction and data.test_fraction
 SAMPLE_LENGTH = {"word": 30, "char": 200}  # tokens sampled for TensorBoard and by default in `predict`
 NUM_EXAMPLES = 3
 # evaluate.py --tune-cache: the grids searched on validation (see configure_evaluation)
@@ -62,19 +69,32 @@ FIRST_LAMBDA = 0.1
 class LanguageModelData(DataConfig):
     dataset: str = setting(
         "ptb",
-        f"a word corpus ({', '.join(WORD_CORPORA)}) or {CHARACTERS}: the characters of data.path",
-        choices=(*WORD_CORPORA, CHARACTERS),
+        f"a word corpus ({', '.join(WORD_CORPORA)}), {IMDB} (its training and unsup reviews as a stream of "
+        f"documents), {WORDS} or {CHARACTERS}: the words or characters of data.path",
+        choices=(*WORD_CORPORA, IMDB, WORDS, CHARACTERS),
     )
-    path: str | None = setting(None, "the UTF-8 text file of data.dataset=chars")
+    path: str | None = setting(None, "the UTF-8 text file of data.dataset=chars or words")
     val_fraction: float = setting(
         0.05,
-        "chars: the share of the file after the training part, for validation",
+        "chars, words: the share of the file after the training part, for validation; imdb: the share "
+        "of reviews held out for validation",
         minimum=0.0,
         maximum=1.0,
         low_open=True,
     )
     test_fraction: float = setting(
-        0.05, "chars: the share at the end of the file, for test", minimum=0.0, maximum=1.0, low_open=True
+        0.05,
+        "chars, words: the share at the end of the file, for test; imdb: the share of reviews held out for test",
+        minimum=0.0,
+        maximum=1.0,
+        low_open=True,
+    )
+    vocab_size: int | None = setting(
+        None, "words, imdb: the most frequent training words kept (rarer ones are <unk>); null: all", minimum=1
+    )
+    min_freq: int = setting(1, "words, imdb: words seen fewer times in training are <unk>", minimum=1)
+    reverse: bool = setting(
+        False, "read every text backwards (last token first): a backward language model (docs/transfer.md)"
     )
     batch_size: int = setting(20, "parallel streams of text in training", minimum=1)
     eval_batch_size: int | None = setting(10, "streams in validation and test; null: batch_size", minimum=1)
@@ -83,8 +103,8 @@ class LanguageModelData(DataConfig):
     )
 
     def check(self) -> None:
-        if self.dataset == CHARACTERS and not self.path:
-            raise ConfigError("task=chars needs a text file: add data.path=/path/to/file.txt")
+        if self.dataset in FILE_DATASETS and not self.path:
+            raise ConfigError(f"task={self.dataset} needs a text file: add data.path=/path/to/file.txt")
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(
                 f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction} "
@@ -118,6 +138,15 @@ class LanguageModelTask(Task):
         data = self.data_config
         if data.dataset in WORD_CORPORA:
             return {"dataset": data.dataset, "level": "word"}
+        if data.dataset in (IMDB, WORDS):
+            return {
+                "dataset": data.dataset,
+                "level": "word",
+                "vocab_size": data.vocab_size,
+                "min_freq": data.min_freq,
+                "val_fraction": data.val_fraction,
+                "test_fraction": data.test_fraction,
+            }
         return {
             "dataset": CHARACTERS,
             "level": "char",
@@ -128,8 +157,10 @@ class LanguageModelTask(Task):
     # -- data -------------------------------------------------------------------------------
     def _sources(self, settings: dict[str, Any]) -> dict[str, Path]:
         data = self.data_config
-        if settings["level"] == "word":
+        if settings["dataset"] in WORD_CORPORA:
             return WORD_CORPORA[settings["dataset"]].locate(Path(data.root), allow_download=data.download)
+        if settings["dataset"] == IMDB:
+            return {"reviews": imdb.locate(Path(data.root), allow_download=data.download)}
         path = Path(data.path).expanduser()
         if not path.is_file():
             raise DataError(f"data.path={data.path} is not a file; point it at a UTF-8 text file")
@@ -153,9 +184,11 @@ class LanguageModelTask(Task):
         if vectors is not None:
             # The corpus' own vocabulary, never extended: the output layer predicts exactly these words.
             self.pretrained, _ = pretrained_rows(vectors, entry["vocabulary"], frozen=0, train_ids=entry["train"])
-        streams = {"train": lay_out(entry["train"], data.batch_size)}
+        # a backward language model reads each split from its end (documents in reverse order, each backwards)
+        ids = {split: entry[split].flip(0) if data.reverse else entry[split] for split in ("train", "val", "test")}
+        streams = {"train": lay_out(ids["train"], data.batch_size)}
         for split in ("val", "test"):
-            streams[split] = lay_out(entry[split], data.eval_batch_size or data.batch_size)
+            streams[split] = lay_out(ids[split], data.eval_batch_size or data.batch_size)
         loaders = {split: StreamWindows(streams[split], data.bptt, TextWindow) for split in streams}
         vocabulary = entry["vocabulary"]
         if settings["level"] == "word":
@@ -176,13 +209,32 @@ class LanguageModelTask(Task):
             "vocabulary": f"{len(vocabulary):,} {'words' if settings['level'] == 'word' else 'characters'}",
             "train layout": f"{train.inputs.shape[0]} streams x {train.inputs.shape[1]:,} steps, "
             f"{len(loaders['train']):,} windows of {data.bptt}",
+            **(
+                {"documents train / val / test": " / ".join(f"{n:,}" for n in entry["documents"].values())}
+                if "documents" in entry
+                else {}
+            ),
+            **({"direction": "backward (data.reverse=true): every text is read from its end"} if data.reverse else {}),
         }
         return TaskData(loaders["train"], loaders["val"], loaders["test"], artifacts, summary)
 
     @staticmethod
     def _build_cache(sources: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:
         log.info("reading %s (once; later runs load the cache)", ", ".join(str(p) for p in sources.values()))
-        if settings["level"] == "word":
+        if settings["dataset"] == IMDB:
+            return imdb_streams(
+                sources["reviews"],
+                vocab_size=settings["vocab_size"],
+                min_freq=settings["min_freq"],
+                val_fraction=settings["val_fraction"],
+                test_fraction=settings["test_fraction"],
+            )
+        if settings["dataset"] == WORDS:
+            tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"])
+            vocabulary = capped_vocabulary(tokens["train"], settings["vocab_size"], settings["min_freq"])
+            unknown = UNKNOWN
+            where = {split: f"the {split} part of {sources['text']}" for split in tokens}
+        elif settings["level"] == "word":
             tokens = {split: read_words(path) for split, path in sources.items()}
             vocabulary = build_vocabulary(tokens["train"])  # the corpus' own vocabulary, <unk> included
             unknown = UNKNOWN if UNKNOWN in vocabulary else None
@@ -204,7 +256,19 @@ class LanguageModelTask(Task):
 
     # -- model, loss, metrics ---------------------------------------------------------------
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        return self.model_config.build(artifacts["vocab_size"], ignore_index=IGNORE, pretrained=self.pretrained)
+        model = self.model_config
+        cutoffs = model.adaptive_cutoffs or []
+        if self.data_config.dataset == WORDS and cutoffs and cutoffs[-1] >= artifacts["vocab_size"]:
+            # a file's vocabulary size is not known in advance: keep the clusters it can fill
+            kept = [cutoff for cutoff in cutoffs if cutoff < artifacts["vocab_size"]] or None
+            log.info(
+                "model.adaptive_cutoffs=%s for a vocabulary of %s words: %s",
+                cutoffs,
+                f"{artifacts['vocab_size']:,}",
+                f"using {kept}" if kept else "a full softmax",
+            )
+            model = replace(model, adaptive_cutoffs=kept)
+        return model.build(artifacts["vocab_size"], ignore_index=IGNORE, pretrained=self.pretrained)
 
     def use_cache(self, size: int, theta: float, lam: float) -> None:
         """Evaluate from now on with a continuous cache over the model's predictions

@@ -1,4 +1,10 @@
-"""Optimizers and learning-rate schedules from the `optim` config group."""
+"""Optimizers and learning-rate schedules from the `optim` config group.
+
+For fine-tuning a pretrained model as ULMFiT does (Howard & Ruder 2018; docs/transfer.md): discriminative
+learning rates (`layer_lr_decay`: each layer group below the top learns that many times slower, the
+groups as the model describes them, `models.transfer.layer_groups`) and slanted triangular learning
+rates (`schedule=slanted_triangular`: a short linear rise, then a long linear fall).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,12 @@ from typing import Any
 
 import torch
 
+from seqmodels.errors import ConfigError
+from seqmodels.models.transfer import layer_groups
 from seqmodels.schema import Section, setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "linear", "plateau")
+SCHEDULES = ("constant", "cosine", "linear", "plateau", "slanted_triangular")
 
 
 @dataclass
@@ -32,7 +40,26 @@ class OptimConfig(Section):
     weight_decay: float = setting(0.0, "L2 penalty (adam, sgd) or decoupled decay (adamw)", minimum=0.0)
     momentum: float = setting(0.0, "SGD momentum", minimum=0.0, maximum=1.0)
     schedule: str = setting(
-        "constant", "constant | cosine | linear (per step, after warm-up) | plateau (per epoch)", choices=SCHEDULES
+        "constant",
+        "constant | cosine | linear (per step, after warm-up) | plateau (per epoch) | slanted_triangular "
+        "(ULMFiT's: a linear rise over optim.cut_frac of the steps, then a linear fall)",
+        choices=SCHEDULES,
+    )
+    cut_frac: float = setting(
+        0.1,
+        "slanted_triangular: the share of all steps over which the rate rises",
+        minimum=0.0,
+        maximum=1.0,
+        low_open=True,
+    )
+    stlr_ratio: float = setting(
+        32.0, "slanted_triangular: how many times smaller the lowest rate is than lr", minimum=1.0
+    )
+    layer_lr_decay: float | None = setting(
+        None,
+        "discriminative rates (ULMFiT: 2.6): the top layer group (the head) learns at lr, each group below "
+        "it this many times slower, the word vectors slowest; null: every weight at lr",
+        minimum=1.0,
     )
     warmup_steps: int = setting(0, "steps of linear warm-up from 0 to lr", minimum=0)
     plateau_factor: float = setting(
@@ -40,8 +67,29 @@ class OptimConfig(Section):
     )
     plateau_patience: int = setting(0, "plateau: epochs without improvement tolerated before decaying", minimum=0)
 
+    def check(self) -> None:
+        if self.schedule == "slanted_triangular" and self.warmup_steps:
+            raise ConfigError(
+                f"optim.schedule=slanted_triangular rises by itself (over optim.cut_frac={self.cut_frac} of the "
+                f"steps): set optim.warmup_steps=0 (now {self.warmup_steps})"
+            )
 
-def build_optimizer(cfg: OptimConfig, parameters: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+
+def parameter_groups(cfg: OptimConfig, model: torch.nn.Module) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: one, or with `layer_lr_decay` one per layer group of the model,
+    the top first (so the first group's rate is optim.lr, as logs and TensorBoard show it)."""
+    if cfg.layer_lr_decay is None:
+        return [{"params": list(model.parameters())}]
+    groups = list(reversed(layer_groups(model)))
+    return [
+        {"params": group.parameters, "lr": cfg.lr / cfg.layer_lr_decay**depth, "name": group.name}
+        for depth, group in enumerate(groups)
+    ]
+
+
+def build_optimizer(
+    cfg: OptimConfig, parameters: Iterable[torch.nn.Parameter] | list[dict[str, Any]]
+) -> torch.optim.Optimizer:
     # The fused kernel updates every tensor in one pass: on a CPU it is 2-3x faster than the default
     # (foreach) Adam, which was a quarter of a CoNLL-2003 step (its 1.1M-weight embedding table).
     if cfg.name in ("adam", "adamw"):
@@ -71,8 +119,13 @@ class LRSchedule:
         self.bad_epochs = 0
         warmup = cfg.warmup_steps
         total = max(total_steps, 1)
+        if self.name == "slanted_triangular":
+            cut, ratio = max(1, math.floor(total * cfg.cut_frac)), cfg.stlr_ratio
 
         def factor(step: int) -> float:
+            if self.name == "slanted_triangular":  # Howard & Ruder 2018, eq. 3
+                rise = step / cut if step < cut else 1.0 - (step - cut) / max(total - cut, 1)
+                return (1.0 + max(rise, 0.0) * (ratio - 1.0)) / ratio
             if step < warmup:
                 return (step + 1) / warmup * self.scale
             progress = min((step - warmup) / max(total - warmup, 1), 1.0)

@@ -36,15 +36,16 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqmodels.atomic import copy_file, save_json
-from seqmodels.errors import CheckpointError, TrainingError
+from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.hparams import Column, columns_of
+from seqmodels.models.transfer import layer_groups
 from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
 from seqmodels.training.evaluation import evaluate_split
 from seqmodels.training.gradient_flow import choose_batch, record_gradient_flow
-from seqmodels.training.optim import LRSchedule, OptimConfig, build_optimizer
+from seqmodels.training.optim import LRSchedule, OptimConfig, build_optimizer, parameter_groups
 from seqmodels.training.progress import Progress
 from seqmodels.training.runtime import DEVICES, resolve_device
 from seqmodels.training.tensorboard import BEST, DIAGNOSTICS, EXAMPLES, RunLogger, shared_experiment
@@ -96,6 +97,14 @@ class TrainerConfig(Section):
         minimum=1,
     )
     resume: str | None = setting(None, "a run directory or last.pt to continue from")
+    unfreeze: float | None = setting(
+        None,
+        "ULMFiT's gradual unfreezing: only the top layer group (the head) learns at first, and one more group "
+        "below it every this many epochs (e.g. 1; 0.25: every quarter epoch); null: every weight learns from "
+        "the start",
+        minimum=0.0,
+        low_open=True,
+    )
 
     def check(self) -> None:
         resolve_device(self.device)  # cuda without a GPU is refused here, before any data is read
@@ -141,6 +150,39 @@ def _num_batches(loader, limit: int | None) -> int:
     return len(loader) if limit is None else min(len(loader), limit)
 
 
+class Unfreezing:
+    """Gradual unfreezing (Howard & Ruder 2018): at first only the top of the model's layer groups
+    (`models.transfer.layer_groups`) learns; every `every` epochs one more group below it does. Set from
+    the global step before each step, so a resumed run freezes exactly what it would have; weights frozen
+    for another reason (model.freeze_vectors) stay frozen."""
+
+    def __init__(self, model: nn.Module, every: float, steps_per_epoch: int) -> None:
+        self.groups = list(reversed(layer_groups(model)))  # the top first
+        self.learns = {id(p): p.requires_grad for p in model.parameters()}
+        self.every_steps = every * steps_per_epoch
+        self.count = 0  # groups learning now
+
+    def groups_at(self, step: int) -> int:
+        return min(len(self.groups), 1 + int(step / self.every_steps + 1e-9))
+
+    def before_step(self, step: int) -> None:
+        count = self.groups_at(step)
+        if count == self.count:
+            return
+        for depth, group in enumerate(self.groups):
+            for parameter in group.parameters:
+                parameter.requires_grad_(self.learns[id(parameter)] and depth < count)
+        self.count = count
+        log.info(
+            "unfreezing (step %d): %s learn%s",
+            step,
+            ", ".join(group.name for group in self.groups[:count]),
+            "; " + ", ".join(group.name for group in self.groups[count:]) + " frozen"
+            if count < len(self.groups)
+            else "",
+        )
+
+
 class Trainer:
     def __init__(self, cfg: DictConfig, task: Task, data: TaskData, model: nn.Module, run_dir: Path) -> None:
         self.cfg = cfg
@@ -162,8 +204,11 @@ class Trainer:
         self.evaluated = self.model if self.average is None else self.average.module
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
-        self.optimizer = build_optimizer(self.ocfg, self.model.parameters())
+        self.optimizer = build_optimizer(self.ocfg, parameter_groups(self.ocfg, self.model))
         steps_per_epoch = _num_batches(data.train, self.tcfg.limit_train_batches)
+        self.unfreezing = Unfreezing(self.model, self.tcfg.unfreeze, steps_per_epoch) if self.tcfg.unfreeze else None
+        if self.unfreezing is not None and self.world.enabled:
+            raise ConfigError("trainer.unfreeze cannot change which weights learn under torchrun; train in one process")
         self.schedule = LRSchedule(self.ocfg, self.optimizer, steps_per_epoch * self.tcfg.max_epochs, task.mode)
         self.epoch = 0  # completed epochs
         self.position = Position()  # within epoch `self.epoch + 1`
@@ -213,6 +258,8 @@ class Trainer:
             batch = batch.to(self.device)
             clock.mark("batch assembly")
             with self._autocast():
+                if self.unfreezing is not None:
+                    self.unfreezing.before_step(self.global_step)
                 out = self.task.step(self.train_model, batch)
             if distributed.any_rank(not torch.isfinite(out.loss), self.device):
                 raise TrainingError(
