@@ -110,7 +110,11 @@ def test_tagger_emissions_and_decoded_tags_match_pytorch(prepared, tmp_path, mod
     assert sidecar["tags"] == artifacts["tags"]
 
 
-@pytest.mark.parametrize("model", [["model=lstm", "model.num_layers=2"], ["model=gru"]], ids=["lstm-x2", "gru"])
+@pytest.mark.parametrize(
+    "model",
+    [["model=lstm", "model.num_layers=2"], ["model=gru"], ["model=lstm", "model.adaptive_cutoffs=[10]"]],
+    ids=["lstm-x2", "gru", "adaptive-softmax"],
+)
 def test_language_model_step_carries_its_state_as_pytorch(prepared, tmp_path, model):
     task, artifacts = prepared("ptb", *model)
     torch_model, session, sidecar = exported(task, artifacts, tmp_path)
