@@ -128,6 +128,17 @@ def test_reverse_reads_every_split_backwards(tmp_path, data_root):
     assert torch.equal(last.flip(0)[:50], ids) and "backward" in backward.summary["direction"]
 
 
+def test_a_long_pretraining_resumes_exactly(tmp_path, data_root):
+    overrides = lm_overrides(data_root, tmp_path / "cache", "trainer.early_stopping_patience=null")
+    run(composed(*overrides, "trainer.max_epochs=2"), tmp_path / "straight")
+    run(composed(*overrides, "trainer.max_epochs=1"), tmp_path / "first")
+    resumed = [*overrides, "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first'}"]
+    run(composed(*resumed), tmp_path / "resumed")
+    straight = load_run(tmp_path / "straight", "last.pt").model.state_dict()
+    for name, tensor in load_run(tmp_path / "resumed", "last.pt").model.state_dict().items():
+        assert torch.equal(tensor, straight[name]), name
+
+
 # -- init_from: copies and remaps -------------------------------------------------------------------
 def test_a_forward_lm_starts_a_classifier_words_follow_their_rows_and_the_table_says_so(
     tmp_path, data_root, language_models, caplog
@@ -186,7 +197,8 @@ def test_a_forward_and_a_backward_lm_start_both_directions(tmp_path, data_root, 
 def test_a_run_of_the_same_task_and_data_gives_its_head_too(tmp_path, data_root):
     run(composed(*sentiment_overrides(data_root, tmp_path / "cache")), tmp_path / "first")
     first = load_run(tmp_path / "first")
-    task, data, model = classifier(data_root, tmp_path / "cache", f"model.init_from={tmp_path / 'first'}")
+    checkpoint = tmp_path / "first" / "checkpoints" / "best.pt"  # a checkpoint does as well as its run
+    task, data, model = classifier(data_root, tmp_path / "cache", f"model.init_from={checkpoint}")
     report = start_from(task, model, data.artifacts)
     assert {row.outcome for row in report.rows} <= {"copied", "remapped"}
     for name, tensor in model.state_dict().items():
