@@ -21,6 +21,7 @@ from seqmodels.hparams import BOOL, NUMBER, TEXT, Column, merge_columns
 from seqmodels.tasks import TASKS
 from seqmodels.tasks.showcase import marked, pick_reviews, pick_sentences, review_table, spread, tagged_sentences
 from seqmodels.training.gradient_flow import choose_batch
+from seqmodels.training.optim import SCHEDULES
 from seqmodels.training.tensorboard import BEST, SHOWN_FIRST, RunLogger, shared_experiment
 from seqmodels.training.trainer import run_columns
 
@@ -67,7 +68,7 @@ def test_the_experiment_holds_every_tasks_metrics_and_typed_columns():
     assert columns["hidden_size"].kind == TEXT and columns["max_length"].kind == TEXT  # integers read as such
     # a name several tasks declare allows all their values: a filter never hides another task's runs
     assert {"imdb", "conll2003", "ptb", "wikitext2", "multi30k"} <= set(columns["dataset"].choices)
-    assert columns["schedule"].choices == ("constant", "cosine", "linear", "plateau")
+    assert columns["schedule"].choices == SCHEDULES  # the declared choices, as filter checkboxes
 
 
 def test_merged_columns_widen_rather_than_hide():
