@@ -28,6 +28,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "env" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
+
+_current_test: list[pytest.Item] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _current_test[:] = [item]  # before its fixtures are set up: a module fixture that starts Python counts too
+
+
+def _only_in_slow_tests(original_init):
+    """The inner loop stays fast only if no test outside the `slow` marker starts Python (the CLI,
+    a script, torchrun): such a start fails, naming the marker to add."""
+
+    def init(self, args, *rest, **kwargs):
+        program = str(args[0] if isinstance(args, (list, tuple)) else args)
+        item = _current_test[0] if _current_test else None
+        is_python = program == sys.executable or "python" in Path(program).name or "torchrun" in program
+        if is_python and item is not None and item.get_closest_marker("slow") is None:
+            raise AssertionError(f"{item.nodeid} starts {program}: mark it @pytest.mark.slow")
+        original_init(self, args, *rest, **kwargs)
+
+    return init
+
+
+subprocess.Popen.__init__ = _only_in_slow_tests(subprocess.Popen.__init__)  # type: ignore[method-assign]
+
 POSITIVE = ["wonderful", "moving", "brilliant", "superb", "great", "loved", "beautiful", "touching"]
 NEGATIVE = ["awful", "boring", "terrible", "dull", "worst", "hated", "waste", "stupid"]
 FILLER = ["the", "film", "movie", "plot", "actor", "was", "and", "a", "story", "scene", "it", "of"]

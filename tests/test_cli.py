@@ -13,6 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import ROOT, run_script, train
 
+pytestmark = pytest.mark.slow  # every test here runs train.py or a script in a subprocess
+
 
 def events(run_dir: Path) -> EventAccumulator:
     accumulator = EventAccumulator(str(run_dir))  # the run directory is the run in TensorBoard
@@ -48,7 +50,8 @@ def test_a_run_directory_holds_everything_promised(finished_run):
     assert set(metrics["val"]) == {"accuracy", "loss"} and metrics["best_epoch"] in (1, 2)
     # the startup summary: device, data sizes and the per-layer parameter table
     log = (run_dir / "train.log").read_text()
-    assert "config:\nseed: 42\nname: null\nmodel:\n  cell: lstm" in log  # the whole resolved config, in the log file only
+    # the whole resolved config, in the log file only
+    assert "config:\nseed: 42\nname: null\nmodel:\n  cell: lstm" in log
     console = result.stdout + result.stderr
     assert "config:" not in console and "task: imdb (sentiment) | model: LSTM x1" in console
     assert "device: cpu" in log and "train examples" in log and "padding, bucketed batches" in log

@@ -45,6 +45,7 @@ def rows(folder: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_compare_writes_the_table_and_plots_of_a_multirun(multirun):
     sweep, env = multirun
     result = run_script([str(ROOT / "scripts" / "compare.py"), str(sweep)], env)
@@ -77,6 +78,7 @@ def test_compare_writes_the_table_and_plots_of_a_multirun(multirun):
     assert f"wrote {sweep / 'COMPARE.md'}" in result.stdout and "| run | status |" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_job_without_metrics_shows_as_failed_and_any_run_directories_compare(multirun, tmp_path):
     sweep, env = multirun
     completed = next(p for p in sweep.iterdir() if p.name.startswith("1_"))
@@ -98,6 +100,7 @@ def test_compare_on_a_folder_without_runs_is_one_clear_line(tmp_path, env):
     assert result.stderr.strip() == f"error: {tmp_path} holds no run directories (folders with .hydra/ or metrics.json)"
 
 
+@pytest.mark.slow
 def test_compare_finds_runs_however_deeply_nested(multirun, tmp_path):
     sweep, env = multirun
     completed = next(p for p in sweep.iterdir() if p.name.startswith("1_"))

@@ -98,6 +98,7 @@ def ddp_run(tmp_path_factory, data_root):
     return tmp, env
 
 
+@pytest.mark.slow
 def test_each_rank_reads_its_own_part_of_every_epoch(ddp_run):
     tmp, _ = ddp_run
     ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
@@ -109,6 +110,7 @@ def test_each_rank_reads_its_own_part_of_every_epoch(ddp_run):
     assert all(rank["threads"] == 1 for rank in ranks)  # 2 ranks share the 2 cores: one thread each
 
 
+@pytest.mark.slow
 def test_weights_are_identical_on_both_ranks_after_every_step(ddp_run):
     tmp, _ = ddp_run
     digests = [json.loads((tmp / f"rank{r}.json").read_text())["digests"] for r in range(2)]
@@ -117,6 +119,7 @@ def test_weights_are_identical_on_both_ranks_after_every_step(ddp_run):
     assert len(set(digests[0])) == len(digests[0])  # and they did change at every step
 
 
+@pytest.mark.slow
 def test_one_set_of_run_files_written_by_rank_0(ddp_run):
     tmp, _ = ddp_run
     run = tmp / "run"
@@ -138,6 +141,7 @@ def test_one_set_of_run_files_written_by_rank_0(ddp_run):
     assert metrics["status"] == "completed" and metrics["processes"] == 2 and metrics["epochs_run"] == 2
 
 
+@pytest.mark.slow
 def test_reduced_metrics_equal_a_single_process_evaluation_of_the_checkpoint(ddp_run):
     tmp, env = ddp_run
     metrics = json.loads((tmp / "run" / "metrics.json").read_text())
@@ -147,6 +151,7 @@ def test_reduced_metrics_equal_a_single_process_evaluation_of_the_checkpoint(ddp
         assert single[split]["loss"] == pytest.approx(metrics[split]["loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_from_a_two_process_checkpoint_in_one_process(ddp_run, tmp_path):
     tmp, env = ddp_run
     shutil.copytree(tmp / "run", tmp_path / "run")

@@ -522,6 +522,7 @@ def ptb_run(tmp_path_factory, data_root):
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_train_ptb_reports_perplexity_and_logs_samples(ptb_run):
     metrics = json.loads((ptb_run / "metrics.json").read_text())
     assert metrics["monitor"] == "val/perplexity" and metrics["mode"] == "min" and metrics["epochs_run"] == 2
@@ -536,6 +537,7 @@ def test_train_ptb_reports_perplexity_and_logs_samples(ptb_run):
     assert "tokens train / val / test" in log and "train layout" in log
 
 
+@pytest.mark.slow
 def test_predict_script_prints_next_words_and_a_reproducible_continuation(ptb_run, data_root, tmp_path):
     args = [
         str(ROOT / "scripts" / "predict.py"),
@@ -557,6 +559,7 @@ def test_predict_script_prints_next_words_and_a_reproducible_continuation(ptb_ru
     assert len(first["continuation"].split()) == 6 and first["temperature"] == 0.8
 
 
+@pytest.mark.slow
 def test_evaluate_script_tunes_a_cache_on_validation_and_reports_test(ptb_run, data_root, tmp_path):
     env = env_for(data_root, tmp_path)
     plain = json.loads(run_script([str(ROOT / "scripts" / "evaluate.py"), str(ptb_run)], env).stdout)
@@ -600,6 +603,7 @@ def test_evaluate_script_tunes_a_cache_on_validation_and_reports_test(ptb_run, d
     ]
 
 
+@pytest.mark.slow
 def test_train_wikitext2_with_a_deep_gru_and_an_adaptive_softmax(data_root, tmp_path):
     env = env_for(data_root, tmp_path)
     train(
@@ -637,6 +641,7 @@ def test_train_wikitext2_with_a_deep_gru_and_an_adaptive_softmax(data_root, tmp_
     assert len(answer["next"]) == 3 and len(answer["continuation"].split()) == 4
 
 
+@pytest.mark.slow
 def test_train_and_predict_characters_of_any_text_file(data_root, tmp_path):
     text = tmp_path / "poem.txt"
     text.write_text("Ünïcödé lines, and more lines.\nThe cat sat on the mat.\n" * 40, encoding="utf-8")
@@ -652,6 +657,7 @@ def test_train_and_predict_characters_of_any_text_file(data_root, tmp_path):
     assert len(answer["continuation"]) == 12 and all(len(e["token"]) == 1 for e in answer["next"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides,message",
     [

@@ -661,6 +661,7 @@ def ner_run(tmp_path_factory, data_root):
     return tmp / "run"
 
 
+@pytest.mark.slow
 def test_ner_run_reports_entity_metrics(ner_run):
     metrics = json.loads((ner_run / "metrics.json").read_text())
     assert metrics["task"] == "conll2003" and metrics["monitor"] == "val/f1" and metrics["mode"] == "max"

@@ -516,6 +516,7 @@ def test_a_translation_corpus_needs_a_folder():
         check_config(compose_config(["task=translation"]))
 
 
+@pytest.mark.slow
 def test_misaligned_user_corpus_stops_before_training_in_one_line(tmp_path, mt_env):
     corpus = tmp_path / "corpus"
     for split in ("train", "val", "test"):
