@@ -11,6 +11,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
 from omegaconf import OmegaConf
 
+from seqmodels.cli import check_group_overrides
 from seqmodels.config import CONFIG_DIR, compose_config, job_dirname, register_configs
 from seqmodels.errors import ConfigError
 from seqmodels.schema import defaults, help_lines
@@ -153,6 +154,20 @@ def test_a_misspelt_key_is_named_before_hydra_composes(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_override_keys([override])
     check_override_keys(["model.crf=true", "data.bptt=20", "seed=1", "+x.y=1", "hydra.run.dir=x"])  # some task has them
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("model=transformer", "model=transformer is not a model config; use one of ['bilstm', 'gru', 'lstm', 'rnn']"),
+        ("task=0", "task=0 is not a task config; use one of"),
+        ("model=lstm,transformer", "model=transformer is not a model config"),  # a sweep's every choice
+    ],
+)
+def test_an_unknown_group_choice_lists_the_valid_ones(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_group_overrides([override])
+    check_group_overrides(["model=gru", "task=conll2003", "model=rnn,lstm"])
 
 
 def test_multirun_job_directories_are_flat_and_readable():

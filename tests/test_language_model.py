@@ -661,7 +661,6 @@ def test_train_and_predict_characters_of_any_text_file(data_root, tmp_path):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["task=ptb", "model.bidirectional=true"], "error: model.bidirectional=true cannot predict the next token"),
         (["task=ptb", "data.root={empty}", "data.download=false"], "error: Penn Treebank not found in {empty}/ptb"),
         (["task=chars", "data.path={empty}/none.txt"], "error: data.path={empty}/none.txt is not a file"),
     ],
