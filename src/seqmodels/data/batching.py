@@ -1,9 +1,9 @@
 """Length-bucketed, padded batches.
 
 Zero padding is wasted computation, and on CPU packed sequences are the slow way round (see
-docs/performance.md: 0.06x the tokens/s of padded, bucketed batches). So sequences of similar length are batched together: the
-training order is shuffled, cut into pools of `pool_batches` batches, each pool is sorted
-by length and cut into batches, and the batches are shuffled. Every epoch draws a new
+docs/performance.md: 0.12x the tokens/s of padded, bucketed batches). So sequences of similar
+length are batched together: the training order is shuffled, cut into pools of `pool_batches`
+batches, each pool is sorted by length and cut into batches, and the batches are shuffled. Every epoch draws a new
 order from (seed, epoch), so runs are reproducible and resumable.
 
 Data-parallel training (`shard`) deals every rank its own batches of that same order, so
