@@ -172,7 +172,7 @@ class RecurrentEncoder(nn.Module):
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
         self.output_size = self.num_directions * hidden_size
-        rnn_class = CELLS[cell]
+        rnn_class: Any = CELLS[cell]
         extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
         self.forward_layers = nn.ModuleList()
         self.backward_layers = nn.ModuleList()
@@ -203,9 +203,9 @@ class RecurrentEncoder(nn.Module):
         for layer in range(self.num_layers):
             if layer > 0:
                 x = self.between_layers(x)
-            initial = None if state is None else state[layer]
+            initial: Any = None if state is None else state[layer]
             if initial is not None and self.cell != "lstm":
-                initial = initial[0]
+                initial = initial[0]  # GRU and RNN states are one tensor
             record = self.record_steps is not None and layer == self.num_layers - 1
             forward_out, last = self._run(self.forward_layers[layer], x, initial, lengths, record, "forward")
             last_states.append(last if isinstance(last, tuple) else (last,))
@@ -220,10 +220,10 @@ class RecurrentEncoder(nn.Module):
             outputs=x, final=self._final_states(x, lengths), state=None if self.bidirectional else tuple(last_states)
         )
 
-    def _run(self, rnn: nn.RNNBase, x: torch.Tensor, initial, lengths: torch.Tensor, record: bool, direction: str):
+    def _run(self, rnn: nn.Module, x: torch.Tensor, initial: Any, lengths: torch.Tensor, record: bool, direction: str):
         """One layer and direction: fused, or, when recording, fused up to the recorded steps and then
         one step at a time, each step's state being both that step's output and the next step's input."""
-        if not record:
+        if not record or self.record_steps is None:
             return rnn(x, initial)
         first = max(0, int(lengths.min()) - self.record_steps)
         outputs: list[torch.Tensor] = []

@@ -137,6 +137,8 @@ class LanguageModel(nn.Module):
         # pytorch/examples' initialisation: small uniform embeddings and output weights (the
         # default N(0, 1) embedding makes early SGD steps with a large learning rate unstable).
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        self.decoder: nn.Linear | None
+        self.adaptive: nn.AdaptiveLogSoftmaxWithLoss | None
         if adaptive_cutoffs:
             self.decoder = None
             # div_value 4: each rarer cluster's vectors are 4 times shorter than the last
@@ -163,8 +165,9 @@ class LanguageModel(nn.Module):
         log-likelihood of the targets that are tokens, without scoring the whole vocabulary."""
         if targets is None:
             hidden, state = self._encode(tokens, state)
-            if self.adaptive is None:
+            if self.decoder is not None:
                 return self.decoder(hidden), state
+            assert self.adaptive is not None
             return self.adaptive.log_prob(hidden.flatten(0, 1).float()).view(*tokens.shape, -1), state
         log_probs, _, state = self.score(tokens, state, targets)
         return -log_probs.sum(), state
@@ -175,12 +178,13 @@ class LanguageModel(nn.Module):
         """(B, T) log-probability of each target (0 where the target is no token), the (B, T,
         hidden) outputs that predicted them, and the new state."""
         hidden, state = self._encode(tokens, state)
-        if self.adaptive is None:
+        if self.decoder is not None:
             # Every position at once: ignore_index gives the 0s. Selecting the real positions first
             # would copy the (B * T, vocab) logits and scatter their gradient back, ~10% of a PTB step.
             logits = self.decoder(hidden).flatten(0, 1).float()
             nll = F.cross_entropy(logits, targets.flatten(), ignore_index=self.ignore_index, reduction="none")
             return -nll.view(targets.shape), hidden, state
+        assert self.adaptive is not None
         real = targets != self.ignore_index  # the adaptive softmax needs every target to be a token
         log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
         log_probs[real] = self.adaptive(hidden[real].float(), targets[real]).output

@@ -27,7 +27,7 @@ def entity_scores(
 ) -> dict[str, float]:
     """Scores over sentences of gold and predicted tags (IOB1 or IOB2): `precision`,
     `recall`, `f1`, and `f1_<TYPE>` for each type in `types` or in the data."""
-    counts = {"gold": Counter(), "predicted": Counter(), "correct": Counter()}
+    counts: dict[str, Counter[str]] = {"gold": Counter(), "predicted": Counter(), "correct": Counter()}
     for gold_tags, predicted_tags in zip(gold, predicted, strict=True):
         if len(gold_tags) != len(predicted_tags):
             raise ValueError(f"a sentence has {len(gold_tags)} gold tags but {len(predicted_tags)} predicted ones")

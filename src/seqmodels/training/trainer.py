@@ -289,9 +289,9 @@ class Trainer:
             if self.world.enabled and distributed.any_rank(self.stop_requested, self.device):
                 self.stop_requested = True  # Ctrl-C reaches the ranks at different steps; all stop at one
             if self.global_step % self.tcfg.log_every_n_steps == 0:
-                self.logger.scalar("train/loss", loss, self.global_step)
-                self.logger.scalar(f"{DIAGNOSTICS}/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
-                self.logger.scalar(f"{DIAGNOSTICS}/grad_norm", grad_norm, self.global_step)
+                self.tb.scalar("train/loss", loss, self.global_step)
+                self.tb.scalar(f"{DIAGNOSTICS}/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                self.tb.scalar(f"{DIAGNOSTICS}/grad_norm", grad_norm, self.global_step)
             clock.mark("logging")
             if self.stop_requested:
                 break
@@ -426,7 +426,16 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
     # Ctrl-C, and SIGTERM: what torchrun sends its processes when it is interrupted, and SLURM a
     # job it preempts or that runs out of time
-    STOP_SIGNALS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    STOP_SIGNALS: dict[signal.Signals, Any] = {
+        signal.SIGINT: signal.default_int_handler,
+        signal.SIGTERM: signal.SIG_DFL,
+    }
+
+    @property
+    def tb(self) -> RunLogger:
+        """The run's TensorBoard logger, which `fit` opens (a no-op one on ranks other than 0)."""
+        assert self.logger is not None, "TensorBoard is open only inside fit()"
+        return self.logger
 
     def _request_stop(self, signum, frame) -> None:
         # The first signal finishes the current step and saves; a second one aborts at once.
@@ -481,9 +490,9 @@ class Trainer:
             step = self.global_step
             if self.world.is_main:  # samples and the gradient-flow plot are for the logs rank 0 writes
                 for tag, markdown in self.task.examples(self.evaluated, self.data.artifacts).items():
-                    self.logger.text(f"{EXAMPLES}/{tag}", markdown, step)
+                    self.tb.text(f"{EXAMPLES}/{tag}", markdown, step)
                 for tag, figure in self.task.figures(self.evaluated, self.data.artifacts).items():
-                    self.logger.figure(f"{EXAMPLES}/{tag}", figure, step)
+                    self.tb.figure(f"{EXAMPLES}/{tag}", figure, step)
             if self.tcfg.gradient_flow and self.world.is_main:  # ||dL/dh_t|| against distance, on a val batch
                 record_gradient_flow(
                     self.task,
@@ -496,10 +505,10 @@ class Trainer:
                     global_step=step,
                 )
             self.schedule.after_validation(val[monitor])
-            self.logger.scalars("val", val, step)
-            self.logger.scalar("train/epoch_loss", train["loss"], step)
-            self.logger.scalar(f"{DIAGNOSTICS}/tokens_per_s", train["tokens_per_s"], step)
-            self.logger.scalar(f"{DIAGNOSTICS}/epoch_seconds", train["seconds"], step)
+            self.tb.scalars("val", val, step)
+            self.tb.scalar("train/epoch_loss", train["loss"], step)
+            self.tb.scalar(f"{DIAGNOSTICS}/tokens_per_s", train["tokens_per_s"], step)
+            self.tb.scalar(f"{DIAGNOSTICS}/epoch_seconds", train["seconds"], step)
             self.history.append(
                 {
                     "epoch": self.epoch,
@@ -514,7 +523,7 @@ class Trainer:
             if improved:
                 self.best = Best(self.epoch, val[monitor])
             best = val[monitor] if improved or self.best.value is None else self.best.value
-            self.logger.scalar(BEST, best, step)  # the best so far: HPARAMS' shared metric column
+            self.tb.scalar(BEST, best, step)  # the best so far: HPARAMS' shared metric column
             log.info(
                 "epoch %d: train loss %.4f | val %s%s",
                 self.epoch,
@@ -571,12 +580,12 @@ class Trainer:
         test = self.evaluate(self.data.test, limit, "test")
         extra = {name: self.evaluate(loader, limit, name) for name, loader in self.data.extra_tests.items()}
         best_step = self._step_of_epoch(self.best.epoch)
-        self.logger.scalars("test", test, best_step)
+        self.tb.scalars("test", test, best_step)
         for name, metrics in extra.items():  # test/bleu_2017_flickr: beside test/bleu, in the test group
             suffix = name.removeprefix("test_")
-            self.logger.scalars("test", {f"{k}_{suffix}": v for k, v in metrics.items()}, best_step)
-        self.logger.end_session(succeeded=True)
-        self.logger.close()
+            self.tb.scalars("test", {f"{k}_{suffix}": v for k, v in metrics.items()}, best_step)
+        self.tb.end_session(succeeded=True)
+        self.tb.close()
         results = self._write_metrics(
             "completed", train_seconds, val=val, test=test, **extra, **({"evaluation": settings} if settings else {})
         )
