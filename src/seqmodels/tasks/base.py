@@ -29,7 +29,7 @@ import argparse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from omegaconf import DictConfig
@@ -120,7 +120,10 @@ class TaskData:
     extra_tests: dict[str, Loader] = field(default_factory=dict)
 
 
-class Task(ABC):
+BatchT = TypeVar("BatchT", bound=Batch)  # the batch type a task's loaders yield and its steps read
+
+
+class Task(ABC, Generic[BatchT]):
     #: predict.py reads CoNLL files (one word per line) for this task, besides texts
     reads_conll: ClassVar[bool] = False
     #: the validation metric that selects the best checkpoint and that sweeps optimise
@@ -156,10 +159,10 @@ class Task(ABC):
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module: ...
 
     @abstractmethod
-    def step(self, model: nn.Module, batch: Batch) -> StepOutput:
+    def step(self, model: nn.Module, batch: BatchT) -> StepOutput:
         """The batch's loss (see the module docstring for when it runs)."""
 
-    def evaluation_step(self, model: nn.Module, batch: Batch) -> StepOutput:
+    def evaluation_step(self, model: nn.Module, batch: BatchT) -> StepOutput:
         """`step` plus what `evaluate` needs that training does not (e.g. decoded tags)."""
         return self.step(model, batch)
 

@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from seqmodels.data.vocab import Vocabulary
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import TaggerConfig
 from seqmodels.models.onnx_graphs import OnnxGraph, decoding, tagger_graph
+from seqmodels.models.tagger import SequenceTagger
 from seqmodels.schema import setting
 from seqmodels.tasks.base import Answers, Batch, Showcase, StepOutput, Task, TaskData
 from seqmodels.tasks.ner_metrics import entity_scores
@@ -103,7 +104,7 @@ def _padded_chars(flat: torch.Tensor, starts: torch.Tensor, lengths: torch.Tenso
     return torch.where(real, flat[index.clamp(max=len(flat) - 1)].long(), 0)
 
 
-class NerTask(Task):
+class NerTask(Task[TaggingBatch]):
     monitor = "f1"
     mode = "max"
     metrics = ("f1", "precision", "recall", "loss")
@@ -317,7 +318,7 @@ class NerTask(Task):
     @staticmethod
     def _emissions_and_loss(model: nn.Module, batch: TaggingBatch) -> tuple[torch.Tensor, torch.Tensor]:
         emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
-        return emissions, model.loss(emissions, batch.tags, batch.lengths)
+        return emissions, cast(SequenceTagger, model).loss(emissions, batch.tags, batch.lengths)
 
     def step(self, model: nn.Module, batch: TaggingBatch) -> StepOutput:
         _, loss = self._emissions_and_loss(model, batch)
@@ -327,7 +328,7 @@ class NerTask(Task):
         """The loss and, per sentence, (gold, predicted) tag ids: decoding (Viterbi with a CRF)."""
         emissions, loss = self._emissions_and_loss(model, batch)
         lengths = batch.lengths.tolist()
-        predicted = model.decode(emissions, batch.lengths).cpu().tolist()
+        predicted = cast(SequenceTagger, model).decode(emissions, batch.lengths).cpu().tolist()
         gold = batch.tags.cpu().tolist()
         sentences = batch.sentences or [[n] for n in lengths]
         details = [
@@ -366,13 +367,14 @@ class NerTask(Task):
         was_training = model.training
         model.eval()
         try:
-            batch = self.showcase.batch.to(next(model.parameters()).device)
+            batch = cast(TaggingBatch, self.showcase.batch.to(next(model.parameters()).device))
             emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
-            predicted = model.decode(emissions, batch.lengths).cpu().tolist()
+            predicted = cast(SequenceTagger, model).decode(emissions, batch.lengths).cpu().tolist()
         finally:
             model.train(was_training)
         names = artifacts["tags"]
-        gold, lengths = self.showcase.batch.tags.tolist(), self.showcase.batch.lengths.tolist()
+        shown = cast(TaggingBatch, self.showcase.batch)
+        gold, lengths = shown.tags.tolist(), shown.lengths.tolist()
         sentences = [
             (words, [names[t] for t in g[:n]], [names[t] for t in p[:n]])
             for words, g, p, n in zip(self.showcase.texts, gold, predicted, lengths)
@@ -450,7 +452,7 @@ class NerTask(Task):
         if self.model_config.shape_dim > 0:
             shapes = pad_right([torch.tensor(vocabularies.shape_ids(words)) for words in rows])[0].to(device)
         tokens, lengths = tokens.to(device), lengths.to(device)
-        predicted = model.decode(model(tokens, lengths, chars, shapes), lengths).cpu().tolist()
+        predicted = cast(SequenceTagger, model).decode(model(tokens, lengths, chars, shapes), lengths).cpu().tolist()
         names = artifacts["tags"]
         for i, ids, length in zip(filled, predicted, lengths.tolist()):
             tags[i] = [names[tag] for tag in ids[:length]]

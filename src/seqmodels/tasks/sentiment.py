@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ def _tokenizer(serialized: str):
     return tokenizer_from_json(serialized)
 
 
-class SentimentTask(Task):
+class SentimentTask(Task[SentimentBatch]):
     monitor = "accuracy"
     mode = "max"
     metrics = ("accuracy", "loss")
@@ -250,11 +250,11 @@ class SentimentTask(Task):
         was_training = model.training
         model.eval()
         try:
-            batch = self.showcase.batch.to(next(model.parameters()).device)
+            batch = cast(SentimentBatch, self.showcase.batch.to(next(model.parameters()).device))
             probabilities = model(batch.tokens, batch.lengths).float().softmax(-1).cpu().tolist()
         finally:
             model.train(was_training)
-        gold = self.showcase.batch.labels.tolist()
+        gold = cast(SentimentBatch, self.showcase.batch).labels.tolist()
         return {"reviews": review_table(self.showcase.texts, gold, probabilities, artifacts["labels"])}
 
     def predict(self, model: nn.Module, artifacts: dict[str, Any], text: str, **options: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -36,10 +36,10 @@ from seqmodels.data.subword import BOS_ID, EOS_ID, MODELS, decode_ids, encode_te
 from seqmodels.data.text import PAD_ID, flatten, tokenizer_from_json
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models.search import beam_search, greedy_search
-from seqmodels.models.seq2seq import Seq2SeqConfig
+from seqmodels.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from seqmodels.schema import Section, setting
 from seqmodels.tasks.attention_map import attention_figure
-from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, Loader, StepOutput, Task, TaskData
 from seqmodels.tasks.translation_metrics import corpus_scores, signatures
 
 log = logging.getLogger("seqmodels")
@@ -143,7 +143,7 @@ def _locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Pat
     return found
 
 
-class TranslationTask(Task):
+class TranslationTask(Task[TranslationBatch]):
     monitor = "bleu"
     mode = "max"
     metrics = ("bleu", "chrf", "bleu_lowercase", "loss", "perplexity")
@@ -156,7 +156,7 @@ class TranslationTask(Task):
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self.decode_config: DecodeConfig = self.sections["decode"]
+        self.decode_config = cast(DecodeConfig, self.sections["decode"])
         # the beam and length penalty of the evaluation passes; the final report switches to decode.beam_size
         self.beam_size, self.length_penalty = self.decode_config.val_beam_size, self.decode_config.length_penalty
         self._signature_logged = False
@@ -179,6 +179,7 @@ class TranslationTask(Task):
         data = self.data_config
         if data.dataset == "multi30k":
             return multi30k.locate(Path(data.root), data.source, data.target, allow_download=data.download)
+        assert data.path is not None  # TranslationData.check: a user's corpus names its folder
         return _locate_files(Path(data.path).expanduser(), data.source, data.target)
 
     def prepare(self) -> TaskData:
@@ -218,7 +219,7 @@ class TranslationTask(Task):
             return BatchLoader(sampler, make_batch)
 
         train = loader("train", shuffle=True)
-        extra = {split: loader(split, False) for split in entry["splits"] if split not in SPLITS}
+        extra: dict[str, Loader] = {split: loader(split, False) for split in entry["splits"] if split not in SPLITS}
         stats = entry["stats"]
         part = entry["splits"]["train"]
         source_lengths, target_lengths = part["source_offsets"].diff(), part["target_offsets"].diff()
@@ -287,7 +288,7 @@ class TranslationTask(Task):
             # a sentence of only unknown characters would be empty: it keeps one <unk>
             source_flat, source_offsets = flatten([ids[:limit] or [1] for ids in source_ids])
             target_flat, target_offsets = flatten([ids[:limit] for ids in target_ids])
-            part = {
+            part: dict[str, Any] = {
                 "source": source_flat,
                 "source_offsets": source_offsets,
                 "target": target_flat,
@@ -333,9 +334,10 @@ class TranslationTask(Task):
         """Piece ids of each sentence's translation (greedy when the beam is 1)."""
         beam = self.beam_size if beam_size is None else beam_size
         max_lengths = self.max_lengths(lengths)
+        seq2seq = cast(Seq2Seq, model)
         if beam == 1:
-            return greedy_search(model, source, lengths, max_lengths)
-        return beam_search(model, source, lengths, max_lengths, beam, self.length_penalty)
+            return greedy_search(seq2seq, source, lengths, max_lengths)
+        return beam_search(seq2seq, source, lengths, max_lengths, beam, self.length_penalty)
 
     def evaluation_step(self, model: nn.Module, batch: TranslationBatch) -> StepOutput:
         out = self.step(model, batch)
@@ -409,10 +411,11 @@ class TranslationTask(Task):
     ) -> torch.Tensor | None:
         """(B, T, S) the attention of each translation's steps (</s> included), read with teacher forcing:
         decoding ran the same steps, so these are the weights it used."""
-        if model.attention is None:
+        seq2seq = cast(Seq2Seq, model)
+        if seq2seq.attention is None:
             return None
         target_in, _ = pad_right([torch.tensor([BOS_ID, *ids]) for ids in hypotheses])
-        _, weights = model.decode(model.encode(source, lengths), target_in.to(source.device))
+        _, weights = seq2seq.decode(seq2seq.encode(source, lengths), target_in.to(source.device))
         return weights
 
     @torch.no_grad()
