@@ -25,8 +25,7 @@ from torch import nn
 from seqmodels.batch_prediction import Throughput, answer_in_batches
 from seqmodels.data.conll import Sentence
 from seqmodels.errors import ConfigError
-from seqmodels.schema import keys
-from seqmodels.tasks import TASKS, get_task, task_class
+from seqmodels.tasks import TASKS, get_task
 from seqmodels.tasks.base import Task
 from seqmodels.training.checkpoint import checkpoint_path, load_checkpoint
 from seqmodels.training.runtime import resolve_device
@@ -113,11 +112,6 @@ def load_run(
     target = resolve_device(device)
     state = load_checkpoint(path, map_location=target)
     cfg = OmegaConf.create(state["config"])
-    kind = task_class(cfg)
-    for section, schema in (("model", kind.model_schema), ("data", kind.data_schema)):
-        # a run saved by an older version may hold keys since removed; they no longer mean anything
-        declared = set(keys(schema))
-        cfg[section] = {k: v for k, v in cfg[section].items() if k in declared}
     if data_root is not None:
         cfg.data.root = str(data_root)
     task = get_task(cfg)
