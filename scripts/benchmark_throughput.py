@@ -48,10 +48,10 @@ whatever else the machine was doing.
 
 Run it alone on the machine (another training run skews every number), from the checkout:
 
-    SEQMODELS_DATA_DIR=/work/shared/data python scripts/benchmark_throughput.py --batches 100
-    SEQMODELS_DATA_DIR=/work/shared/data python scripts/benchmark_throughput.py experiment=ptb_small \\
+    SEQMODELS_DATA_DIR=/path/to/data python scripts/benchmark_throughput.py --batches 100
+    SEQMODELS_DATA_DIR=/path/to/data python scripts/benchmark_throughput.py experiment=ptb_small \\
         model.tie_weights=false data.bptt=35 --threads 2 --batches 300
-    python scripts/benchmark_throughput.py model=gru model.bidirectional=true data.root=/work/shared/data \\
+    python scripts/benchmark_throughput.py model=gru model.bidirectional=true data.root=/path/to/data \\
         --threads 2 --json bench.json
 
 Arguments of the form key=value are Hydra overrides of configs/config.yaml, as for train.py.

@@ -1,7 +1,7 @@
 """The recurrent encoder: simple RNN (tanh), GRU or LSTM; stacked; uni- or bidirectional.
 
 Batches arrive right-padded and are run *dense*: on CPU, `pack_padded_sequence` trains
-10-20x slower than a padded batch (GUIDE.md), and length-bucketed batches leave little
+about 8x slower than a padded, bucketed batch (docs/performance.md), and bucketing leaves little
 padding to waste. Dense running is exact for the forward direction, because trailing
 padding comes after every real token. The backward direction would start in the
 padding, so each sequence is reversed *within its own length* before the backward RNN
@@ -10,7 +10,7 @@ sequence's outputs never depend on the padding around it.
 
 Each layer and direction is its own single-layer torch RNN so that bidirectional layers
 can be stacked with this reversal between them; the parameters per layer and direction
-are exactly those of the lecture formulas (see `models.summary`).
+are exactly those of the textbook formulas (see `models.summary`).
 
 A unidirectional encoder also takes and returns each layer's recurrent state, so a
 language model can carry it from one window of a long text into the next (truncated
