@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import TINY, write_aclimdb
-from seqmodels.errors import ConfigError
+from seqmodels.errors import CheckpointError, ConfigError
 from seqmodels.loading import load_run
 from seqmodels.models import ClassifierConfig, LanguageModelConfig
 from seqmodels.models.transfer import Source, layer_groups, parts, transfer
@@ -137,6 +137,18 @@ def test_a_long_pretraining_resumes_exactly(tmp_path, data_root):
     straight = load_run(tmp_path / "straight", "last.pt").model.state_dict()
     for name, tensor in load_run(tmp_path / "resumed", "last.pt").model.state_dict().items():
         assert torch.equal(tensor, straight[name]), name
+
+
+def test_a_checkpoint_written_before_a_model_key_existed_resumes(tmp_path, data_root):
+    overrides = lm_overrides(data_root, tmp_path / "cache")
+    run(composed(*overrides), tmp_path / "first")
+    path = tmp_path / "first" / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    del state["config"]["model"]["init_from"]  # as a run of an earlier version saved it
+    torch.save(state, path)
+    run(composed(*overrides, "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first'}"), tmp_path / "resumed")
+    with pytest.raises(CheckpointError, match="was trained with model="):  # a key it had, changed: refused
+        run(composed(*overrides, "model.dropout=0.1", f"trainer.resume={tmp_path / 'first'}"), tmp_path / "other")
 
 
 # -- init_from: copies and remaps -------------------------------------------------------------------

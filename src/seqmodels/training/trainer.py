@@ -39,7 +39,7 @@ from seqmodels.atomic import copy_file, save_json
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.hparams import Column, columns_of
 from seqmodels.models.transfer import layer_groups
-from seqmodels.schema import Section, setting, validate
+from seqmodels.schema import Section, defaults, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
@@ -376,6 +376,10 @@ class Trainer:
         saved = state["config"]
         for group in ("task", "model"):
             mine = OmegaConf.to_container(self.cfg[group], resolve=True)
+            assert isinstance(mine, dict)
+            if group == "model":  # a key declared after the checkpoint was written: it trained with the default
+                declared = defaults(self.task.model_schema)
+                mine = {k: v for k, v in mine.items() if k in saved.get(group, {}) or v != declared.get(str(k))}
             if saved.get(group) != mine:
                 raise CheckpointError(
                     f"{path} was trained with {group}={saved.get(group)}, not {mine}; resume with "
