@@ -17,7 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -43,7 +43,7 @@ from seqmodels.data.documents import capped_vocabulary, imdb_streams, word_file_
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModelConfig
 from seqmodels.models.cache import ContinuousCache
-from seqmodels.models.language_model import detach_state, draw, sample
+from seqmodels.models.language_model import LanguageModel, State, detach_state, draw, sample
 from seqmodels.models.onnx_graphs import OnnxGraph, language_model_step_graph
 from seqmodels.schema import setting
 from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
@@ -118,7 +118,7 @@ class TextWindow(Batch):
     targets: torch.Tensor  # (streams, steps): the inputs shifted by one; IGNORE past the end of the text
 
 
-class LanguageModelTask(Task):
+class LanguageModelTask(Task[TextWindow]):
     monitor = "perplexity"
     mode = "min"
     metrics = ("perplexity", "loss")
@@ -130,7 +130,7 @@ class LanguageModelTask(Task):
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        self._state = None  # the recurrent state carried from one window to the next
+        self._state: State | None = None  # the recurrent state carried from one window to the next
         self.cache: ContinuousCache | None = None  # evaluation with a continuous cache: use_cache()
 
     def _settings(self) -> dict[str, Any]:
@@ -161,8 +161,8 @@ class LanguageModelTask(Task):
             return WORD_CORPORA[settings["dataset"]].locate(Path(data.root), allow_download=data.download)
         if settings["dataset"] == IMDB:
             return {"reviews": imdb.locate(Path(data.root), allow_download=data.download)}
-        path = Path(data.path).expanduser()
-        if not path.is_file():
+        path = Path(data.path or "").expanduser()
+        if data.path is None or not path.is_file():
             raise DataError(f"data.path={data.path} is not a file; point it at a UTF-8 text file")
         return {"text": path.resolve()}
 
@@ -232,8 +232,8 @@ class LanguageModelTask(Task):
         if settings["dataset"] == WORDS:
             tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"])
             vocabulary = capped_vocabulary(tokens["train"], settings["vocab_size"], settings["min_freq"])
-            unknown = UNKNOWN
-            where = {split: f"the {split} part of {sources['text']}" for split in tokens}
+            unknown: str | None = UNKNOWN
+            where: dict[str, Any] = {split: f"the {split} part of {sources['text']}" for split in tokens}
         elif settings["level"] == "word":
             tokens = {split: read_words(path) for split, path in sources.items()}
             vocabulary = build_vocabulary(tokens["train"])  # the corpus' own vocabulary, <unk> included
@@ -360,7 +360,7 @@ class LanguageModelTask(Task):
 
     def step(self, model: nn.Module, batch: TextWindow) -> StepOutput:
         if self.cache is not None and not model.training:
-            log_probs, hidden, state = model.score(batch.inputs, self._state, batch.targets)
+            log_probs, hidden, state = cast(LanguageModel, model).score(batch.inputs, self._state, batch.targets)
             probs = self.cache.probabilities(hidden, batch.targets, log_probs.exp())
             loss_sum = -probs[batch.targets != IGNORE].log().sum()
         else:
@@ -391,7 +391,7 @@ class LanguageModelTask(Task):
         try:
             start = artifacts["vocabulary"].index(artifacts["start"])
             samples = sample(
-                model,
+                cast(LanguageModel, model),
                 [start],
                 SAMPLE_LENGTH[artifacts["level"]],
                 num_samples=NUM_EXAMPLES,
