@@ -34,7 +34,7 @@ import torch
 from seqmodels import load_run
 from seqmodels.data import imdb
 from seqmodels.data.batching import pad_right
-from seqmodels.export import export_onnx, sidecar_path
+from seqmodels.inference.export import export_onnx, sidecar_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from seqmodels.config import compose_config
 from seqmodels.data.text import PAD_ID
-from seqmodels.loading import load_run
+from seqmodels.inference.loading import load_run
 from seqmodels.schema import validate
 from seqmodels.train import check_config
 from seqmodels.training.optim import OptimConfig, build_optimizer

@@ -5,7 +5,7 @@ python scripts/export.py outputs/2026-11-21/10-00-00 --format onnx --output expo
 
 import sys
 
-from seqmodels.export import main
+from seqmodels.inference.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from seqmodels.errors import SeqmodelsError
-from seqmodels.loading import load_run
+from seqmodels.inference.loading import load_run
 from seqmodels.tasks.attention_map import attention_figure
 
 

@@ -14,8 +14,8 @@ import torch
 from seqmodels.config import compose_config
 from seqmodels.data import conll
 from seqmodels.errors import ConfigError
-from seqmodels.export import export_onnx, main, sidecar_path
-from seqmodels.onnx_decoding import decode_tags
+from seqmodels.inference.export import export_onnx, main, sidecar_path
+from seqmodels.inference.onnx_decoding import decode_tags
 from seqmodels.tasks import get_task
 
 TINY = ["model.embedding_dim=8", "model.hidden_size=12"]

@@ -57,6 +57,6 @@ def test_the_installed_wheel_trains_from_any_directory(tmp_path, data_root):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    runs = list((work / "outputs").glob("*/*/metrics.json"))  # outputs/ in the current directory
+    runs = list((work / "outputs").glob("imdb/*/*/metrics.json"))  # outputs/TASK/MODEL/TIME in the current directory
     assert len(runs) == 1 and json.loads(runs[0].read_text())["status"] == "completed"
     assert list((tmp_path / "xdg" / "seqmodels").glob("imdb-*.pt"))  # the cache in the user's cache folder

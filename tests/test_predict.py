@@ -18,8 +18,8 @@ from seqmodels.config import compose_config
 from seqmodels.data import conll
 from seqmodels.errors import DataError
 from seqmodels.evaluate import evaluate_checkpoint
+from seqmodels.inference.prediction_io import read_input, to_iob1
 from seqmodels.predict import main
-from seqmodels.prediction_io import read_input, to_iob1
 from seqmodels.train import run as train_run
 
 REVIEWS = [

@@ -14,7 +14,7 @@ import torch
 
 from conftest import TINY, write_aclimdb
 from seqmodels.errors import CheckpointError, ConfigError
-from seqmodels.loading import load_run
+from seqmodels.inference.loading import load_run
 from seqmodels.models import ClassifierConfig, LanguageModelConfig
 from seqmodels.models.transfer import Source, layer_groups, parts, transfer
 from seqmodels.tasks import get_task

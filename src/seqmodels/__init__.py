@@ -14,7 +14,7 @@ __all__ = ["load_run"]
 def __getattr__(name: str) -> Any:
     # imported on first use: `import seqmodels.data...` should not load torch and every task
     if name == "load_run":
-        from seqmodels.loading import load_run
+        from seqmodels.inference.loading import load_run
 
         return load_run
     raise AttributeError(f"module 'seqmodels' has no attribute {name!r}")

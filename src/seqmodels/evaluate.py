@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmodels.errors import CheckpointError, SeqmodelsError
-from seqmodels.loading import LoadedRun, TaskOptions, load_run
+from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
 from seqmodels.training.evaluation import evaluate_split
 
 log = logging.getLogger("seqmodels")

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from seqmodels.errors import ConfigError, SeqmodelsError
-from seqmodels.loading import LoadedRun, TaskOptions, load_run
-from seqmodels.prediction_io import FORMATS, AtomicOutput, conll_output, jsonl_output, read_input, to_iob1
+from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
+from seqmodels.inference.prediction_io import FORMATS, AtomicOutput, conll_output, jsonl_output, read_input, to_iob1
 from seqmodels.training.runtime import set_threads
 
 

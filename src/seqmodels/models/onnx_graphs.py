@@ -2,7 +2,7 @@
 
 - a classifier: token ids and lengths in, class probabilities out;
 - a tagger: token ids, lengths (and character ids, word shapes when it reads them) in, emission
-  scores out; the tags are a small step after it (`onnx_decoding`: argmax, or Viterbi with the
+  scores out; the tags are a small step after it (`inference.onnx_decoding`: argmax, or Viterbi with the
   CRF's scores, which `decoding` hands to the JSON beside the graph);
 - a language model's step: token ids and the recurrent state in, log-probabilities of the next
   token at every position and the new state out, so a runtime can read a prompt and then sample

@@ -48,7 +48,7 @@ def words_of(kind: str, artifacts: dict[str, Any]) -> list[str] | None:
 
 def load_source(path: str) -> tuple[Source, Any]:
     """The run at `path` (a run directory's best.pt, or a checkpoint) as a transfer source, and its config."""
-    from seqmodels.loading import load_run  # loading imports every task
+    from seqmodels.inference.loading import load_run  # loading imports every task
 
     try:
         run = load_run(path)

@@ -1,6 +1,6 @@
 """A finished run, loaded to use: its task, its model with the checkpoint's weights, its artifacts.
 
-    from seqmodels.loading import load_run
+    from seqmodels.inference.loading import load_run
     run = load_run("outputs/2026-11-29/10-00-00")        # checkpoints/best.pt
     run.predict("a wonderful film")                       # what scripts/predict.py prints
     run.predict(["a wonderful film", "dull"])             # a list of answers, run in batches
@@ -22,9 +22,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seqmodels.batch_prediction import Throughput, answer_in_batches
 from seqmodels.data.conll import Sentence
 from seqmodels.errors import ConfigError
+from seqmodels.inference.batch_prediction import Throughput, answer_in_batches
 from seqmodels.tasks import TASKS, get_task
 from seqmodels.tasks.base import Task
 from seqmodels.training.checkpoint import checkpoint_path, load_checkpoint

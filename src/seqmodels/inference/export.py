@@ -4,7 +4,7 @@ file of the same name beside it (model.onnx -> model.json).
 
 Sentiment runs export the classifier (token ids and lengths in, class probabilities out), NER runs
 the tagger's emission scores (tags: argmax, or Viterbi with the scores in the JSON; see
-`seqmodels.onnx_decoding`), language models one step (token ids and state in, log-probabilities and
+`seqmodels.inference.onnx_decoding`), language models one step (token ids and state in, log-probabilities and
 state out). Batch and length axes are dynamic; the input ids are right-padded, `lengths` says where
 each row ends.
 
@@ -28,7 +28,7 @@ from torch import nn
 
 from seqmodels.atomic import save_json
 from seqmodels.errors import ConfigError, SeqmodelsError
-from seqmodels.loading import load_run
+from seqmodels.inference.loading import load_run
 from seqmodels.tasks.base import Task
 
 FORMATS = ("onnx",)
