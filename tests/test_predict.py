@@ -16,9 +16,10 @@ from helpers.conlleval import conlleval
 from seqmodels import load_run
 from seqmodels.config import compose_config
 from seqmodels.data import conll
+from seqmodels.data.conll import to_iob1
 from seqmodels.errors import DataError
 from seqmodels.evaluate import evaluate_checkpoint
-from seqmodels.inference.prediction_io import read_input, to_iob1
+from seqmodels.inference.prediction_io import read_input
 from seqmodels.predict import main
 from seqmodels.train import run as train_run
 

@@ -14,6 +14,7 @@ an entity follows conlleval's rules in both schemes (see `entity_spans`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,36 +69,37 @@ def read(path: Path) -> list[Sentence]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:  # the original distribution is Latin-1, some copies are UTF-8
         text = raw.decode("latin-1")
+    lines = text.splitlines()
     sentences: list[Sentence] = []
-    words: list[str] = []
-    tags: list[str] = []
-    document = 0
-
-    def end_sentence() -> None:
-        if words:
-            sentences.append(Sentence(words.copy(), to_iob2(tags), document))
-            words.clear()
-            tags.clear()
-
-    for number, line in enumerate(text.splitlines(), start=1):
-        columns = line.split()
-        if not columns:
-            end_sentence()
-            continue
-        if columns[0] == DOCUMENT_START:
-            end_sentence()
-            document += 1 if sentences else 0  # the first marker opens document 0
-            continue
-        tag = columns[-1]
-        if len(columns) < 2 or not _is_iob_tag(tag):
-            raise DataError(
-                f"{path}:{number}: expected 'word POS chunk NER' with an NER tag such as O, "
-                f"I-PER or B-LOC, got {line.strip()!r}"
-            )
-        words.append(columns[0])
-        tags.append(tag)
-    end_sentence()
+    for document, rows in sentence_rows(lines):
+        for index, columns in rows:
+            if len(columns) < 2 or not _is_iob_tag(columns[-1]):
+                raise DataError(
+                    f"{path}:{index + 1}: expected 'word POS chunk NER' with an NER tag such as O, "
+                    f"I-PER or B-LOC, got {lines[index].strip()!r}"
+                )
+        sentences.append(Sentence([c[0] for _, c in rows], to_iob2([c[-1] for _, c in rows]), document))
     return sentences
+
+
+def sentence_rows(lines: Iterable[str]) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
+    """Each sentence of CoNLL-style lines as (its document, [(line index, columns) of each word]):
+    blank lines end a sentence; a `-DOCSTART-` line ends one too and opens the next document (the
+    first marker opens document 0)."""
+    rows: list[tuple[int, list[str]]] = []
+    document, sentences = 0, 0
+    for index, line in enumerate(lines):
+        columns = line.split()
+        if columns and columns[0] != DOCUMENT_START:
+            rows.append((index, columns))
+            continue
+        if rows:
+            yield document, rows
+            rows, sentences = [], sentences + 1
+        if columns:  # a document marker
+            document += 1 if sentences else 0
+    if rows:
+        yield document, rows
 
 
 def context_starts(lengths: list[int], documents: list[int], max_tokens: int) -> list[int]:
@@ -146,6 +148,19 @@ def to_iob2(tags: list[str]) -> list[str]:
     for span in entity_spans(tags):
         converted[span.start] = f"B-{span.type}"
         converted[span.start + 1 : span.end] = [f"I-{span.type}"] * (span.end - span.start - 1)
+    return converted
+
+
+def to_iob1(tags: list[str]) -> list[str]:
+    """The same entities in IOB1 (CoNLL-2003's own scheme): `I-X` throughout, `B-X` only at an entity
+    that directly follows another of the same type."""
+    converted = ["O"] * len(tags)
+    previous_end, previous_type = -1, ""
+    for span in entity_spans(tags):
+        converted[span.start : span.end] = [f"I-{span.type}"] * (span.end - span.start)
+        if span.start == previous_end and span.type == previous_type:
+            converted[span.start] = f"B-{span.type}"
+        previous_end, previous_type = span.end, span.type
     return converted
 
 

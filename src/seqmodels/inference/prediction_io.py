@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from seqmodels.data.conll import DOCUMENT_START, Sentence, entity_spans
+from seqmodels.data.conll import DOCUMENT_START, Sentence, sentence_rows
 from seqmodels.errors import ConfigError, DataError
 
 FORMATS = ("auto", "text", "jsonl", "conll")
@@ -139,51 +139,19 @@ def _record(name: str, number: int, line: str) -> dict[str, Any]:
 
 def _read_conll(name: str, lines: list[str]) -> InputFile:
     result = InputFile(name, "conll", lines=lines)
-    words: list[str] = []
-    positions: list[int] = []
-    document = 0
     width, width_line = 0, 0
-
-    def end_sentence() -> None:
-        if words:
-            result.sentences.append(Sentence(words.copy(), [], document))
-            result.word_lines.append(positions.copy())
-            words.clear()
-            positions.clear()
-
-    for index, line in enumerate(lines):
-        columns = line.split()
-        if not columns:
-            end_sentence()
-            continue
-        if columns[0] == DOCUMENT_START:
-            end_sentence()
-            document += 1 if result.sentences else 0  # the first marker opens document 0
-            continue
-        if not width:
-            width, width_line = len(columns), index + 1
-        elif len(columns) != width:
-            raise DataError(
-                f"{name}:{index + 1}: {len(columns)} columns where line {width_line} has {width}; a CoNLL file "
-                f"has one word per line, the same columns on every line, blank lines between sentences"
-            )
-        words.append(columns[0])
-        positions.append(index)
-    end_sentence()
+    for document, rows in sentence_rows(lines):
+        for index, columns in rows:
+            if not width:
+                width, width_line = len(columns), index + 1
+            elif len(columns) != width:
+                raise DataError(
+                    f"{name}:{index + 1}: {len(columns)} columns where line {width_line} has {width}; a CoNLL "
+                    f"file has one word per line, the same columns on every line, blank lines between sentences"
+                )
+        result.sentences.append(Sentence([columns[0] for _, columns in rows], [], document))
+        result.word_lines.append([index for index, _ in rows])
     return result
-
-
-def to_iob1(tags: list[str]) -> list[str]:
-    """The same entities in IOB1 (CoNLL-2003's own scheme): `I-X` throughout, `B-X` only at an entity
-    that directly follows another of the same type."""
-    converted = ["O"] * len(tags)
-    previous_end, previous_type = -1, ""
-    for span in entity_spans(tags):
-        converted[span.start : span.end] = [f"I-{span.type}"] * (span.end - span.start)
-        if span.start == previous_end and span.type == previous_type:
-            converted[span.start] = f"B-{span.type}"
-        previous_end, previous_type = span.end, span.type
-    return converted
 
 
 def conll_output(source: InputFile, tags: list[list[str]]) -> str:

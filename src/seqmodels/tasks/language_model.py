@@ -44,6 +44,7 @@ from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModelConfig
 from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.language_model import LanguageModel, State, detach_state, draw, sample
+from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, language_model_step_graph
 from seqmodels.schema import setting
 from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
@@ -386,9 +387,7 @@ class LanguageModelTask(Task[TextWindow]):
     def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
         """A few samples from the whole distribution, from the same seed every epoch, so the
         logged texts show how the model's idea of the language evolves."""
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             start = artifacts["vocabulary"].index(artifacts["start"])
             samples = sample(
                 cast(LanguageModel, model),
@@ -398,8 +397,6 @@ class LanguageModelTask(Task[TextWindow]):
                 top_k=artifacts["vocab_size"],
                 generator=torch.Generator().manual_seed(self.cfg.seed),
             )
-        finally:
-            model.train(was_training)
         blocks = []
         for number, ids in enumerate(samples, 1):
             text = self._render(ids, artifacts).replace(f" {EOS} ", "\n").replace(EOS, "\n")

@@ -27,6 +27,7 @@ from seqmodels.data.text import PAD, UNK, UNK_ID, flatten
 from seqmodels.data.vocab import Vocabulary
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import TaggerConfig
+from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, decoding, tagger_graph
 from seqmodels.models.tagger import SequenceTagger
 from seqmodels.schema import setting
@@ -364,14 +365,10 @@ class NerTask(Task[TaggingBatch]):
         """The same validation sentences every epoch: gold and predicted entities, the differences in bold."""
         if self.showcase is None:
             return {}
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             batch = cast(TaggingBatch, self.showcase.batch.to(next(model.parameters()).device))
             emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
             predicted = cast(SequenceTagger, model).decode(emissions, batch.lengths).cpu().tolist()
-        finally:
-            model.train(was_training)
         names = artifacts["tags"]
         shown = cast(TaggingBatch, self.showcase.batch)
         gold, lengths = shown.tags.tolist(), shown.lengths.tolist()

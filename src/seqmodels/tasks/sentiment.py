@@ -31,6 +31,7 @@ from seqmodels.data.text import (
     train_word_tokenizer,
 )
 from seqmodels.models import ClassifierConfig
+from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, classifier_graph
 from seqmodels.schema import setting
 from seqmodels.tasks.base import Answers, Batch, Showcase, StepOutput, Task, TaskData
@@ -247,13 +248,9 @@ class SentimentTask(Task[SentimentBatch]):
         """The same validation reviews every epoch: predicted label and probability against the gold one."""
         if self.showcase is None:
             return {}
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             batch = cast(SentimentBatch, self.showcase.batch.to(next(model.parameters()).device))
             probabilities = model(batch.tokens, batch.lengths).float().softmax(-1).cpu().tolist()
-        finally:
-            model.train(was_training)
         gold = cast(SentimentBatch, self.showcase.batch).labels.tolist()
         return {"reviews": review_table(self.showcase.texts, gold, probabilities, artifacts["labels"])}
 

@@ -35,6 +35,7 @@ from seqmodels.data.parallel import read_parallel
 from seqmodels.data.subword import BOS_ID, EOS_ID, MODELS, decode_ids, encode_texts, pieces, train_subword_tokenizer
 from seqmodels.data.text import PAD_ID, flatten, tokenizer_from_json
 from seqmodels.errors import ConfigError, DataError
+from seqmodels.models.modes import evaluating
 from seqmodels.models.search import beam_search, greedy_search
 from seqmodels.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from seqmodels.schema import Section, setting
@@ -420,17 +421,13 @@ class TranslationTask(Task[TranslationBatch]):
 
     @torch.no_grad()
     def _translate_showcase(self, model: nn.Module, artifacts: dict[str, Any]):
-        was_training = model.training
-        model.eval()
-        try:
+        with evaluating(model):
             device = next(model.parameters()).device
             texts = [source for source, _ in artifacts["showcase"]]
             source, lengths = pad_right(self._encode_source(artifacts, texts, device))
             source, lengths = source.to(device), lengths.to(device)
             hypotheses = self.translate_ids(model, source, lengths, self.decode_config.val_beam_size)
             return source, lengths, hypotheses, self._attention(model, source, lengths, hypotheses)
-        finally:
-            model.train(was_training)
 
     def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
         """The same few validation sentences after every validation, with their references."""

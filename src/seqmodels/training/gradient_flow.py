@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from seqmodels.atomic import save_json
+from seqmodels.models.modes import evaluating
 from seqmodels.models.recording import RecordedStates, RecordsHiddenStates
 from seqmodels.tasks.base import Batch, Task
 
@@ -106,10 +107,8 @@ def gradient_norms_by_distance(
 
 def measure(task: Task, model: nn.Module, batch: Batch, steps: int) -> dict[str, list[float]]:
     """The gradient-flow curve of every recurrent encoder in `model` on one batch (see above)."""
-    was_training = model.training
-    model.eval()
-    task.start_pass(model, "val")  # e.g. a language model starts from a zero state, as a pass does
-    try:
+    with evaluating(model):
+        task.start_pass(model, "val")  # e.g. a language model starts from a zero state, as a pass does
         # cuDNN's RNN has no backward in eval mode; the native kernels do (same numbers)
         with (
             torch.enable_grad(),
@@ -119,8 +118,6 @@ def measure(task: Task, model: nn.Module, batch: Batch, steps: int) -> dict[str,
             out = task.step(model, batch)
             recorded = {name: list(encoder.recorded) for name, encoder in encoders.items()}
             return gradient_norms_by_distance(out.loss.float(), recorded, steps)
-    finally:
-        model.train(was_training)
 
 
 def choose_batch(sizes: list[tuple[int, int]], steps: int) -> int | None:

@@ -22,6 +22,7 @@ ranks' outputs so metrics are those of the whole split, and only rank 0 writes f
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import signal
@@ -257,9 +258,9 @@ class Trainer:
                 continue  # done before the interruption; the order is the same (seeded by epoch)
             batch = batch.to(self.device)
             clock.mark("batch assembly")
+            if self.unfreezing is not None:
+                self.unfreezing.before_step(self.global_step)
             with self._autocast():
-                if self.unfreezing is not None:
-                    self.unfreezing.before_step(self.global_step)
                 out = self.task.step(self.train_model, batch)
             if distributed.any_rank(not torch.isfinite(out.loss), self.device):
                 raise TrainingError(
@@ -328,8 +329,7 @@ class Trainer:
         val = self.evaluate(self.data.val, limit, "val", sizes)
         if sizes:
             chosen = choose_batch(sizes, self.tcfg.gradient_flow_steps)
-            batches = _limited(self.data.val, limit)
-            self.flow_batch = next(b for i, b in enumerate(batches) if i == chosen).to(self.device)
+            self.flow_batch = next(itertools.islice(_limited(self.data.val, limit), chosen, None)).to(self.device)
         return val
 
     def hparams(self) -> dict[str, Any]:
