@@ -36,7 +36,7 @@ def page_faults(mode: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="on some runs every process faults the kept block in again; cause not found yet")
+@pytest.mark.xfail(strict=False, reason="some runs fault the kept block in again; cause not found")
 @pytest.mark.skipif(not glibc(), reason="the setting exists in glibc's malloc only")
 def test_kept_memory_is_reused_without_page_faults():
     pages = 32 * 2**20 // 4096
