@@ -66,6 +66,7 @@ class SequenceClassifier(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        impl: str = "auto",
         pooling: str = "last",
         padding_idx: int = 0,
         frozen_words: int = 0,
@@ -74,7 +75,7 @@ class SequenceClassifier(nn.Module):
         self.pooling = pooling
         self.embedding = WordEmbedding(vocab_size, embedding_dim, padding_idx, frozen_words)
         self.dropout = nn.Dropout(dropout)
-        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
+        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
         pooled = self.encoder.output_size * (2 if pooling == "meanmax" else 1)
         self.head = nn.Linear(pooled, num_classes)
 

@@ -25,6 +25,17 @@ gradient dL/dh_t, through the output at t and through every later step. (The out
 of a fused torch RNN only receives the gradient of its direct use at t, never the gradient
 that flows back from step t+1.) The results are the same; it is only slower, so it is off
 unless a measurement turns it on.
+
+`impl` chooses how the stack runs, never what it computes or what it stores:
+- `dense`: the per-layer run above, the fast one on a CPU;
+- `packed`: the whole stack (all layers, both directions) as one multi-layer torch RNN over
+  `pack_padded_sequence`, which cuDNN runs as one fused call on a GPU. That RNN is built over the
+  *same* parameter objects as the per-layer modules and is not registered as a submodule, so the
+  state dict, the parameter table and `layer_weights()` are the same for both and a run trained one
+  way loads and continues the other way;
+- `auto`: packed on CUDA, dense elsewhere, decided at each call by the input's device.
+Both give the same outputs (at real positions; the packed run leaves zeros at padding) and
+gradients. Recording for the gradient-flow measurement, and ONNX export, always run dense.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.errors import ConfigError
 from seqmodels.models.embedding import PretrainedRows, WordEmbedding
@@ -42,6 +54,7 @@ from seqmodels.models.recording import RecordedStates
 from seqmodels.schema import Section, setting
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+IMPLEMENTATIONS = ("auto", "dense", "packed")
 
 
 @dataclass
@@ -56,6 +69,12 @@ class EncoderConfig(Section):
     num_layers: int = setting(1, "stacked recurrent layers (a deep RNN)", minimum=1)
     bidirectional: bool = setting(False, "a second RNN per layer reads each sequence backwards")
     dropout: float = setting(0.3, "on embeddings, between stacked layers and before the head", minimum=0.0, maximum=1.0)
+    rnn_impl: str = setting(
+        "auto",
+        "how the recurrent stack runs (same weights, same results): dense (per layer, fastest on a CPU) | "
+        "packed (one fused torch RNN over packed sequences: cuDNN on a GPU) | auto (packed on CUDA, else dense)",
+        choices=IMPLEMENTATIONS,
+    )
     pretrained_vectors: str | None = setting(
         None,
         "a word-vector file the word embedding starts from: GloVe text, "
@@ -102,6 +121,7 @@ class EncoderConfig(Section):
             "num_layers": self.num_layers,
             "bidirectional": self.bidirectional,
             "dropout": self.dropout,
+            "impl": self.rnn_impl,
         }
 
     def short_name(self) -> str:
@@ -147,8 +167,9 @@ class EncoderOutput:
     outputs: torch.Tensor  # (B, T, directions * hidden): every time step of the top layer
     final: torch.Tensor  # (B, directions * hidden): forward state at the last real token,
     # backward state at the first token (the end of the backward pass)
-    # Unidirectional only (else None): each layer's state after the last time step, padding
-    # included, so it continues a sequence only when the batch has no padding.
+    # Unidirectional only (else None): each layer's state after the last time step (dense: padding
+    # included; packed: each sequence's last real token), so it continues a sequence when the batch has
+    # no padding, where both agree.
     state: tuple[LayerState, ...] | None = None
 
 
@@ -161,10 +182,14 @@ class RecurrentEncoder(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        impl: str = "auto",
     ) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(CELLS)}")
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"unknown impl {impl!r}; choose one of {IMPLEMENTATIONS}")
+        self.impl = impl
         self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -186,6 +211,9 @@ class RecurrentEncoder(nn.Module):
         # Opt-in, for measurements only (see the module docstring): record at least this many final steps.
         self.record_steps: int | None = None
         self.recorded: list[RecordedStates] = []
+        # The packed implementation's multi-layer RNN over these same parameters, built at its first
+        # use; in a tuple so that nn.Module does not register it (its parameters would be listed twice).
+        self._packed: tuple[nn.RNNBase, ...] = ()
 
     def forward(
         self, x: torch.Tensor, lengths: torch.Tensor, state: tuple[LayerState, ...] | None = None
@@ -198,6 +226,8 @@ class RecurrentEncoder(nn.Module):
                 "a bidirectional encoder cannot continue from a state: its backward direction "
                 "starts at the end of the sequence"
             )
+        if self.runs_packed(x.device):
+            return self._forward_packed(x, lengths, state)
         last_states: list[LayerState] = []
         self.recorded = []
         for layer in range(self.num_layers):
@@ -219,6 +249,65 @@ class RecurrentEncoder(nn.Module):
         return EncoderOutput(
             outputs=x, final=self._final_states(x, lengths), state=None if self.bidirectional else tuple(last_states)
         )
+
+    def runs_packed(self, device: torch.device) -> bool:
+        """Whether a call on `device` runs the fused, packed stack (see the module docstring)."""
+        if self.record_steps is not None or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return False
+        return self.impl == "packed" or (self.impl == "auto" and device.type == "cuda")
+
+    def packed_stack(self) -> nn.RNNBase:
+        """One multi-layer torch RNN whose parameters are this encoder's own parameter objects: layer k's
+        forward weights are its `weight_ih_l{k}`, the backward ones `weight_ih_l{k}_reverse`."""
+        if not self._packed:
+            rnn_class: Any = CELLS[self.cell]
+            stack = rnn_class(
+                self.input_size,
+                self.hidden_size,
+                num_layers=self.num_layers,
+                bidirectional=self.bidirectional,
+                batch_first=True,
+                dropout=self.between_layers.p if self.num_layers > 1 else 0.0,  # torch refuses it for one layer
+                device="meta",  # its own parameters are replaced at once
+                **({"nonlinearity": "tanh"} if self.cell == "rnn" else {}),
+            )
+            for (layer, direction), weights in self.layer_weights().items():
+                suffix = f"_l{layer - 1}" + ("_reverse" if direction == "backward" else "")
+                for name, parameter in weights.items():
+                    setattr(stack, name + suffix, parameter)  # RNNBase keeps its flat weight list in step
+            self._packed = (stack,)
+            self._flatten_packed()
+        return self._packed[0]
+
+    def _flatten_packed(self) -> None:
+        # cuDNN reads a stack's weights fastest from one contiguous buffer; torch's RNN makes its
+        # parameters views into one (on CUDA only; elsewhere this does nothing).
+        if self._packed:
+            self._packed[0].flatten_parameters()
+
+    def _apply(self, fn, recurse=True):
+        moved = super()._apply(fn, recurse)
+        self._flatten_packed()  # the per-layer modules flattened their own weights apart
+        return moved
+
+    def _forward_packed(
+        self, x: torch.Tensor, lengths: torch.Tensor, state: tuple[LayerState, ...] | None
+    ) -> EncoderOutput:
+        stack = self.packed_stack()
+        stack.train(self.training)  # not a submodule, so model.train() / eval() do not reach it
+        # Packing needs the lengths on the host: batches keep them there, so this copies nothing.
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        initial: Any = None
+        if state is not None:
+            stacked = tuple(torch.cat(parts, dim=0) for parts in zip(*state))  # each (layers, B, hidden)
+            initial = stacked if self.cell == "lstm" else stacked[0]
+        out, last = stack(packed, initial)
+        outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        layer_states = None
+        if not self.bidirectional:
+            parts = last if isinstance(last, tuple) else (last,)
+            layer_states = tuple(tuple(part[layer : layer + 1] for part in parts) for layer in range(self.num_layers))
+        return EncoderOutput(outputs=outputs, final=self._final_states(outputs, lengths), state=layer_states)
 
     def _run(self, rnn: nn.Module, x: torch.Tensor, initial: Any, lengths: torch.Tensor, record: bool, direction: str):
         """One layer and direction: fused, or, when recording, fused up to the recorded steps and then

@@ -121,6 +121,7 @@ class LanguageModel(nn.Module):
         hidden_size: int,
         num_layers: int = 1,
         dropout: float = 0.0,
+        impl: str = "auto",
         tie_weights: bool = False,
         adaptive_cutoffs: list[int] | None = None,
         ignore_index: int = -100,
@@ -132,7 +133,7 @@ class LanguageModel(nn.Module):
         # Zaremba et al. 2014: never on the recurrent connections.
         self.dropout = nn.Dropout(dropout)
         self.encoder = RecurrentEncoder(
-            cell, embedding_dim, hidden_size, num_layers, bidirectional=False, dropout=dropout
+            cell, embedding_dim, hidden_size, num_layers, bidirectional=False, dropout=dropout, impl=impl
         )
         # pytorch/examples' initialisation: small uniform embeddings and output weights (the
         # default N(0, 1) embedding makes early SGD steps with a large learning rate unstable).
@@ -192,7 +193,7 @@ class LanguageModel(nn.Module):
 
     def _encode(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         batch, steps = tokens.shape
-        lengths = torch.full((batch,), steps, dtype=torch.int64, device=tokens.device)
+        lengths = torch.full((batch,), steps, dtype=torch.int64)  # on the host, as batches keep lengths
         encoded = self.encoder(self.dropout(self.embedding(tokens)), lengths, state)
         return self.dropout(encoded.outputs), encoded.state
 

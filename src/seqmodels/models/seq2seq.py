@@ -232,6 +232,7 @@ class Seq2Seq(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        impl: str = "auto",
         attention: str = "bahdanau",
         luong_score: str = "general",
         attention_dim: int | None = None,
@@ -254,7 +255,7 @@ class Seq2Seq(nn.Module):
         self.teacher_forcing = teacher_forcing
         self.dropout = nn.Dropout(dropout)
         self.source_embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=padding_idx)
-        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
+        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
         memory_size = self.encoder.output_size
         size = decoder_hidden_size or memory_size
         self.decoder_size, self.num_layers, self.cell = size, num_layers, cell

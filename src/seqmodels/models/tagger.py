@@ -175,6 +175,7 @@ class SequenceTagger(nn.Module):
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
+        impl: str = "auto",
         crf: bool = False,
         num_chars: int = 0,
         char_dim: int = 0,
@@ -208,7 +209,7 @@ class SequenceTagger(nn.Module):
             + (self.chars.output_size if self.chars is not None else 0)
             + (shape_dim if self.shapes is not None else 0)
         )
-        self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout)
+        self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout, impl)
         size = self.encoder.output_size
         # each token's output and its attention summary of the sequence, side by side
         self.attention = SequenceAttention(size, attention_dim) if attention_dim > 0 else None
