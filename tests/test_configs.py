@@ -63,6 +63,19 @@ def test_every_preset_is_fully_valid(group, preset):
     assert task.describe()
 
 
+GPU_PRESETS = ["imdb_gpu", "conll2003_gpu", "ptb_medium", "wikitext2"]
+
+
+@pytest.mark.parametrize("preset", GPU_PRESETS)
+def test_a_gpu_preset_composes_on_a_cpu_and_takes_the_gpu_where_there_is_one(preset):
+    """Sized for a GPU, yet valid on any machine: the device and the encoder's implementation are left
+    to `auto` (CUDA and its fused packed RNN where present), never pinned to a GPU that may be missing."""
+    cfg = composed(f"experiment={preset}")
+    assert preset in presets("experiment")
+    assert (cfg.trainer.device, cfg.model.rnn_impl) == ("auto", "auto")
+    check_config(cfg)
+
+
 def sweep_values(key: str, value: str) -> list:
     """The values a sweeper may try for `key`: every choice, and the ends of an interval."""
     override = OverridesParser.create().parse_overrides([f"{key}={value}"])[0]
