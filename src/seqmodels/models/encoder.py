@@ -36,6 +36,9 @@ unless a measurement turns it on.
 - `auto`: packed on CUDA, dense elsewhere, decided at each call by the input's device.
 Both give the same outputs (at real positions; the packed run leaves zeros at padding) and
 gradients. Recording for the gradient-flow measurement, and ONNX export, always run dense.
+
+Under mixed precision the layers run in whatever precision autocast gives them, or in float32 where
+their kernel refuses it (`models.precision`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqmodels.errors import ConfigError
 from seqmodels.models.embedding import PretrainedRows, WordEmbedding
+from seqmodels.models.precision import recurrent_precision
 from seqmodels.models.recording import RecordedStates
 from seqmodels.schema import Section, setting
 
@@ -226,6 +230,16 @@ class RecurrentEncoder(nn.Module):
                 "a bidirectional encoder cannot continue from a state: its backward direction "
                 "starts at the end of the sequence"
             )
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            packed = self.runs_packed(x.device)
+            if recurrent_precision(CELLS[self.cell], packed, x.device, torch.get_autocast_dtype(device)) is None:
+                with torch.autocast(device, enabled=False):  # the layers refuse the precision: float32
+                    floats = None if state is None else tuple(tuple(t.float() for t in layer) for layer in state)
+                    return self._forward(x.float(), lengths, floats)
+        return self._forward(x, lengths, state)
+
+    def _forward(self, x: torch.Tensor, lengths: torch.Tensor, state: tuple[LayerState, ...] | None) -> EncoderOutput:
         if self.runs_packed(x.device):
             return self._forward_packed(x, lengths, state)
         last_states: list[LayerState] = []

@@ -169,7 +169,8 @@ class LanguageModel(nn.Module):
             if self.decoder is not None:
                 return self.decoder(hidden), state
             assert self.adaptive is not None
-            return self.adaptive.log_prob(hidden.flatten(0, 1).float()).view(*tokens.shape, -1), state
+            with float32(hidden):
+                return self.adaptive.log_prob(hidden.flatten(0, 1).float()).view(*tokens.shape, -1), state
         log_probs, _, state = self.score(tokens, state, targets)
         return -log_probs.sum(), state
 
@@ -188,7 +189,8 @@ class LanguageModel(nn.Module):
         assert self.adaptive is not None
         real = targets != self.ignore_index  # the adaptive softmax needs every target to be a token
         log_probs = hidden.new_zeros(targets.shape, dtype=torch.float32)
-        log_probs[real] = self.adaptive(hidden[real].float(), targets[real]).output
+        with float32(hidden):
+            log_probs[real] = self.adaptive(hidden[real].float(), targets[real]).output
         return log_probs, hidden, state
 
     def _encode(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
@@ -196,6 +198,12 @@ class LanguageModel(nn.Module):
         lengths = torch.full((batch,), steps, dtype=torch.int64)  # on the host, as batches keep lengths
         encoded = self.encoder(self.dropout(self.embedding(tokens)), lengths, state)
         return self.dropout(encoded.outputs), encoded.state
+
+
+def float32(hidden: torch.Tensor) -> torch.autocast:
+    """The adaptive softmax computes in float32 under mixed precision: its clusters' log-softmaxes are
+    copied into one float32 output, and autocast would hand it lower-precision ones."""
+    return torch.autocast(hidden.device.type, enabled=False)
 
 
 def draw(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator) -> torch.Tensor:
