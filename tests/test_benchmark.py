@@ -93,6 +93,27 @@ def test_seqmodels_and_the_plain_loop_train_the_same_batches(task, capsys, data_
     assert seqmodels["cpu_seconds"] > 0 and plain["cpu_seconds"] > 0 and plain["vs_plain_cpu"] == 1
 
 
+def test_on_a_gpu_the_timed_epoch_runs_without_the_section_clock(capsys, data_root, tmp_path, monkeypatch):
+    """Where the clock would wait for the device at every mark (`breakdown_apart`, CUDA), the timed epoch
+    runs without it and a second pass over the same batches gives the breakdown: here on the CPU."""
+    installed = []
+    real_run_epoch = benchmark.run_epoch
+
+    def run_epoch(trainer, limit):
+        installed.append(trainer.clock is not NO_CLOCK)
+        return real_run_epoch(trainer, limit)
+
+    monkeypatch.setattr(benchmark, "breakdown_apart", lambda device: True)
+    monkeypatch.setattr(benchmark, "run_epoch", run_epoch)
+    report = tmp_path / "bench.json"
+    out, _ = run_benchmark(capsys, data_root, tmp_path, "task=imdb", "--json", str(report))
+    assert installed == [False, False, True]  # warm-up, the timed epoch, the breakdown's pass
+    assert breakdown_rows(out) == [*benchmark.SECTIONS, "total (sum of sections)"]
+    seqmodels, plain = json.loads(report.read_text())["variants"][:2]
+    assert seqmodels["batches"] == plain["batches"] == 3 and seqmodels["tokens"] == plain["tokens"] > 0
+    assert seqmodels["seconds"] > 0 and json.loads(report.read_text())["peak_cuda_memory_bytes"] is None
+
+
 def test_ner_is_timed_against_its_plain_loop(capsys, data_root, tmp_path):
     out, err = run_benchmark(capsys, data_root, tmp_path, "task=conll2003", "model.char_dim=4", "model.char_filters=4")
     assert "| plain PyTorch loop, same model and batches | 3 |" in out and ratio(out).endswith("x")
