@@ -42,11 +42,13 @@ class ClassifierConfig(EncoderConfig):
 
 
 def pool(outputs: torch.Tensor, final: torch.Tensor, lengths: torch.Tensor, how: str) -> torch.Tensor:
-    """Summarise (B, T, H) encoder outputs over each sequence's real tokens only."""
+    """Summarise (B, T, H) encoder outputs over each sequence's real tokens only; `lengths` (B,) on any
+    device (a batch's stay on the CPU)."""
     if how == "last":
         return final
-    real = length_mask(lengths.to(outputs.device), outputs.shape[1]).unsqueeze(-1)
-    mean = (outputs * real).sum(1) / lengths.to(outputs.device, outputs.dtype).unsqueeze(1)
+    lengths = lengths.to(outputs.device, non_blocking=True)
+    real = length_mask(lengths, outputs.shape[1]).unsqueeze(-1)
+    mean = (outputs * real).sum(1) / lengths.to(outputs.dtype).unsqueeze(1)
     if how == "mean":
         return mean
     maximum = outputs.masked_fill(~real, float("-inf")).amax(1)

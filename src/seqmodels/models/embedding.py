@@ -48,10 +48,11 @@ class WordEmbedding(nn.Embedding):
         return self.num_embeddings + (0 if self.frozen is None else len(self.frozen))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        trained = ids < self.num_embeddings
-        # the common case in training (every training word has a row) costs one lookup, as nn.Embedding
-        if self.frozen is None or bool(trained.all()):
+        if self.frozen is None:
             return F.embedding(ids, self.weight, self.padding_idx)
+        # Both tables are always read: asking whether a batch has frozen words at all would wait for the
+        # device in every training step, which costs more than the second lookup.
+        trained = ids < self.num_embeddings
         vectors = F.embedding(ids.clamp(max=self.num_embeddings - 1), self.weight, self.padding_idx)
         beyond = F.embedding((ids - self.num_embeddings).clamp(min=0), self.frozen)
         return torch.where(trained.unsqueeze(-1), vectors, beyond)

@@ -296,7 +296,7 @@ class Seq2Seq(nn.Module):
         outputs = encoded.outputs
         if self.reverse_source:  # attention sees positions in source order; a weighted mean ignores the order
             outputs = reverse_within_lengths(outputs, lengths)
-        mask = length_mask(lengths.to(outputs.device), outputs.shape[1])
+        mask = length_mask(lengths.to(outputs.device, non_blocking=True), outputs.shape[1])
         keys = None if self.attention is None else self.attention.keys(outputs)
         return Memory(outputs, mask, keys, encoded.final)
 
@@ -328,14 +328,15 @@ class Seq2Seq(nn.Module):
         source: torch.Tensor,
         source_lengths: torch.Tensor,
         target_in: torch.Tensor,
-        target_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits of every next target token: target_in (B, T) is <s> y1 .. y(n-1), padded. With
-        `target_mask` (B, T) the logits of the real positions only, (N, V) in row-major order (the
-        output layer, the largest, skips the padding); else (B, T, V)."""
+        `positions` (N,), the flat (row-major) indices of the real positions, the logits of those only,
+        (N, V) (the output layer, the largest, skips the padding); else (B, T, V). Indices rather than a
+        mask: selecting by a mask would wait for the device to count its positions."""
         readout, _ = self.decode(self.encode(source, source_lengths), target_in)
-        if target_mask is not None:
-            readout = readout[target_mask]
+        if positions is not None:
+            readout = readout.flatten(0, 1)[positions]
         return self.output(readout)
 
     def decode(self, memory: Memory, target_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -26,6 +26,8 @@ from seqmodels.models.embedding import PretrainedRows, WordEmbedding
 from seqmodels.models.encoder import EncoderConfig, RecurrentEncoder, length_mask
 from seqmodels.schema import setting
 
+IGNORED_TAG = -100  # the tag of a padding position in the per-token loss (F.cross_entropy's ignore_index)
+
 
 @dataclass
 class TaggerConfig(EncoderConfig):
@@ -234,8 +236,8 @@ class SequenceTagger(nn.Module):
         chars: torch.Tensor | None = None,
         shapes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """tokens: (B, T) right-padded ids; lengths: (B,); chars: (B, T, W) and shapes (B, T)
-        when the model uses them. Returns (B, T, num_tags) emission scores."""
+        """tokens: (B, T) right-padded ids; lengths: (B,) on any device (a batch's stay on the CPU); chars:
+        (B, T, W) and shapes (B, T) when the model uses them. Returns (B, T, num_tags) emission scores."""
         if self.training and (self.word_dropout > 0 or self.singleton_dropout > 0):
             rate = torch.where(
                 tokens >= self.singletons_from, max(self.word_dropout, self.singleton_dropout), self.word_dropout
@@ -254,21 +256,23 @@ class SequenceTagger(nn.Module):
         features = torch.cat(parts, dim=-1)
         outputs = self.encoder(self.dropout(features), lengths).outputs
         if self.attention is not None:
-            mask = length_mask(lengths.to(outputs.device), outputs.shape[1])
+            mask = length_mask(lengths.to(outputs.device, non_blocking=True), outputs.shape[1])
             outputs = torch.cat([outputs, self.attention(outputs, mask)], dim=-1)
         return self.head(self.dropout(outputs))
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Mean loss per real token; padding positions (whatever their tags) count for nothing."""
-        mask = length_mask(lengths.to(emissions.device), emissions.shape[1])
+        """Mean loss per real token; padding positions (whatever their tags) count for nothing. The padding is
+        masked, never cut out: selecting the real positions would wait for the device to count them."""
+        mask = length_mask(lengths.to(emissions.device, non_blocking=True), emissions.shape[1])
         if self.crf is not None:
             return self.crf.nll(emissions, tags, mask).sum() / mask.sum()
-        return F.cross_entropy(emissions[mask].float(), tags[mask])
+        ignored = tags.masked_fill(~mask, IGNORED_TAG)
+        return F.cross_entropy(emissions.flatten(0, 1).float(), ignored.flatten(), ignore_index=IGNORED_TAG)
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) predicted tag ids; padding positions hold 0."""
-        mask = length_mask(lengths.to(emissions.device), emissions.shape[1])
+        mask = length_mask(lengths.to(emissions.device, non_blocking=True), emissions.shape[1])
         penalties = None
         if self.transition_penalty is not None and self.start_penalty is not None:
             penalties = (self.transition_penalty, self.start_penalty)

@@ -15,7 +15,14 @@ The contracts the trainer relies on:
   sampled by `sample(count)` (a limited number of batches that stand for the split).
 - `step(model, batch)` runs in train mode (training) and in eval mode under `torch.no_grad()`
   (evaluation, through `evaluation_step`) or with gradients (the gradient-flow measurement); it only
-  computes the loss and what is cheap to count, never a decoding.
+  computes the loss and what is cheap to count, never a decoding. In train mode it never waits for
+  the device (on CUDA, the kernels queued ahead keep running): no `.item()`, `float()`, `.tolist()`,
+  Python branch on a tensor's value or boolean-mask indexing (whose size only the device knows);
+  `num_tokens` and `num_examples` are counted from host fields, and `details` are filled in eval mode
+  only.
+- A batch's lengths stay on the CPU when `Batch.to` moves the rest (`host_fields`): packing
+  sequences needs them there, and counting tokens from them costs no sync; models move them to the
+  device themselves, non-blocking, where they need them.
 - `evaluate(outputs, artifacts)` receives every `StepOutput` of one pass over a split (all ranks'
   under torchrun, in order) and the run's artifacts; it keeps no state from `build_model`.
 - `configure_evaluation` runs before every final evaluation of a checkpoint: the trainer's (no
@@ -50,12 +57,19 @@ UNREPORTED_DATA_KEYS = ("root", "cache_dir", "download")  # where data is, not w
 
 @dataclass
 class Batch:
-    """A batch of tensors; `to` moves every tensor field to a device."""
+    """A batch of tensors; `to` moves every tensor field but the `host_fields` to a device."""
+
+    #: the tensor fields that stay on the CPU (see the module docstring)
+    host_fields: ClassVar[tuple[str, ...]] = ("lengths",)
 
     def to(self, device: torch.device) -> Batch:
+        """The batch on `device`, copied without waiting: on CUDA from page-locked (pinned) memory, so the
+        copy runs beside the kernels already queued and the next batch is assembled meanwhile."""
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
         for name, value in moved.items():
-            if isinstance(value, torch.Tensor):
+            if isinstance(value, torch.Tensor) and name not in self.host_fields:
+                if device.type == "cuda" and value.device.type == "cpu":
+                    value = value.pin_memory()
                 moved[name] = value.to(device, non_blocking=True)
         return type(self)(**moved)
 
@@ -72,9 +86,9 @@ class Showcase:
 @dataclass
 class StepOutput:
     loss: torch.Tensor  # mean loss of the batch, what the optimizer minimises
-    num_tokens: int  # real (non-padding) input tokens, for throughput
+    num_tokens: int  # real (non-padding) input tokens, for throughput: counted on the host
     num_examples: int
-    details: Any = None  # whatever `evaluate` needs from this batch, on the CPU
+    details: Any = None  # whatever `evaluate` needs from this batch, on the CPU (eval mode only)
 
 
 @dataclass

@@ -117,6 +117,15 @@ class LanguageModelData(DataConfig):
 class TextWindow(Batch):
     inputs: torch.Tensor  # (streams, steps) token ids
     targets: torch.Tensor  # (streams, steps): the inputs shifted by one; IGNORE past the end of the text
+    # the targets that are tokens, counted where the window is assembled (on the CPU) and carried along
+    # by `to`, so that a training step counts them without reading the device
+    num_targets: int = -1
+
+    host_fields = ()  # no lengths: every stream runs the whole window
+
+    def __post_init__(self) -> None:
+        if self.num_targets < 0:
+            self.num_targets = int((self.targets != IGNORE).sum())
 
 
 class LanguageModelTask(Task[TextWindow]):
@@ -367,9 +376,10 @@ class LanguageModelTask(Task[TextWindow]):
         else:
             loss_sum, state = model(batch.inputs, self._state, batch.targets)
         self._state = detach_state(state)
-        count = int((batch.targets != IGNORE).sum())
+        count = batch.num_targets
+        details = None if model.training else (loss_sum.item(), count)  # eval mode only: the read waits
         # Weighted by target tokens, so the trainer's epoch loss is the mean token loss too.
-        return StepOutput(loss_sum / count, count, count, details=(loss_sum.item(), count))
+        return StepOutput(loss_sum / count, count, count, details=details)
 
     def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
         count = sum(o.details[1] for o in outputs)

@@ -61,7 +61,7 @@ class NerData(DataConfig):
 @dataclass
 class TaggingBatch(Batch):
     tokens: torch.Tensor  # (B, T) right-padded word ids
-    lengths: torch.Tensor  # (B,)
+    lengths: torch.Tensor  # (B,) on the CPU (`Batch.host_fields`)
     tags: torch.Tensor  # (B, T) tag ids; padding positions hold 0 and are masked out
     chars: torch.Tensor | None = None  # (B, T, W) character ids, only when the model reads them
     shapes: torch.Tensor | None = None  # (B, T) conll.SHAPES ids, only when the model reads them

@@ -67,7 +67,7 @@ class SentimentData(DataConfig):
 @dataclass
 class SentimentBatch(Batch):
     tokens: torch.Tensor  # (B, T) right-padded ids
-    lengths: torch.Tensor  # (B,)
+    lengths: torch.Tensor  # (B,) on the CPU (`Batch.host_fields`)
     labels: torch.Tensor  # (B,)
 
 
@@ -231,7 +231,8 @@ class SentimentTask(Task[SentimentBatch]):
     def step(self, model: nn.Module, batch: SentimentBatch) -> StepOutput:
         logits = model(batch.tokens, batch.lengths)
         loss = F.cross_entropy(logits.float(), batch.labels)
-        correct = int((logits.argmax(-1) == batch.labels).sum())
+        # counted in eval mode only: reading the count waits for the device
+        correct = None if model.training else int((logits.argmax(-1) == batch.labels).sum())
         return StepOutput(loss, int(batch.lengths.sum()), len(batch.labels), details=correct)
 
     def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:

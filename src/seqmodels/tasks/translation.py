@@ -112,10 +112,15 @@ class DecodeConfig(Section):
 @dataclass
 class TranslationBatch(Batch):
     source: torch.Tensor  # (B, S) right-padded piece ids
-    source_lengths: torch.Tensor  # (B,)
+    source_lengths: torch.Tensor  # (B,) on the CPU (`Batch.host_fields`)
     target_in: torch.Tensor  # (B, T) <s> y1 .. yn, padded
     target_out: torch.Tensor  # (B, T) y1 .. yn </s>, padded with <pad> (left out of the loss)
+    # (N,) the flat (row-major) indices of target_out's real positions: indices, not a mask, so a step
+    # selects them without asking the device how many there are
+    target_positions: torch.Tensor
     references: list[str] | None = None  # the untouched target lines (validation and test)
+
+    host_fields = ("source_lengths",)
 
 
 @lru_cache(maxsize=8)
@@ -209,6 +214,7 @@ class TranslationTask(Task[TranslationBatch]):
                     source_lengths,
                     target_in,
                     target_out,
+                    (target_out != PAD_ID).flatten().nonzero().squeeze(1),
                     None if references is None else [references[i] for i in indices],
                 )
 
@@ -311,9 +317,9 @@ class TranslationTask(Task[TranslationBatch]):
         )
 
     def step(self, model: nn.Module, batch: TranslationBatch) -> StepOutput:
-        real = batch.target_out != PAD_ID
-        logits = model(batch.source, batch.source_lengths, batch.target_in, real)  # (N, V): real positions only
-        gold = batch.target_out[real]
+        positions = batch.target_positions
+        logits = model(batch.source, batch.source_lengths, batch.target_in, positions)  # (N, V): real positions only
+        gold = batch.target_out.flatten()[positions]
         log_probs = logits.float().log_softmax(-1)
         nll = -log_probs.gather(1, gold.unsqueeze(1)).squeeze(1)
         smoothing = self.model_config.label_smoothing
