@@ -2,6 +2,10 @@
 
 A tqdm bar redraws with carriage returns, which turns a log file into one endless line;
 when stderr is not a terminal we log a short line every `interval` seconds instead.
+
+The loss shown is the mean loss of the steps between the trainer's last two readings of it (at
+logging steps and at the end of the epoch): reading it at every step would make every step wait
+for the device.
 """
 
 from __future__ import annotations
@@ -36,18 +40,25 @@ class Progress:
             tqdm(total=total, initial=done, desc=description, dynamic_ncols=True, leave=False) if self.live else None
         )
 
-    def update(self, loss: float, tokens: int) -> None:
+    def update(self, tokens: int) -> None:
+        """One more batch, of `tokens` tokens."""
         self.done += 1
         self.tokens += tokens
-        # An exponential average makes the displayed loss readable without hiding trends.
-        self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
         now = time.perf_counter()
         if self.bar is not None:
-            self.bar.set_postfix_str(f"loss {self.loss:.4f} | {self.tokens_per_s / 1000:.1f}k tok/s", refresh=False)
+            self.bar.set_postfix_str(f"loss {self._loss()} | {self.tokens_per_s / 1000:.1f}k tok/s", refresh=False)
             self.bar.update(1)
         elif now - self.last_line >= self.interval:
             self.last_line = now
             log.info("%s", self.line())
+
+    def show_loss(self, loss: float | None) -> None:
+        """The loss to show from now on (None: no new reading, the shown one stays)."""
+        if loss is not None:
+            self.loss = loss
+
+    def _loss(self) -> str:
+        return f"{self.loss:.4f}" if self.loss is not None else "-"
 
     @property
     def elapsed(self) -> float:
@@ -59,9 +70,8 @@ class Progress:
 
     def line(self) -> str:
         eta = self.elapsed / max(self.done - self.skipped, 1) * (self.total - self.done)
-        loss = f"{self.loss:.4f}" if self.loss is not None else "-"
         return (
-            f"{self.description} [{self.done}/{self.total}] loss {loss} | "
+            f"{self.description} [{self.done}/{self.total}] loss {self._loss()} | "
             f"{self.tokens_per_s / 1000:.1f}k tok/s | elapsed {_clock(self.elapsed)} | eta {_clock(eta)}"
         )
 

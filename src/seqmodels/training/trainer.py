@@ -14,6 +14,13 @@ TensorBoard (`training.tensorboard`): the run's events lie in its run directory;
 logged at the global step it belongs to (validation at the step that ended its epoch, test at the
 best epoch's), so training and validation curves share one x axis.
 
+A training step never waits for the device: on CUDA the host queues the next batch's copy and
+kernels while the GPU still runs the previous ones. The loss is summed on the device and the gradient
+norm stays a tensor; the host reads them only at logging steps (`log_every_n_steps`) and at the end
+of an epoch (`host_values`), and that reading is also when a diverged (non-finite) loss is found, so
+it stops training up to `log_every_n_steps` steps after it happened. Under fp16 the GradScaler's step
+reads whether the gradients overflowed, a sync of its own.
+
 Under torchrun each rank runs this same loop on its shard of the data (the loaders were
 sharded before) with a DistributedDataParallel replica of the model; evaluation gathers the
 ranks' outputs so metrics are those of the whole split, and only rank 0 writes files.
@@ -34,7 +41,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from seqmodels.atomic import copy_file, save_json
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
@@ -43,6 +49,7 @@ from seqmodels.models.transfer import layer_groups
 from seqmodels.schema import Section, defaults, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
+from seqmodels.training.averaging import MovingAverage
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
 from seqmodels.training.evaluation import evaluate_split
 from seqmodels.training.gradient_flow import choose_batch, record_gradient_flow
@@ -83,7 +90,12 @@ class TrainerConfig(Section):
         "language model's first windows); null: all",
         minimum=1,
     )
-    log_every_n_steps: int = setting(10, "training steps between TensorBoard points", minimum=1)
+    log_every_n_steps: int = setting(
+        10,
+        "training steps between TensorBoard points, which read the loss from the device: a loss that "
+        "became nan stops training at the next one (or at the end of the epoch)",
+        minimum=1,
+    )
     progress_interval_s: float = setting(30.0, "seconds between progress lines when not on a terminal", minimum=0.0)
     num_threads: int | None = setting(
         None, "torch intra-op threads; null: torch's default (all cores, or a parallel job's share)", minimum=1
@@ -140,6 +152,34 @@ class Position:
     batches: int = 0
     loss_sum: float = 0.0
     examples: int = 0
+
+
+def host_values(*tensors: torch.Tensor) -> list[float]:
+    """A few device scalars on the host, in one copy: where the training loop waits for the device."""
+    return torch.stack([t.detach().double() for t in tensors]).tolist()
+
+
+class EpochLoss:
+    """The training loss of an epoch's steps, summed (times each batch's examples) on the device where they
+    run, so that no step waits for it; the host reads the sum at logging steps and at the end of the epoch. A
+    non-finite loss leaves the sum non-finite, so the reading also tells whether training diverged."""
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        self.sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.examples = 0
+        self.read_step, self.read_sum, self.read_examples = step, 0.0, 0  # at the last reading
+
+    def add(self, loss: torch.Tensor, examples: int) -> None:
+        self.sum.add_(loss.detach(), alpha=examples)
+        self.examples += examples
+
+    def mark_read(self, value: float, step: int) -> float | None:
+        """Remember the sum read at global step `step`; the mean loss of the steps since the previous reading
+        (None if there were none)."""
+        examples = self.examples - self.read_examples
+        recent = (value - self.read_sum) / examples if examples else None
+        self.read_step, self.read_sum, self.read_examples = step, value, self.examples
+        return recent
 
 
 def _limited(loader, limit: int | None):
@@ -201,7 +241,7 @@ class Trainer:
         # averaging): steadier than the last step's weights, and often a little better on unseen
         # data. It is what validation, test, best.pt and predict use; training never sees it.
         decay = self.tcfg.ema_decay
-        self.average = None if decay is None else AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.average = None if decay is None else MovingAverage(self.model, decay)
         self.evaluated = self.model if self.average is None else self.average.module
         self.autocast_dtype = self._autocast_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
@@ -236,7 +276,9 @@ class Trainer:
     # -- one pass ---------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
         """Train the epoch `self.epoch + 1`, starting after `self.position.batches` batches when a
-        run resumes mid-epoch. Returns early (with `self.stop_requested`) on Ctrl-C."""
+        run resumes mid-epoch. Returns early (with `self.stop_requested`) on Ctrl-C. Raises TrainingError
+        when the loss has become non-finite, found at the next logging step or at the end of the epoch (see
+        the module docstring), before anything is saved."""
         self.model.train()
         loader = self.data.train
         epoch = self.epoch + 1
@@ -244,6 +286,7 @@ class Trainer:
         self.task.start_pass(self.train_model, "train")
         limit = self.tcfg.limit_train_batches
         position = self.position
+        losses = EpochLoss(self.device, self.global_step)
         clock = self.clock
         clock.start()
         progress = Progress(
@@ -262,40 +305,31 @@ class Trainer:
                 self.unfreezing.before_step(self.global_step)
             with self._autocast():
                 out = self.task.step(self.train_model, batch)
-            if distributed.any_rank(not torch.isfinite(out.loss), self.device):
-                raise TrainingError(
-                    f"training loss became {out.loss.item()} at epoch {epoch}, step "
-                    f"{self.global_step + 1}; lower optim.lr or set trainer.grad_clip (now "
-                    f"{self.tcfg.grad_clip}). checkpoints/last.pt holds the last good epoch"
-                )
             clock.mark("forward")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(out.loss).backward()
             clock.mark("backward")
-            self.scaler.unscale_(self.optimizer)
-            clip = self.tcfg.grad_clip if self.tcfg.grad_clip else math.inf
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.schedule.after_step()
-            if self.average is not None:
-                self.average.update_parameters(self.model)
+            grad_norm = self._optimizer_step()
             clock.mark("optimizer step")
             self.global_step += 1
-            loss = out.loss.item()
             position.batches += 1
-            position.loss_sum += loss * out.num_examples
             position.examples += out.num_examples
-            progress.update(loss, out.num_tokens)
-            if self.world.enabled and distributed.any_rank(self.stop_requested, self.device):
-                self.stop_requested = True  # Ctrl-C reaches the ranks at different steps; all stop at one
-            if self.global_step % self.tcfg.log_every_n_steps == 0:
+            losses.add(out.loss, out.num_examples)
+            log_step = self.global_step % self.tcfg.log_every_n_steps == 0
+            if log_step:
+                recent, (loss, norm) = self._read(losses, epoch, out.loss, grad_norm)
+                progress.show_loss(recent)
                 self.tb.scalar("train/loss", loss, self.global_step)
                 self.tb.scalar(f"{DIAGNOSTICS}/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
-                self.tb.scalar(f"{DIAGNOSTICS}/grad_norm", grad_norm, self.global_step)
+                self.tb.scalar(f"{DIAGNOSTICS}/grad_norm", norm, self.global_step)
+            progress.update(out.num_tokens)
             clock.mark("logging")
-            if self.stop_requested:
+            if self._stopping(ranks_meet=log_step):
                 break
+        recent, _ = self._read(losses, epoch)  # the steps since the last logging step
+        self._stopping(ranks_meet=True)  # the ranks leave the epoch agreeing whether to stop
+        position.loss_sum += losses.read_sum
+        progress.show_loss(recent)
         progress.close()
         log.info("%s", progress.line())
         loss_sum, examples, tokens = distributed.total(
@@ -307,6 +341,48 @@ class Trainer:
             "tokens_per_s": tokens / max(progress.elapsed, 1e-9),
             "seconds": progress.elapsed,
         }
+
+    def _optimizer_step(self) -> torch.Tensor:
+        """Clip the gradients and update the weights (and their average); returns the gradient norm before
+        clipping, as a tensor on the device."""
+        self.scaler.unscale_(self.optimizer)
+        clip = self.tcfg.grad_clip if self.tcfg.grad_clip else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        # fp16 only: the scaler reads whether the gradients overflowed (to skip the step), a sync; bf16 and
+        # float32 runs pass through it without one
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.schedule.after_step()
+        if self.average is not None:
+            self.average.update_parameters(self.model)
+        return grad_norm
+
+    def _read(self, losses: EpochLoss, epoch: int, *more: torch.Tensor) -> tuple[float | None, list[float]]:
+        """Read the epoch's loss sum and `more` device scalars on the host: the mean loss of the steps since the
+        previous reading (None if none) and the values of `more`. Raises TrainingError if the loss became
+        non-finite since then, on every rank if it did on any (a rank that stopped alone would leave the others
+        waiting for its gradients)."""
+        loss_sum, *values = host_values(losses.sum, *more)
+        diverged = not math.isfinite(loss_sum)
+        if distributed.any_rank(diverged, self.device):
+            first, last = losses.read_step + 1, self.global_step
+            steps = f"step {last}" if first == last else f"between steps {first} and {last}"
+            raise TrainingError(
+                f"training loss became {loss_sum if diverged else 'non-finite in another process'} at epoch "
+                f"{epoch}, {steps}; lower optim.lr or set trainer.grad_clip (now {self.tcfg.grad_clip}). "
+                f"checkpoints/last.pt holds the last good epoch"
+            )
+        return losses.mark_read(loss_sum, self.global_step), values
+
+    def _stopping(self, ranks_meet: bool) -> bool:
+        """Whether to stop after this step because of Ctrl-C. One process stops at once. Ranks must stop at
+        the same step, and agreeing on it waits for the device, so under torchrun they agree where they
+        meet anyway: at logging steps and at the end of the epoch (a signal reaches them at different steps)."""
+        if not self.world.enabled:
+            return self.stop_requested
+        if ranks_meet and distributed.any_rank(self.stop_requested, self.device):
+            self.stop_requested = True
+        return ranks_meet and self.stop_requested
 
     def evaluate(self, loader, limit: int | None, split: str, sizes: list | None = None) -> dict[str, float]:
         return evaluate_split(
