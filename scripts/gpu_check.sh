@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared check of seqmodels on a CUDA GPU (docs/gpu.md), in at most GPU_CHECK_SECONDS (480) in all:
-#   setup  the environment: python, torch, CUDA, cuDNN, the GPU;
+#   setup  the environment: python, torch, CUDA, cuDNN, the GPU; then every task's data is prepared
+#          (cached) in the background while stage 1 runs;
 #   1      pytest -m cuda tests/test_cuda.py: CPU and GPU steps equal, dense and packed equal, no sync;
 #   2      every task trained GPU_CHECK_STEPS (300) batches in float32 and in bf16, each with its GPU
 #          preset: final training loss, val/test metric, tokens/s, peak GPU memory;
@@ -22,9 +23,10 @@
 #
 # Environment, the first that works: GPU_CHECK_PYTHON; .venv if it imports torch, hydra and seqmodels;
 # .venv made as the README says (torch==2.13.0 alone, then pip install -e ".[dev]"), which needs the
-# package index; else, on an offline machine whose python3 (GPU_CHECK_BASE_PYTHON) holds a CUDA build of
-# torch, .venv over that python's packages, seqmodels from src/ (as an editable install puts it on the
-# path), and the packages it lacks from the wheels in GPU_CHECK_WHEELS (default .whl/, see --fetch-wheels).
+# package index (GPU_CHECK_OFFLINE=1 skips the try); else, on an offline machine whose python3
+# (GPU_CHECK_BASE_PYTHON) holds a CUDA build of torch, .venv over that python's packages, seqmodels from
+# src/ (as an editable install puts it on the path), and the packages it lacks from the wheels in
+# GPU_CHECK_WHEELS (default .whl/, see --fetch-wheels).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -104,6 +106,14 @@ left() { echo $((TOTAL - (SECONDS - START))); }
 cap() {
     local want=$1 rest=$(($(left) - RESERVE))
     echo $((want < rest ? want : rest))
+}
+# why a run has no time left: its stage's budget or the whole check's
+spent() {
+    if ((stage_end - SECONDS < 10)); then
+        echo "the stage's $1 s were spent"
+    else
+        echo "the check's $TOTAL s were spent"
+    fi
 }
 tiny() { [[ $DRY == 1 ]] && echo "${TINY[$1]}"; }
 have_data() { [[ -d $DATA/${FOLDER[$1]} ]]; }
@@ -297,7 +307,7 @@ for task in "${TASKS[@]}"; do
         fi
         budget=$(cap $((stage_end - SECONDS < RUN ? stage_end - SECONDS : RUN)))
         if ((budget < 10)); then
-            skip_all "2 train" "$run" "the stage's ${STAGE2} s were spent"
+            skip_all "2 train" "$run" "$(spent "$STAGE2")"
             continue
         fi
         name=train-$task-$precision
@@ -332,7 +342,7 @@ for impl in dense packed; do
         fi
         budget=$(cap $((stage_end - SECONDS < BENCH ? stage_end - SECONDS : BENCH)))
         if ((budget < 10)); then
-            skip_all "3 benchmark" "$run" "the stage's ${STAGE3} s were spent"
+            skip_all "3 benchmark" "$run" "$(spent "$STAGE3")"
             continue
         fi
         name=bench-$bench_task-$impl-$size
