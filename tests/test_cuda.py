@@ -16,14 +16,16 @@ the sync check has nothing to watch. gpu_check.sh's dry mode runs them so.
   last-bit differences of near-zero gradients into whole steps.
 - Encoder: `RecurrentEncoder(impl="dense")` and `impl="packed"` with the same weights give the same
   outputs at real positions, final states and gradients.
-- No sync: `torch.cuda.set_sync_debug_mode("error")` from the end of the first step to the end of the
-  last but one (no logging step among them), with either implementation; a call that waits for the
-  device raises inside the step.
+- No sync: `torch.cuda.set_sync_debug_mode` from the end of the first step to the end of the last but
+  one (no logging step among them), with either implementation, in its "warn" mode, so that every call
+  that waits for the device is listed with the line that made it (the "error" mode stops at the first).
+  Syncs known and owned elsewhere (KNOWN_SYNCS) make an xfail; any other fails.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -247,9 +249,20 @@ def set_sync_debug_mode(mode: str) -> None:
         torch.cuda.set_sync_debug_mode(mode)
 
 
+# Syncs already known and owned elsewhere (tests/test_sync_free_step.py holds them as strict xfails): the
+# encoder's `lengths.to(device)` and torch's pack_padded_sequence(enforce_sorted=False), which copies the
+# sort order to the device with a copy that waits. A step whose only syncs are these is an xfail here;
+# any other sync fails.
+KNOWN_SYNCS = {
+    "seqmodels/models/encoder.py": "the encoder moves host lengths with a copy that waits",
+    "torch/nn/utils/rnn.py": "torch's pack_padded_sequence / pad_packed_sequence wait for the sort order",
+}
+SYNC_MESSAGE = "called a synchronizing CUDA operation"
+
+
 class SyncGuard(SectionClock):
     """A clock for `Trainer.train_epoch` (which marks "logging" at the end of every step and once after
-    the epoch) that raises on any sync from the end of step `first` to the end of step `last`."""
+    the epoch) that has CUDA report every sync from the end of step `first` to the end of step `last`."""
 
     def __init__(self, first: int, last: int) -> None:
         super().__init__()
@@ -265,19 +278,28 @@ class SyncGuard(SectionClock):
             return
         self.steps += 1
         if self.steps == self.first:
-            set_sync_debug_mode("error")
+            # "warn" rather than "error": every sync of the steps is reported with its place, not only the first
+            set_sync_debug_mode("warn")
             self.guarded = True
         elif self.steps == self.last:
             set_sync_debug_mode("default")
+
+
+def place(record: warnings.WarningMessage) -> str:
+    """Where a sync was asked for: the innermost Python frame, as `package/module.py:line`."""
+    parts = Path(record.filename).parts
+    start = max((i for i, part in enumerate(parts) if part in ("seqmodels", "torch", "tests")), default=0)
+    return f"{'/'.join(parts[start:])}:{record.lineno}"
 
 
 @pytest.mark.parametrize("impl", ["dense", "packed"])
 @pytest.mark.parametrize("precision", ["32", "bf16"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_a_training_step_never_waits_for_the_device(kind, precision, impl, roots, tmp_path):
-    """Steps 2 to 4 of 5 (the first one sets up the optimizer's state) run with every synchronizing CUDA
-    call refused: the loader's next batch, the copy to the device, forward, backward, clipping, the
-    optimizer (Adam, the default) and the step's bookkeeping all queue work without waiting for it."""
+    """Steps 2 to 4 of 5 (the first one sets up the optimizer's state) run with CUDA's sync debug mode on:
+    the loader's next batch, the copy to the device, forward, backward, clipping, the optimizer (Adam, the
+    default) and the step's bookkeeping all queue work without waiting for it. Every sync is listed with
+    the line that asked for it; those of KNOWN_SYNCS alone make an xfail."""
     steps = 5
     cfg = config(
         kind,
@@ -295,8 +317,16 @@ def test_a_training_step_never_waits_for_the_device(kind, precision, impl, roots
     trainer = make_trainer(cfg, task, data, task.build_model(data.artifacts).state_dict(), tmp_path / "run")
     trainer.clock = guard = SyncGuard(first=1, last=steps - 1)
     try:
-        result = trainer.train_epoch()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = trainer.train_epoch()
     finally:
         set_sync_debug_mode("default")
     assert guard.guarded and guard.steps == steps + 1, "train_epoch no longer marks 'logging' once per step"
     assert result["loss"] > 0
+    syncs = sorted({place(record) for record in caught if SYNC_MESSAGE in str(record.message)})
+    unknown = [sync for sync in syncs if not sync.startswith(tuple(KNOWN_SYNCS))]
+    assert not unknown, f"a training step waits for the device at {unknown} (known ones: {syncs})"
+    if syncs:
+        reasons = sorted({reason for file, reason in KNOWN_SYNCS.items() for sync in syncs if sync.startswith(file)})
+        pytest.xfail(f"only the known syncs, at {syncs}: {'; '.join(reasons)}")
