@@ -1,8 +1,11 @@
-"""scripts/gpu_check.sh in its dry mode: every stage on the CPU with tiny models, on tiny data written here,
-one table with a row for each stage's every run."""
+"""scripts/gpu_check.sh in its dry mode (slow): every stage on the CPU with tiny models, on tiny data written
+here, one table with a row for each stage's every run; and scripts/gpu_check_report.py's reading of what a
+GPU run leaves (pytest's log, a stopped run's metrics, torch without CUDA), which the dry mode cannot show."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -78,7 +81,7 @@ def test_the_dry_mode_runs_every_stage_and_writes_one_table(tmp_path):
     stages = {row[0] for row in table.values()}
     assert stages == {"setup", "1 tests", "2 train", "3 benchmark", "4 ptb_medium"}
     assert re.search(r"\b\d+ passed\b", table["pytest -m cuda tests/test_cuda.py"][3])
-    assert "failed" not in table["pytest -m cuda tests/test_cuda.py"][3]
+    assert not re.search(r"\b\d+ (failed|errors?)\b", table["pytest -m cuda tests/test_cuda.py"][3])
     imdb = table["imdb (experiment=imdb_gpu) precision 32"]
     assert re.fullmatch(r"\d+\.\d{4}", imdb[2]) and imdb[3].startswith("val accuracy")  # train loss, metric
     assert re.fullmatch(r"[\d,]+", imdb[4]) and imdb[5] == "—"  # tokens/s; no GPU memory on the CPU
@@ -100,3 +103,63 @@ def test_without_an_out_dir_the_usage_is_printed():
         ["bash", str(ROOT / "scripts" / "gpu_check.sh")], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "--dry OUT_DIR" in result.stdout and "set -uo" not in result.stdout
+
+
+# -- the report's reading of what the runs left, in this process --------------------------------------
+SPEC = importlib.util.spec_from_file_location("gpu_check_report", ROOT / "scripts" / "gpu_check_report.py")
+report = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(report)
+
+
+def added(tmp_path: Path, *args: str) -> dict:
+    rows = tmp_path / "rows.jsonl"
+    report.main(["add", str(rows), "--stage", "s", "--run", "r", "--status", "ok", *args])
+    return json.loads(rows.read_text().splitlines()[-1])
+
+
+def test_a_pytest_row_has_the_summary_and_the_failed_tests(tmp_path):
+    log = tmp_path / "pytest.log"
+    log.write_text(
+        "..F.x\nFAILED tests/test_cuda.py::test_one[ner-packed] - AssertionError: gradient\n"
+        "XFAIL tests/test_cuda.py::test_sync[imdb] - only the known syncs\n"
+        "===== 1 failed, 27 passed, 15 xfailed in 31.20s =====\n"
+    )
+    row = added(tmp_path, "--kind", "pytest", "--pytest-log", str(log))
+    assert row["metric"] == "1 failed, 27 passed, 15 xfailed in 31.20s"
+    assert row["notes"] == "failed: test_one[ner-packed]"
+
+
+def test_a_stopped_long_run_lists_validation_perplexity_per_epoch(tmp_path):
+    metrics = tmp_path / "metrics.json"
+    history = [
+        {"epoch": e, "train_loss": 5.0 - e, "val_perplexity": p, "seconds": 20.5, "tokens_per_s": 9e4}
+        for e, p in ((1, 150.0), (2, 120.5))
+    ]
+    metrics.write_text(
+        json.dumps(
+            {
+                "status": "interrupted",
+                "monitor": "val/perplexity",
+                "hparams": {"max_epochs": 39},
+                "train_tokens_per_s": 90000.0,
+                "history": history,
+                "device": "cuda",
+            }
+        )
+    )
+    peak = tmp_path / "peak.json"
+    peak.write_text(json.dumps({"max_memory_allocated": 3 * 2**30, "max_memory_reserved": 4 * 2**30}))
+    row = added(tmp_path, "--kind", "long_run", "--metrics", str(metrics), "--peak", str(peak))
+    assert row["metric"] == "val perplexity per epoch: 150.00, 120.50"
+    assert (row["train loss"], row["tokens/s"], row["peak GPU memory"]) == ("3.0000", "90,000", "3.00 GiB")
+    assert row["notes"].startswith("2 of 39 epochs, 20 s each; reserved 4.00 GiB; run interrupted")
+
+
+def test_torch_without_cuda_is_said_loudly_on_a_gpu_check(tmp_path):
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps({"torch": "2.13.0+cpu", "cuda": None, "cuda_available": False, "venv": ".venv"}))
+    out = tmp_path / "results.md"
+    report.main(["table", str(tmp_path / "none.jsonl"), str(out), "--env", str(env), "--mode", "gpu"])
+    assert "**NO CUDA: torch here is a CPU-only build; every GPU stage below is void.**" in out.read_text()
+    report.main(["table", str(tmp_path / "none.jsonl"), str(out), "--env", str(env), "--mode", "dry"])
+    assert "NO CUDA" not in out.read_text()
