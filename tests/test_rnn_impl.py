@@ -185,3 +185,19 @@ def test_a_run_trained_packed_predicts_the_same_when_loaded_dense(task, tmp_path
             module.impl = "dense"
     assert loaded.predict(text) == packed  # probabilities are rounded to 4 places
     assert results["test"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_the_packed_state_of_a_padded_batch_is_each_sequences_own_in_the_batchs_order(cell):
+    torch.manual_seed(4)
+    encoder = RecurrentEncoder(cell, 5, 7, num_layers=2, impl="packed").eval()
+    x = torch.randn(4, 6, 5)
+    start = tuple(tuple(torch.randn(1, 4, 7) for _ in range(2 if cell == "lstm" else 1)) for _ in range(2))
+    out = encoder(x, LENGTHS, start)
+    for row, length in enumerate(LENGTHS.tolist()):
+        own_start = tuple(tuple(t[:, row : row + 1] for t in layer) for layer in start)
+        alone = encoder(x[row : row + 1, :length], torch.tensor([length]), own_start)
+        torch.testing.assert_close(out.outputs[row, :length], alone.outputs[0], atol=1e-5, rtol=1e-5)
+        for layer, alone_layer in zip(out.state, alone.state):
+            for batch_part, own_part in zip(layer, alone_layer):
+                torch.testing.assert_close(batch_part[:, row], own_part[:, 0], atol=1e-5, rtol=1e-5)

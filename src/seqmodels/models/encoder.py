@@ -160,7 +160,7 @@ def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     """
     batch, steps = x.shape[0], x.shape[1]
     positions = torch.arange(steps, device=x.device).expand(batch, steps)
-    lengths = lengths.to(x.device).unsqueeze(1)
+    lengths = lengths.to(x.device, non_blocking=True).unsqueeze(1)
     index = torch.where(positions < lengths, lengths - 1 - positions, positions)
     index = index.view(batch, steps, *([1] * (x.dim() - 2))).expand_as(x)
     return x.gather(1, index)
@@ -309,17 +309,26 @@ class RecurrentEncoder(nn.Module):
     ) -> EncoderOutput:
         stack = self.packed_stack()
         stack.train(self.training)  # not a submodule, so model.train() / eval() do not reach it
-        # Packing needs the lengths on the host: batches keep them there, so this copies nothing.
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        initial: Any = None
+        # Packing needs the lengths on the host, where batches keep them (so `.cpu()` copies nothing),
+        # sorted longest first. The batch is sorted here rather than by torch (enforce_sorted=False),
+        # whose copy of the order to the device and read of it back would each wait for the device.
+        host = lengths.cpu()
+        order = torch.argsort(host, descending=True, stable=True)
+        reorder = not torch.equal(order, torch.arange(len(order)))  # e.g. a language model's equal windows
+        to_sorted = order.to(x.device, non_blocking=True)
+        back = torch.argsort(order).to(x.device, non_blocking=True)
+        parts: tuple[torch.Tensor, ...] = ()
         if state is not None:
-            stacked = tuple(torch.cat(parts, dim=0) for parts in zip(*state))  # each (layers, B, hidden)
-            initial = stacked if self.cell == "lstm" else stacked[0]
-        out, last = stack(packed, initial)
+            parts = tuple(torch.cat(layers, dim=0) for layers in zip(*state))  # each (layers, B, hidden)
+            parts = tuple(part.index_select(1, to_sorted) for part in parts) if reorder else parts
+        packed = pack_padded_sequence(x.index_select(0, to_sorted) if reorder else x, host[order], batch_first=True)
+        out, last = stack(packed, None if state is None else parts if self.cell == "lstm" else parts[0])
         outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        outputs = outputs.index_select(0, back) if reorder else outputs
         layer_states = None
         if not self.bidirectional:
             parts = last if isinstance(last, tuple) else (last,)
+            parts = tuple(part.index_select(1, back) for part in parts) if reorder else parts
             layer_states = tuple(tuple(part[layer : layer + 1] for part in parts) for layer in range(self.num_layers))
         return EncoderOutput(outputs=outputs, final=self._final_states(outputs, lengths), state=layer_states)
 
@@ -354,7 +363,7 @@ class RecurrentEncoder(nn.Module):
         return found
 
     def _final_states(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        last = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, self.hidden_size)
+        last = (lengths.to(outputs.device, non_blocking=True) - 1).view(-1, 1, 1).expand(-1, 1, self.hidden_size)
         forward_final = outputs[..., : self.hidden_size].gather(1, last).squeeze(1)
         if not self.bidirectional:
             return forward_final
