@@ -290,11 +290,6 @@ class BlockingCopies(TorchFunctionMode):
         self.found.append(f"{caller.name} ({Path(caller.filename).name}:{caller.lineno})")
 
 
-# The copies of a batch's host lengths that models/encoder.py still makes with `lengths.to(device)`, which
-# waits; they go when it passes non_blocking=True (test_the_encoder_moves_host_lengths_without_waiting).
-ENCODER_COPIES = ("reverse_within_lengths (encoder.py:", "_final_states (encoder.py:")
-
-
 def copies_of_an_epoch(trainer: Trainer) -> list[str]:
     with BlockingCopies() as copies:
         trainer.train_epoch()
@@ -304,24 +299,14 @@ def copies_of_an_epoch(trainer: Trainer) -> list[str]:
 @pytest.mark.parametrize("case", list(CASES))
 def test_no_training_step_copies_to_the_device_with_a_copy_that_waits(case, prepare, monkeypatch, tmp_path):
     trainer, _ = meta_trainer(prepare, monkeypatch, tmp_path, case, NEVER)
-    assert [copy for copy in copies_of_an_epoch(trainer) if not copy.startswith(ENCODER_COPIES)] == []
-
-
-@pytest.mark.xfail(raises=AssertionError, strict=True, reason="models/encoder.py: `lengths.to(device)` waits")
-def test_the_encoder_moves_host_lengths_without_waiting(prepare, monkeypatch, tmp_path):
-    trainer, _ = meta_trainer(prepare, monkeypatch, tmp_path, "sentiment", NEVER)  # bidirectional: both places
     assert copies_of_an_epoch(trainer) == []
 
 
-@pytest.mark.xfail(
-    raises=NotImplementedError,  # the meta device's answer to a read
-    strict=True,
-    reason="torch's pack_padded_sequence(enforce_sorted=False) copies the sort order to the device with a "
-    "copy that waits, and pad_packed_sequence reads it back (`unsorted_indices.cpu()`)",
-)
-def test_the_packed_encoder_neither_reads_nor_waits(prepare, monkeypatch, tmp_path):
-    trainer, _ = meta_trainer(prepare, monkeypatch, tmp_path, "sentiment", NEVER, "model.rnn_impl=packed")
-    assert [copy for copy in copies_of_an_epoch(trainer) if not copy.startswith(ENCODER_COPIES)] == []
+def test_the_packed_encoder_neither_reads_the_device_nor_waits_for_it(prepare, monkeypatch, tmp_path):
+    """torch's own sorting (pack_padded_sequence with enforce_sorted=False) would copy the order to the
+    device with a copy that waits, and pad_packed_sequence would read it back."""
+    trainer, reads = meta_trainer(prepare, monkeypatch, tmp_path, "sentiment", NEVER, "model.rnn_impl=packed")
+    assert copies_of_an_epoch(trainer) == [] and reads.steps == [STEPS]
 
 
 # -- the values read, on the CPU -----------------------------------------------------------------------
