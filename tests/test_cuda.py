@@ -19,7 +19,6 @@ the sync check has nothing to watch. gpu_check.sh's dry mode runs them so.
 - No sync: `torch.cuda.set_sync_debug_mode` from the end of the first step to the end of the last but
   one (no logging step among them), with either implementation, in its "warn" mode, so that every call
   that waits for the device is listed with the line that made it (the "error" mode stops at the first).
-  Syncs known and owned elsewhere (KNOWN_SYNCS) make an xfail; any other fails.
 """
 
 from __future__ import annotations
@@ -249,14 +248,6 @@ def set_sync_debug_mode(mode: str) -> None:
         torch.cuda.set_sync_debug_mode(mode)
 
 
-# Syncs already known and owned elsewhere (tests/test_sync_free_step.py holds them as strict xfails): the
-# encoder's `lengths.to(device)` and torch's pack_padded_sequence(enforce_sorted=False), which copies the
-# sort order to the device with a copy that waits. A step whose only syncs are these is an xfail here;
-# any other sync fails.
-KNOWN_SYNCS = {
-    "seqmodels/models/encoder.py": "the encoder moves host lengths with a copy that waits",
-    "torch/nn/utils/rnn.py": "torch's pack_padded_sequence / pad_packed_sequence wait for the sort order",
-}
 SYNC_MESSAGE = "called a synchronizing CUDA operation"
 
 
@@ -299,7 +290,7 @@ def test_a_training_step_never_waits_for_the_device(kind, precision, impl, roots
     """Steps 2 to 4 of 5 (the first one sets up the optimizer's state) run with CUDA's sync debug mode on:
     the loader's next batch, the copy to the device, forward, backward, clipping, the optimizer (Adam, the
     default) and the step's bookkeeping all queue work without waiting for it. Every sync is listed with
-    the line that asked for it; those of KNOWN_SYNCS alone make an xfail."""
+    the line that asked for it."""
     steps = 5
     cfg = config(
         kind,
@@ -325,8 +316,4 @@ def test_a_training_step_never_waits_for_the_device(kind, precision, impl, roots
     assert guard.guarded and guard.steps == steps + 1, "train_epoch no longer marks 'logging' once per step"
     assert result["loss"] > 0
     syncs = sorted({place(record) for record in caught if SYNC_MESSAGE in str(record.message)})
-    unknown = [sync for sync in syncs if not sync.startswith(tuple(KNOWN_SYNCS))]
-    assert not unknown, f"a training step waits for the device at {unknown} (known ones: {syncs})"
-    if syncs:
-        reasons = sorted({reason for file, reason in KNOWN_SYNCS.items() for sync in syncs if sync.startswith(file)})
-        pytest.xfail(f"only the known syncs, at {syncs}: {'; '.join(reasons)}")
+    assert not syncs, f"a training step waits for the device at {syncs}"
