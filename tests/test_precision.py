@@ -5,6 +5,7 @@ autocast (bfloat16) stands in for CUDA's here; the GPU check (scripts/gpu_check.
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from seqmodels.models import precision
 from seqmodels.models.encoder import RecurrentEncoder
 from seqmodels.models.language_model import LanguageModelConfig
 from seqmodels.models.tagger import TaggerConfig
+from seqmodels.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 
@@ -92,3 +94,19 @@ def test_losses_read_float32_scores_under_mixed_precision():
         with bf16():
             log_probs, hidden, _ = model.score(tokens, None, tokens)
         assert log_probs.dtype == torch.float32 and hidden.dtype == torch.bfloat16
+
+
+def test_bf16_on_a_gpu_without_bfloat16_trains_in_float32_and_says_so(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    trainer = SimpleNamespace(tcfg=SimpleNamespace(precision="bf16"), device=torch.device("cuda"))
+    with caplog.at_level(logging.WARNING, logger="seqmodels"):
+        assert Trainer._autocast_dtype(trainer) is None
+    assert "trainer.precision=bf16 needs a GPU with bfloat16 (Ampere or newer); training in float32 on Tesla T4" in (
+        caplog.text
+    )
+    trainer.tcfg.precision = "16"
+    assert Trainer._autocast_dtype(trainer) is torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    trainer.tcfg.precision = "bf16"
+    assert Trainer._autocast_dtype(trainer) is torch.bfloat16

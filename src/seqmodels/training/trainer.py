@@ -266,6 +266,13 @@ class Trainer:
         if PRECISIONS[precision] is not None and self.device.type != "cuda":
             log.warning("trainer.precision=%s applies to CUDA only; training in float32 on %s", precision, self.device)
             return None
+        if PRECISIONS[precision] is torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
+            log.warning(
+                "trainer.precision=bf16 needs a GPU with bfloat16 (Ampere or newer); training in float32 on %s "
+                '(trainer.precision="16" runs float16 with loss scaling)',
+                torch.cuda.get_device_name(self.device),
+            )
+            return None
         return PRECISIONS[precision]
 
     def _autocast(self):
