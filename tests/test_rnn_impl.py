@@ -13,7 +13,7 @@ import torch
 
 from conftest import TINY
 from seqmodels import load_run
-from seqmodels.errors import ConfigError
+from seqmodels.errors import CheckpointError, ConfigError
 from seqmodels.models import LanguageModel
 from seqmodels.models.classifier import ClassifierConfig
 from seqmodels.models.encoder import RecurrentEncoder
@@ -201,3 +201,27 @@ def test_the_packed_state_of_a_padded_batch_is_each_sequences_own_in_the_batchs_
         for layer, alone_layer in zip(out.state, alone.state):
             for batch_part, own_part in zip(layer, alone_layer):
                 torch.testing.assert_close(batch_part[:, row], own_part[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_a_run_resumes_with_the_other_implementation_but_not_with_another_model(tmp_path, data_root):
+    def config(*overrides: str):
+        return composed(
+            *TINY,
+            "task=imdb",
+            "trainer.limit_train_batches=2",
+            f"data.root={data_root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            *overrides,
+        )
+
+    run(config("model.rnn_impl=dense"), tmp_path / "first")
+    resumed = run(
+        config("model.rnn_impl=packed", "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first'}"),
+        tmp_path / "second",
+    )
+    assert [entry["epoch"] for entry in resumed["history"]] == [1, 2]
+    with pytest.raises(CheckpointError, match="was trained with model="):
+        run(
+            config("model.hidden_size=16", "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first'}"),
+            tmp_path / "third",
+        )

@@ -42,10 +42,13 @@ def setting(
     choices: tuple[Any, ...] | None = None,
     hint: str = "",
     length: int | None = None,
+    execution: bool = False,
 ) -> Any:
     """A declared key: its default and meaning; for numbers the allowed interval ([minimum, maximum],
     either end open), for strings the allowed `choices` (`hint` is added to the refusal), for lists
-    their `length` (for lists of strings, the most they may hold; one string is a list of one)."""
+    their `length` (for lists of strings, the most they may hold; one string is a list of one).
+    `execution`: the key says how the work is carried out, never what is computed (e.g. on which
+    kernels), so a resumed run may change it."""
     metadata = {
         "help": help,
         "minimum": minimum,
@@ -55,6 +58,7 @@ def setting(
         "choices": choices,
         "hint": hint,
         "length": length,
+        "execution": execution,
     }
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
@@ -74,6 +78,11 @@ class Section:
 
 def keys(schema: type[Section]) -> list[str]:
     return [f.name for f in dataclasses.fields(schema)]
+
+
+def execution_keys(schema: type[Section]) -> set[str]:
+    """The keys declared with `execution=True`."""
+    return {f.name for f in dataclasses.fields(schema) if f.metadata.get("execution")}
 
 
 def defaults(schema: type[Section]) -> dict[str, Any]:

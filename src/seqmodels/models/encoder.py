@@ -78,6 +78,7 @@ class EncoderConfig(Section):
         "how the recurrent stack runs (same weights, same results): dense (per layer, fastest on a CPU) | "
         "packed (one fused torch RNN over packed sequences: cuDNN on a GPU) | auto (packed on CUDA, else dense)",
         choices=IMPLEMENTATIONS,
+        execution=True,
     )
     pretrained_vectors: str | None = setting(
         None,

@@ -46,7 +46,7 @@ from seqmodels.atomic import copy_file, save_json
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.hparams import Column, columns_of
 from seqmodels.models.transfer import layer_groups
-from seqmodels.schema import Section, defaults, setting, validate
+from seqmodels.schema import Section, defaults, execution_keys, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.averaging import MovingAverage
@@ -460,12 +460,16 @@ class Trainer:
         for group in ("task", "model"):
             mine = OmegaConf.to_container(self.cfg[group], resolve=True)
             assert isinstance(mine, dict)
+            theirs = saved.get(group)
             if group == "model":  # a key declared after the checkpoint was written: it trained with the default
                 declared = defaults(self.task.model_schema)
                 mine = {k: v for k, v in mine.items() if k in saved.get(group, {}) or v != declared.get(str(k))}
-            if saved.get(group) != mine:
+                free = execution_keys(self.task.model_schema)  # e.g. which kernels run the encoder
+                mine = {k: v for k, v in mine.items() if k not in free}
+                theirs = {k: v for k, v in (theirs or {}).items() if k not in free}
+            if theirs != mine:
                 raise CheckpointError(
-                    f"{path} was trained with {group}={saved.get(group)}, not {mine}; resume with "
+                    f"{path} was trained with {group}={theirs}, not {mine}; resume with "
                     f"the overrides of the original run (its .hydra/overrides.yaml)"
                 )
         if state["artifacts"] != self.data.artifacts:
