@@ -315,21 +315,23 @@ class RecurrentEncoder(nn.Module):
         # whose copy of the order to the device and read of it back would each wait for the device.
         host = lengths.cpu()
         order = torch.argsort(host, descending=True, stable=True)
-        reorder = not torch.equal(order, torch.arange(len(order)))  # e.g. a language model's equal windows
-        to_sorted = order.to(x.device, non_blocking=True)
-        back = torch.argsort(order).to(x.device, non_blocking=True)
+        identity = torch.equal(order, torch.arange(len(order)))  # e.g. a language model's equal windows
+        to_sorted = None if identity else order.to(x.device, non_blocking=True)
+        back = None if identity else torch.argsort(order).to(x.device, non_blocking=True)
+
+        def arranged(t: torch.Tensor, dim: int, index: torch.Tensor | None) -> torch.Tensor:
+            return t if index is None else t.index_select(dim, index)
+
         parts: tuple[torch.Tensor, ...] = ()
-        if state is not None:
-            parts = tuple(torch.cat(layers, dim=0) for layers in zip(*state))  # each (layers, B, hidden)
-            parts = tuple(part.index_select(1, to_sorted) for part in parts) if reorder else parts
-        packed = pack_padded_sequence(x.index_select(0, to_sorted) if reorder else x, host[order], batch_first=True)
+        if state is not None:  # each (layers, B, hidden)
+            parts = tuple(arranged(torch.cat(layers, dim=0), 1, to_sorted) for layers in zip(*state))
+        packed = pack_padded_sequence(arranged(x, 0, to_sorted), host[order], batch_first=True)
         out, last = stack(packed, None if state is None else parts if self.cell == "lstm" else parts[0])
         outputs, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        outputs = outputs.index_select(0, back) if reorder else outputs
+        outputs = arranged(outputs, 0, back)
         layer_states = None
         if not self.bidirectional:
-            parts = last if isinstance(last, tuple) else (last,)
-            parts = tuple(part.index_select(1, back) for part in parts) if reorder else parts
+            parts = tuple(arranged(part, 1, back) for part in (last if isinstance(last, tuple) else (last,)))
             layer_states = tuple(tuple(part[layer : layer + 1] for part in parts) for layer in range(self.num_layers))
         return EncoderOutput(outputs=outputs, final=self._final_states(outputs, lengths), state=layer_states)
 
