@@ -215,3 +215,15 @@ def run_script(
 
 def train(run_dir: Path, overrides: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
     return run_script([str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"], env, check=check)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: a second thread only waits for the first (and for whatever else the machine runs).
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -42,13 +42,7 @@ from seqmodels.tasks import get_task
 from seqmodels.tasks.language_model import TextWindow
 from seqmodels.tasks.sentiment import SentimentTask
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def lm_cfg(root, cache, *overrides, task="ptb"):

@@ -88,12 +88,7 @@ STEPS = 5
 NEVER = "trainer.log_every_n_steps=1000"  # no logging step in an epoch of STEPS steps
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
