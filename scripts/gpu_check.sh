@@ -115,6 +115,16 @@ spent() {
         echo "the check's $TOTAL s were spent"
     fi
 }
+# Sets `budget`: at most PER_RUN seconds, within the stage's end and the check's; under 10 s the run is
+# recorded as skipped for time and this fails.   run_budget STAGE RUN PER_RUN STAGE_SECONDS
+run_budget() {
+    local until_stage_end=$((stage_end - SECONDS))
+    budget=$(cap $((until_stage_end < $3 ? until_stage_end : $3)))
+    if ((budget < 10)); then
+        skip_all "$1" "$2" "$(spent "$4")"
+        return 1
+    fi
+}
 tiny() { [[ $DRY == 1 ]] && echo "${TINY[$1]}"; }
 have_data() { [[ -d $DATA/${FOLDER[$1]} ]]; }
 
@@ -305,11 +315,7 @@ for task in "${TASKS[@]}"; do
             skip_all "2 train" "$run" "no $DATA/${FOLDER[$task]}"
             continue
         fi
-        budget=$(cap $((stage_end - SECONDS < RUN ? stage_end - SECONDS : RUN)))
-        if ((budget < 10)); then
-            skip_all "2 train" "$run" "$(spent "$STAGE2")"
-            continue
-        fi
+        run_budget "2 train" "$run" "$RUN" "$STAGE2" || continue
         name=train-$task-$precision
         # shellcheck disable=SC2046  # the tiny overrides are words
         timed "$budget" "$LOGS/$name.log" "$PY" scripts/train_peak_memory.py "$LOGS/$name-peak.json" \
@@ -340,11 +346,7 @@ for impl in dense packed; do
             skip_all "3 benchmark" "$run" "none of imdb, conll2003, ptb under $DATA"
             continue
         fi
-        budget=$(cap $((stage_end - SECONDS < BENCH ? stage_end - SECONDS : BENCH)))
-        if ((budget < 10)); then
-            skip_all "3 benchmark" "$run" "$(spent "$STAGE3")"
-            continue
-        fi
+        run_budget "3 benchmark" "$run" "$BENCH" "$STAGE3" || continue
         name=bench-$bench_task-$impl-$size
         # shellcheck disable=SC2046
         timed "$budget" "$LOGS/$name.log" "$PY" scripts/benchmark_throughput.py \
