@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seqmodels.data.encoding import ERROR_MODES, TextEncoding
 from seqmodels.schema import Section, setting
 
 
@@ -23,3 +24,17 @@ class DataConfig(Section):
     )
     download: bool = setting(True, "fetch a missing dataset from its canonical URL")
     batch_size: int = setting(64, "examples (or parallel text streams) per training batch", minimum=1)
+    encoding: str = setting(
+        "utf-8",
+        "the encoding of the dataset's text files (e.g. latin-1 for CoNLL-2002); a byte that does not "
+        "decode is refused with its file, line and byte",
+    )
+    encoding_errors: str = setting(
+        "strict",
+        "strict: refuse a byte that does not decode | replace: read it as U+FFFD and count it in a warning",
+        choices=ERROR_MODES,
+    )
+
+    def text_encoding(self) -> TextEncoding:
+        """How this run's readers turn bytes into text (`seqmodels.data.encoding`)."""
+        return TextEncoding(self.encoding, self.encoding_errors)
