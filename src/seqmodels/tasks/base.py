@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import argparse
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+# the shared types, importable from here too
+from seqmodels.contracts import Answers, Batch, Loader, Showcase, StepOutput, TaskData  # noqa: F401
 from seqmodels.data.config import DataConfig
 from seqmodels.data.conll import Sentence
 from seqmodels.errors import ConfigError
@@ -53,85 +53,6 @@ from seqmodels.schema import Section, validate
 from seqmodels.training.optim import OPTIMIZERS
 
 UNREPORTED_DATA_KEYS = ("root", "cache_dir", "download")  # where data is, not what it is
-
-
-@dataclass
-class Batch:
-    """A batch of tensors; `to` moves every tensor field but the `host_fields` to a device."""
-
-    #: the tensor fields that stay on the CPU (see the module docstring)
-    host_fields: ClassVar[tuple[str, ...]] = ("lengths",)
-
-    def to(self, device: torch.device) -> Batch:
-        """The batch on `device`, copied without waiting: on CUDA from page-locked (pinned) memory, so the
-        copy runs beside the kernels already queued and the next batch is assembled meanwhile."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in moved.items():
-            if isinstance(value, torch.Tensor) and name not in self.host_fields:
-                if device.type == "cuda" and value.device.type == "cpu":
-                    value = value.pin_memory()
-                moved[name] = value.to(device, non_blocking=True)
-        return type(self)(**moved)
-
-
-@dataclass
-class Showcase:
-    """A few validation examples a task picks once (in `prepare`) and shows with the model's outputs after
-    every validation (`examples`)."""
-
-    batch: Batch  # the examples as one batch, on the CPU
-    texts: list[Any]  # how each example reads (a review's text, a sentence's words)
-
-
-@dataclass
-class StepOutput:
-    loss: torch.Tensor  # mean loss of the batch, what the optimizer minimises
-    num_tokens: int  # real (non-padding) input tokens, for throughput: counted on the host
-    num_examples: int
-    details: Any = None  # whatever `evaluate` needs from this batch, on the CPU (eval mode only)
-
-
-@dataclass
-class Answers:
-    """A batch of texts answered together: one answer per text, in the texts' order."""
-
-    results: list[dict[str, Any]]
-    tokens: int = 0  # tokens the model read, for throughput
-    cut: int = 0  # texts cut to the run's data.max_length
-
-
-@runtime_checkable
-class Loader(Protocol):
-    """What the trainer needs of a split's batches (`data.batching.BatchLoader`, `data.corpus.StreamWindows`)."""
-
-    def __iter__(self) -> Iterator[Batch]: ...
-
-    def __len__(self) -> int: ...
-
-    def set_epoch(self, epoch: int) -> None:
-        """The order of the next pass: shuffled reproducibly per epoch, or unchanged."""
-
-    def shard(self, rank: int, num_ranks: int) -> None:
-        """From now on yield only this rank's share of the batches (ValueError if there are too few)."""
-
-    def sample(self, count: int) -> Iterator[Batch]:
-        """At most `count` batches of a pass that stand for the whole split (`trainer.limit_train_batches`,
-        `limit_val_batches`): spread evenly over a pass in a fixed order (batches sorted by length); the
-        first ones of a shuffled pass, or where batches must follow each other (a text's windows)."""
-        ...
-
-
-@dataclass
-class TaskData:
-    train: Loader
-    val: Loader
-    test: Loader
-    # Plain strings and numbers that prediction needs (tokenizer, label names, sizes). They
-    # are stored in every checkpoint, so a run directory is enough to predict.
-    artifacts: dict[str, Any]
-    summary: dict[str, Any] = field(default_factory=dict)  # sizes and stats printed at start
-    # more test sets, by name, evaluated with `test` at the end and reported beside it
-    extra_tests: dict[str, Loader] = field(default_factory=dict)
 
 
 BatchT = TypeVar("BatchT", bound=Batch)  # the batch type a task's loaders yield and its steps read
