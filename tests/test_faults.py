@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -212,3 +214,21 @@ def test_predict_refuses_what_is_not_a_checkpoint_without_running_it(tmp_path, e
     result = run_script([str(ROOT / "scripts" / "predict.py"), str(tmp_path / "run"), "text"], env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {path} {problem}"), result.stderr
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_atomic_writes_keep_the_mode_the_umask_gives_new_files(tmp_path, mask):
+    from seqmodels.atomic import AtomicOutput
+
+    previous = os.umask(mask)
+    try:
+        save_json({"epoch": 1}, tmp_path / "metrics.json")
+        save_torch({"epoch": 1}, tmp_path / "checkpoints" / "last.pt")
+        output = AtomicOutput(str(tmp_path / "predictions.jsonl"))
+        output.commit('{"label": "positive"}\n')
+        (tmp_path / "train.log").write_text("as any file the run opens itself\n")
+    finally:
+        os.umask(previous)
+    expected = 0o666 & ~mask
+    for path in ("metrics.json", "checkpoints/last.pt", "predictions.jsonl", "train.log"):
+        assert stat.S_IMODE((tmp_path / path).stat().st_mode) == expected, path

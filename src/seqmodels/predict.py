@@ -17,10 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from seqmodels.atomic import AtomicOutput
 from seqmodels.data.conll import to_iob1
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
-from seqmodels.inference.prediction_io import FORMATS, AtomicOutput, conll_output, jsonl_output, read_input
+from seqmodels.inference.prediction_io import FORMATS, conll_output, jsonl_output, read_input
 from seqmodels.training.runtime import set_threads
 
 

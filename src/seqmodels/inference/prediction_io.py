@@ -9,23 +9,21 @@ Out: JSON Lines, one line per input line in the same order; or, for CoNLL, the i
 the predicted tag appended as the last column (`O` on `-DOCSTART-` lines), which is what conlleval
 reads: gold tag second to last, prediction last.
 
-The output is written to a temporary file beside it and renamed at the end, so a failed run leaves
-no partial file; the temporary file is opened first, so an unwritable output fails before any work.
+The output is written whole or not at all (`seqmodels.atomic.AtomicOutput`): a failed run leaves no
+partial file, and an unwritable output fails before any work.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from seqmodels.data.conll import DOCUMENT_START, Sentence, sentence_rows
-from seqmodels.errors import ConfigError, DataError
+from seqmodels.errors import DataError
 
 FORMATS = ("auto", "text", "jsonl", "conll")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -183,48 +181,3 @@ def jsonl_output(source: InputFile, answers: list[dict[str, Any]]) -> str:
             record[key] = value
         out.append(json.dumps(record, ensure_ascii=False))
     return "".join(f"{line}\n" for line in out)
-
-
-class AtomicOutput:
-    """An output file written whole or not at all. Opening it creates the temporary file (so an
-    unwritable place fails at once); `commit` writes and renames it into place; `discard` removes it.
-    `-`: standard output."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.temporary: Path | None = None
-        if target == "-":
-            return
-        path = Path(target)
-        try:
-            if path.is_dir():
-                raise IsADirectoryError(21, "Is a directory")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        except OSError as error:
-            raise ConfigError(f"cannot write --output {target} ({error.strerror}); nothing was written") from None
-        os.close(handle)
-        self.temporary = Path(name)
-
-    def commit(self, text: str) -> None:
-        if self.temporary is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-            return
-        try:
-            with open(self.temporary, "wb") as handle:
-                _write_all(handle, text.encode("utf-8"))
-            os.replace(self.temporary, self.target)
-        except OSError as error:
-            self.discard()
-            raise ConfigError(f"cannot write --output {self.target} ({error.strerror}); nothing was written") from None
-
-    def discard(self) -> None:
-        if self.temporary is not None:
-            self.temporary.unlink(missing_ok=True)
-
-
-def _write_all(handle: BinaryIO, data: bytes) -> None:
-    handle.write(data)
-    handle.flush()
-    os.fsync(handle.fileno())
