@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import operator
 import types
 import typing
 from collections.abc import Mapping
@@ -107,7 +109,9 @@ def help_lines(schema: type[Section], prefix: str) -> list[str]:
 def _type_name(annotation: Any) -> str:
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if _optional(annotation):
-        return f"{_type_name(args[0])} or null"
+        return f"{' or '.join(_type_name(a) for a in args)} or null"
+    if _column(annotation):
+        return "int or str"
     if typing.get_origin(annotation) is list:
         return f"list of {_type_name(args[0])}"
     return getattr(annotation, "__name__", str(annotation))
@@ -117,6 +121,14 @@ def _optional(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in typing.get_args(
         annotation
     )
+
+
+def _column(annotation: Any) -> bool:
+    """`int | str`: a column of a file, by number or by name."""
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and set(typing.get_args(annotation)) == {
+        int,
+        str,
+    }
 
 
 def suggest_key(key: str, known: list[str], prefix: str) -> str:
@@ -156,11 +168,15 @@ def _checked(name: str, value: Any, annotation: Any, meta: Mapping[str, Any]) ->
     if optional:
         if value is None:
             return None
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        others = tuple(a for a in typing.get_args(annotation) if a is not type(None))
+        annotation = functools.reduce(operator.or_, others)  # int | str without None
     if isinstance(value, ListConfig):
         value = list(value)
     low = meta.get("minimum")
-    if annotation is bool:
+    if _column(annotation):
+        if not (is_int(value) or isinstance(value, str)) or value == "":
+            raise ConfigError(f"{name}={value!r} is impossible; name a column by its number (0 the first) or its name")
+    elif annotation is bool:
         require_bool(name, value)
     elif annotation is int:
         require_int(name, value, minimum=int(low) if low is not None else -(2**63), allow_none=optional)
