@@ -305,3 +305,36 @@ def test_predict_script_reads_a_pipe_and_writes_a_file(runs, tmp_path, env):
     )
     assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a wonderful film", "", "dull"]
     assert "3 texts" in result.stderr and "tokens/s" in result.stderr
+
+
+@pytest.mark.parametrize("spelling", ["same path", "dot slash", "symlink", "hard link"])
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(runs, tmp_path, capsys, monkeypatch, spelling):
+    source = tmp_path / "reviews.txt"
+    source.write_text("a wonderful film\ndull\n")
+    monkeypatch.chdir(tmp_path)
+    output = {
+        "same path": str(source),
+        "dot slash": "./reviews.txt",
+        "symlink": "link.txt",
+        "hard link": "hard.txt",
+    }[spelling]
+    if spelling == "symlink":
+        (tmp_path / "link.txt").symlink_to(source)
+    if spelling == "hard link":
+        (tmp_path / "hard.txt").hardlink_to(source)
+    before = {path.name: (path.is_symlink(), path.read_bytes()) for path in tmp_path.iterdir()}
+    code, out, err = predict_cli(capsys, runs("imdb"), "--input", source, "--output", output)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err == (
+        f"error: --output {output} is the --input file {source}; write the predictions to another file "
+        f"(nothing was written, the input is as it was)\n"
+    )
+    assert {path.name: (path.is_symlink(), path.read_bytes()) for path in tmp_path.iterdir()} == before
+
+
+def test_an_output_symlink_to_another_file_stays_a_link(runs, tmp_path, capsys):
+    source, target, link = tmp_path / "reviews.txt", tmp_path / "answers.jsonl", tmp_path / "latest.jsonl"
+    source.write_text("a wonderful film\n")
+    link.symlink_to(target)
+    code, _, _ = predict_cli(capsys, runs("imdb"), "--input", source, "--output", link, "-q")
+    assert code == 0 and link.is_symlink() and json.loads(target.read_text())["text"] == "a wonderful film"

@@ -21,7 +21,13 @@ from seqmodels.atomic import AtomicOutput
 from seqmodels.data.conll import to_iob1
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
-from seqmodels.inference.prediction_io import FORMATS, conll_output, jsonl_output, read_input
+from seqmodels.inference.prediction_io import (
+    FORMATS,
+    check_output_is_not_input,
+    conll_output,
+    jsonl_output,
+    read_input,
+)
 from seqmodels.training.runtime import set_threads
 
 
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None and args.threads < 1:
             raise ConfigError(f"--threads {args.threads} must be at least 1")
         set_threads(args.threads)
+        if args.input is not None:
+            check_output_is_not_input(args.input, args.output)
         output = AtomicOutput(args.output) if args.input is not None else None
         try:
             run = load_run(args.run, args.checkpoint, args.device)

@@ -16,6 +16,7 @@ partial file, and an unwritable output fails before any work.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmodels.data.conll import DOCUMENT_START, Sentence, sentence_rows
-from seqmodels.errors import DataError
+from seqmodels.errors import ConfigError, DataError
 
 FORMATS = ("auto", "text", "jsonl", "conll")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -67,6 +68,22 @@ def read_input(source: str, format: str = "auto", *, tagger: bool = False, what:
         records = [_record(name, number, line) for number, line in enumerate(lines, start=1)]
         return InputFile(name, format, texts=[record["text"] for record in records], records=records)
     return InputFile(name, format, texts=lines)
+
+
+def check_output_is_not_input(source: str, target: str) -> None:
+    """Refuse an output that is the input file, however it is spelled (`./x`, a symlink, a hard link):
+    the predictions would replace the texts they answer."""
+    if source == "-" or target == "-":
+        return
+    try:
+        same = os.path.samefile(source, target)  # the same device and inode, symlinks followed
+    except OSError:  # the output does not exist yet (an unreadable input is read_input's to report)
+        return
+    if same:
+        raise ConfigError(
+            f"--output {target} is the --input file {source}; write the predictions to another file "
+            f"(nothing was written, the input is as it was)"
+        )
 
 
 def _read_bytes(path: Path) -> bytes:
