@@ -38,3 +38,20 @@ class DataConfig(Section):
     def text_encoding(self) -> TextEncoding:
         """How this run's readers turn bytes into text (`seqmodels.data.encoding`)."""
         return TextEncoding(self.encoding, self.encoding_errors)
+
+
+@dataclass
+class FilesConfig(DataConfig):
+    """`data.*` of the tasks that read the user's own files (`task=classification`, `task=tagging`): one file
+    per split. Relative paths are read from the directory train.py runs in."""
+
+    train: str | None = setting(None, "the training file (required unless a preset names a dataset)")
+    val: str | None = setting(None, "the validation file; null: hold out data.val_fraction of the training file")
+    test: str | None = setting(None, "the test file; null: the run reports validation only")
+    val_fraction: float = setting(
+        0.1,
+        "without data.val: the share of the training examples held out for validation, drawn with the run's seed",
+        minimum=0.0,
+        maximum=1.0,
+        low_open=True,
+    )
