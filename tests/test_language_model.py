@@ -32,6 +32,7 @@ from seqmodels.data.corpus import (
     read_words,
     split_by_fractions,
 )
+from seqmodels.data.encoding import TextEncoding
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModel
 from seqmodels.models.cache import ContinuousCache
@@ -106,10 +107,13 @@ def test_characters_unseen_in_training_become_the_replacement_character(data_roo
 def test_a_file_that_is_not_utf8_is_named(tmp_path):
     path = tmp_path / "latin1.txt"
     path.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
-    with pytest.raises(DataError, match="latin1.txt is not UTF-8 text"):
+    refusal = rf"^{path}:1: byte 4 \(0xe9\) is not utf-8; name the file's encoding with data.encoding=ENCODING"
+    with pytest.raises(DataError, match=refusal):
         read_text(path)
-    with pytest.raises(DataError, match="latin1.txt is not UTF-8 text"):
+    with pytest.raises(DataError, match=refusal):
         read_words(path)
+    assert read_words(path, TextEncoding("latin-1")) == ["caf\xe9", "au", "lait", "<eos>"]
+    assert read_words(path, TextEncoding(errors="replace")) == ["caf\ufffd", "au", "lait", "<eos>"]
 
 
 # -- layout ------------------------------------------------------------------------------------

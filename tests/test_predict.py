@@ -115,7 +115,7 @@ def test_language_model_continues_each_prompt_as_it_would_alone(runs):
 
 
 def test_translation_decodes_a_batch_as_one_sentence_at_a_time(tmp_path):
-    from test_translation import translation_task, write_multi30k
+    from helpers.parallel_text import translation_task, write_multi30k
 
     task = translation_task(write_multi30k(tmp_path / "data"), tmp_path / "cache", "data.max_length=40")
     data = task.prepare()
@@ -338,3 +338,36 @@ def test_an_output_symlink_to_another_file_stays_a_link(runs, tmp_path, capsys):
     link.symlink_to(target)
     code, _, _ = predict_cli(capsys, runs("imdb"), "--input", source, "--output", link, "-q")
     assert code == 0 and link.is_symlink() and json.loads(target.read_text())["text"] == "a wonderful film"
+
+
+def test_one_bad_byte_is_refused_with_its_line_not_a_whole_file_guess(runs, tmp_path, capsys):
+    source, output = tmp_path / "reviews.txt", tmp_path / "out.jsonl"
+    source.write_bytes("Müller was wonderful\n".encode() + b"dull \xff film\n" + "Café, superb\n".encode())
+    code, out, err = predict_cli(capsys, runs("imdb"), "--input", source, "--output", output)
+    assert code == 2 and out == "" and not output.exists()
+    assert err == (
+        f"error: {source}:2: byte 6 (0xff) is not utf-8; name the file's encoding with --encoding=ENCODING "
+        f"(e.g. latin-1), convert the file (iconv -f ENCODING -t utf-8), or read on with --encoding-errors=replace\n"
+    )
+
+
+def test_encoding_errors_replace_reads_on_and_keeps_every_other_character(runs, tmp_path, capsys, caplog):
+    source, output = tmp_path / "reviews.txt", tmp_path / "out.jsonl"
+    source.write_bytes("Müller was wonderful\n".encode() + b"dull \xff film\n" + "Café, superb\n".encode())
+    code, _, _ = predict_cli(
+        capsys, runs("imdb"), "--input", source, "--output", output, "--encoding-errors", "replace", "-q"
+    )
+    texts = [json.loads(line)["text"] for line in output.read_text(encoding="utf-8").splitlines()]
+    assert code == 0 and texts == ["Müller was wonderful", "dull \ufffd film", "Café, superb"]
+    assert f"{source}: 1 byte(s) are not utf-8 and were replaced by U+FFFD (--encoding-errors=replace)" in caplog.text
+
+
+def test_a_named_encoding_reads_a_latin1_file(runs, tmp_path, capsys):
+    source = tmp_path / "reviews.txt"
+    source.write_bytes("Müller was wonderful\n".encode("latin-1"))
+    code, out, _ = predict_cli(capsys, runs("imdb"), "--input", source, "--encoding", "latin-1", "-q")
+    assert code == 0 and json.loads(out)["text"] == "Müller was wonderful"
+    code, _, err = predict_cli(capsys, runs("imdb"), "--input", source, "--encoding", "klingon", "-q")
+    assert code == 2 and err == (
+        "error: --encoding=klingon is not an encoding Python knows; use e.g. utf-8, latin-1, cp1252\n"
+    )

@@ -4,7 +4,6 @@ one-line errors, and train/predict/evaluate end to end on tiny gzip fixtures."""
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import math
@@ -17,9 +16,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT, run_script, train
+from helpers.parallel_text import sentence_pair, translation_task, write_gz, write_multi30k
 from seqmodels.config import compose_config
 from seqmodels.data import multi30k
 from seqmodels.data.batching import pad_right
+from seqmodels.data.encoding import TextEncoding
 from seqmodels.data.parallel import read_lines, read_parallel
 from seqmodels.data.subword import BOS_ID, EOS_ID, decode_ids, encode_texts, train_subword_tokenizer
 from seqmodels.data.text import PAD_ID
@@ -30,62 +31,6 @@ from seqmodels.tasks.base import StepOutput
 from seqmodels.tasks.translation import TranslationBatch
 from seqmodels.tasks.translation_metrics import corpus_scores, signatures
 from seqmodels.train import check_config
-
-# -- tiny parallel corpora in the published format -----------------------------------------------
-LEXICON = {
-    "ein": "a",
-    "Mann": "man",
-    "eine": "a",
-    "Frau": "woman",
-    "Hund": "dog",
-    "Kind": "child",
-    "fährt": "rides",
-    "sieht": "sees",
-    "hält": "holds",
-    "Fahrrad": "bicycle",
-    "Ball": "ball",
-    "rot": "red",
-    "groß": "big",
-    "im": "in the",
-    "Park": "park",
-    "Straße": "street",
-}
-SUBJECTS = [["Ein", "Mann"], ["Eine", "Frau"], ["Ein", "Hund"], ["Ein", "Kind"]]
-VERBS = ["fährt", "sieht", "hält"]
-OBJECTS = [["ein", "Fahrrad"], ["ein", "Ball"], ["eine", "Straße"]]
-PLACES = [[], ["im", "Park"]]
-
-
-def sentence_pair(rng: random.Random) -> tuple[str, str]:
-    german = [*rng.choice(SUBJECTS), rng.choice(VERBS), *rng.choice(OBJECTS), *rng.choice(PLACES)]
-    english = " ".join(LEXICON.get(word, LEXICON.get(word.lower(), word)) for word in german)
-    return " ".join(german) + ".", english[0].upper() + english[1:] + "."
-
-
-def write_gz(path: Path, lines: list[str]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8")))
-    return path
-
-
-def write_multi30k(root: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
-    """root/multi30k/<split>.{de,en,fr}.gz for every split Multi30k publishes (fr: the English again)."""
-    rng = random.Random(seed)
-    sizes = sizes or {
-        "train": 160,
-        "val": 16,
-        "test_2016_flickr": 16,
-        "test_2017_flickr": 8,
-        "test_2017_mscoco": 8,
-        "test_2018_flickr": 8,
-    }
-    for split, count in sizes.items():
-        pairs = [sentence_pair(rng) for _ in range(count)]
-        write_gz(root / "multi30k" / f"{split}.de.gz", [de for de, _ in pairs])
-        write_gz(root / "multi30k" / f"{split}.en.gz", [en for _, en in pairs])
-        write_gz(root / "multi30k" / f"{split}.fr.gz", [en for _, en in pairs])
-    return root
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -132,7 +77,9 @@ def test_bytes_that_are_not_utf8_are_one_line_with_file_and_line(tmp_path):
     path.write_bytes("Ein Mann.\nMüller\n".encode("latin-1"))
     with pytest.raises(DataError) as error:
         read_lines(path)
-    assert f"{path}:2: byte 0xfc is not UTF-8" in str(error.value) and "\n" not in str(error.value)
+    assert f"{path}:2: byte 2 (0xfc) is not utf-8; name the file's encoding with data.encoding" in str(error.value)
+    assert "\n" not in str(error.value)
+    assert read_lines(path, TextEncoding("latin-1")) == ["Ein Mann.", "M\xfcller"]
 
 
 def test_a_truncated_gzip_file_is_one_line(tmp_path):
@@ -379,22 +326,6 @@ def test_bleu_chrf_and_lowercased_bleu_are_sacrebleus():
     assert scores["bleu_lowercase"] > scores["bleu"]  # "two" matches "Two" only without case
     assert corpus_scores(REFERENCES, REFERENCES)["bleu"] == pytest.approx(100.0)
     assert signatures()["bleu"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
-
-
-def translation_task(root: Path, cache: Path, *overrides: str):
-    cfg = compose_config(
-        [
-            "task=multi30k",
-            "model=gru",
-            "model.embedding_dim=8",
-            "model.hidden_size=6",
-            f"data.root={root}",
-            f"data.cache_dir={cache}",
-            "data.vocab_size=40",
-            *overrides,
-        ]
-    )
-    return check_config(cfg)
 
 
 def test_the_loss_is_label_smoothed_cross_entropy_over_real_target_tokens(mt_root, tmp_path):

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from seqmodels.atomic import AtomicOutput
 from seqmodels.data.conll import to_iob1
+from seqmodels.data.encoding import ERROR_MODES, TextEncoding
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
 from seqmodels.inference.prediction_io import (
     FORMATS,
     check_output_is_not_input,
     conll_output,
+    input_encoding,
     jsonl_output,
     read_input,
 )
@@ -44,6 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", "-o", default="-", help="where --input's answers go (default: standard output)")
     parser.add_argument(
         "--format", choices=FORMATS, default="auto", help="--input's format (default: from its name and first lines)"
+    )
+    parser.add_argument(
+        "--encoding", default="utf-8", help="--input's encoding (default utf-8; e.g. latin-1 for CoNLL-2003's files)"
+    )
+    parser.add_argument(
+        "--encoding-errors",
+        choices=ERROR_MODES,
+        default="strict",
+        help="strict (default): refuse a byte that does not decode, naming its line | replace: read it as U+FFFD "
+        "and count such bytes in a warning",
     )
     parser.add_argument("--batch-size", type=int, default=64, help="texts per batch (default 64)")
     parser.add_argument(
@@ -66,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads is not None and args.threads < 1:
             raise ConfigError(f"--threads {args.threads} must be at least 1")
         set_threads(args.threads)
+        encoding = input_encoding(args.encoding, args.encoding_errors)
         if args.input is not None:
             check_output_is_not_input(args.input, args.output)
         output = AtomicOutput(args.output) if args.input is not None else None
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 text = sys.stdin.read() if args.text == "-" else args.text
                 print(json.dumps(run.predict(text, **options), ensure_ascii=False))
                 return 0
-            predict_file(run, args, options, output)
+            predict_file(run, args, options, output, encoding)
         finally:
             if output is not None:
                 output.discard()
@@ -86,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def predict_file(run: LoadedRun, args: argparse.Namespace, options: dict, output: AtomicOutput) -> None:
+def predict_file(
+    run: LoadedRun, args: argparse.Namespace, options: dict, output: AtomicOutput, encoding: TextEncoding
+) -> None:
     what = f"this run ({run.cfg.task.name}, {run.cfg.task.kind})"
-    source = read_input(args.input, args.format, tagger=run.task.reads_conll, what=what)
+    source = read_input(args.input, args.format, tagger=run.task.reads_conll, what=what, encoding=encoding)
     if source.format == "conll" and args.format == "conll" and not run.task.reads_conll:
         raise ConfigError(f"{what} reads texts, not CoNLL columns; give it one text per line or JSON Lines")
     progress = not args.quiet and source.count > 0

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from seqmodels.data.encoding import UTF8, TextEncoding, read_text, split_lines
 from seqmodels.errors import DataError
 
 EOS = "<eos>"
@@ -33,27 +34,13 @@ UNKNOWN_CHAR = "\ufffd"  # Unicode's replacement character stands for a characte
 IGNORE = -100  # a target that is not a token (F.cross_entropy's default ignore_index)
 
 
-def read_words(path: Path) -> list[str]:
-    """The words of a text file, each line followed by `<eos>`."""
+def read_words(path: Path, encoding: TextEncoding = UTF8) -> list[str]:
+    """The words of a text file, each line followed by `<eos>` (decoded by `encoding`'s rule)."""
     tokens: list[str] = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                tokens += line.split()
-                tokens.append(EOS)
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    for line in split_lines(read_text(path, encoding)):
+        tokens += line.split()
+        tokens.append(EOS)
     return tokens
-
-
-def read_text(path: Path) -> str:
-    """A whole UTF-8 text file, newlines as they are."""
-    try:
-        return Path(path).read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(
-            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); convert it, e.g. iconv -t utf-8"
-        ) from None
 
 
 def split_by_fractions(text: str, val_fraction: float, test_fraction: float) -> dict[str, str]:

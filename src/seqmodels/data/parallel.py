@@ -1,8 +1,9 @@
 """Aligned parallel text: two plain-text files (gzip or not), line i of one translating line i of the other.
 
 Refused, each in one line: files of different line counts (both files and both counts named) and
-bytes that are not UTF-8 (file and line named). A pair with an empty side is skipped and counted:
-neither "translate nothing" nor "nothing translates to this" is worth learning.
+bytes that do not decode (`data.encoding`'s rule, `seqmodels.data.encoding`: file, line and byte
+named). A pair with an empty side is skipped and counted: neither "translate nothing" nor "nothing
+translates to this" is worth learning.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqmodels.data.encoding import UTF8, TextEncoding, split_lines
 from seqmodels.errors import DataError
 
 
@@ -22,29 +24,18 @@ class ParallelText:
     skipped_empty: int  # pairs left out because one side (or both) was empty
 
 
-def read_lines(path: Path) -> list[str]:
+def read_lines(path: Path, encoding: TextEncoding = UTF8) -> list[str]:
     """The file's lines without their line endings; `.gz` files are decompressed as they are read."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         raise DataError(f"{path} is unreadable or not a complete gzip file ({error}); replace it") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: byte 0x{raw[error.start]:02x} is not UTF-8; convert the file to UTF-8 "
-            f"(e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start another
-    return [line.rstrip("\r") for line in lines]
+    return split_lines(encoding.decode(raw, str(path)))
 
 
-def read_parallel(source: Path, target: Path) -> ParallelText:
+def read_parallel(source: Path, target: Path, encoding: TextEncoding = UTF8) -> ParallelText:
     """The aligned pairs of two files, whitespace around each line removed, empty pairs skipped."""
-    sources, targets = read_lines(source), read_lines(target)
+    sources, targets = read_lines(source, encoding), read_lines(target, encoding)
     if len(sources) != len(targets):
         raise DataError(
             f"{source} has {len(sources):,} lines but {target} has {len(targets):,}; the two sides of a "

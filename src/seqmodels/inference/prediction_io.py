@@ -1,9 +1,10 @@
 """The files `predict.py` reads and writes: texts (one per line), JSON Lines, CoNLL columns.
 
-In: plain text, one text per line; JSON Lines, one object per line with a "text" field (its other
-fields are kept); or, for taggers, CoNLL columns: one word per line with any columns after it
-(CoNLL-2003's `word POS chunk NER`, or just `word` or `word tag`), blank lines between sentences,
-`-DOCSTART-` lines between documents.
+In, UTF-8 unless `--encoding` names another (a byte that does not decode is refused with its line
+unless `--encoding-errors replace`): plain text, one text per line; JSON Lines, one object per line
+with a "text" field (its other fields are kept); or, for taggers, CoNLL columns: one word per line
+with any columns after it (CoNLL-2003's `word POS chunk NER`, or just `word` or `word tag`), blank
+lines between sentences, `-DOCSTART-` lines between documents.
 
 Out: JSON Lines, one line per input line in the same order; or, for CoNLL, the input's lines with
 the predicted tag appended as the last column (`O` on `-DOCSTART-` lines), which is what conlleval
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmodels.data.conll import DOCUMENT_START, Sentence, sentence_rows
+from seqmodels.data.encoding import TextEncoding, split_lines
 from seqmodels.errors import ConfigError, DataError
 
 FORMATS = ("auto", "text", "jsonl", "conll")
@@ -47,19 +49,25 @@ class InputFile:
         return len(self.sentences) if self.format == "conll" else len(self.texts)
 
 
-def read_input(source: str, format: str = "auto", *, tagger: bool = False, what: str = "this run") -> InputFile:
+def input_encoding(encoding: str = "utf-8", errors: str = "strict") -> TextEncoding:
+    """How predict decodes its input: the one rule (`seqmodels.data.encoding`), set by `--encoding` and
+    `--encoding-errors`."""
+    return TextEncoding(encoding, errors, option="--encoding", errors_option="--encoding-errors")
+
+
+def read_input(
+    source: str,
+    format: str = "auto",
+    *,
+    tagger: bool = False,
+    what: str = "this run",
+    encoding: TextEncoding | None = None,
+) -> InputFile:
     """`source`: a path or "-" (standard input). `tagger`: the run reads CoNLL files; `what` names the
-    run in errors."""
+    run in errors; `encoding`: UTF-8 (strict) unless given."""
     name = "<stdin>" if source == "-" else source
     raw = sys.stdin.buffer.read() if source == "-" else _read_bytes(Path(source))
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:  # the original CoNLL-2003 files are Latin-1
-        text = raw.decode("latin-1")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the newline that ends the last line
-    lines = [line.removesuffix("\r") for line in lines]
+    lines = split_lines((encoding or input_encoding()).decode(raw, name))
     if format == "auto":
         format = _sniff(name, lines, tagger, what)
     if format == "conll":
