@@ -204,6 +204,13 @@ TINY = [
 ]
 
 
+def composed(*overrides: str):
+    """The config `train.py` would run with these overrides (Hydra's composition, not yet checked)."""
+    from seqmodels.config import compose_config
+
+    return compose_config(list(overrides))
+
+
 def run_script(
     args: list[str], env: dict[str, str], cwd: Path = ROOT, check: bool = True
 ) -> subprocess.CompletedProcess:

@@ -11,16 +11,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
 from omegaconf import OmegaConf
 
+from conftest import composed
 from seqmodels.cli import check_group_overrides
-from seqmodels.config import CONFIG_DIR, compose_config, job_dirname, register_configs
+from seqmodels.config import CONFIG_DIR, job_dirname, register_configs
 from seqmodels.errors import ConfigError
 from seqmodels.schema import defaults, help_lines
 from seqmodels.train import check_config, check_override_keys
 from seqmodels.training.trainer import TrainerConfig
-
-
-def composed(*overrides: str):
-    return compose_config(list(overrides))
 
 
 def presets(group: str) -> list[str]:

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from helpers.parallel_text import write_multi30k
 from seqmodels.config import compose_config
 from seqmodels.models.encoder import RecurrentEncoder, length_mask
 from seqmodels.tasks import get_task
@@ -41,7 +42,6 @@ from seqmodels.training.runtime import seed_everything
 from seqmodels.training.tensorboard import RunLogger
 from seqmodels.training.timing import SectionClock
 from seqmodels.training.trainer import Trainer
-from test_translation import write_multi30k
 
 DEVICE = os.environ.get("SEQMODELS_TEST_DEVICE", "cuda")
 ON_GPU = DEVICE == "cuda"

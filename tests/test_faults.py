@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, TINY, train
+from conftest import ROOT, TINY, composed, train
 from seqmodels.atomic import save_json, save_torch
 from seqmodels.data.cache import cached
 from seqmodels.errors import TrainingError
 from seqmodels.tasks.sentiment import SentimentTask
 from seqmodels.train import run
-from test_configs import composed
 
 SLOW = ["data.batch_size=1", "trainer.max_epochs=2", "trainer.progress_interval_s=0"]  # 43 steps of ~2 ms an epoch
 

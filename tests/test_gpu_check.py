@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, tar_directory, write_aclimdb, write_conll, write_ptb
-from test_translation import write_multi30k
+from helpers.parallel_text import write_multi30k
 
 
 def tiny_data(root: Path, staging: Path) -> Path:

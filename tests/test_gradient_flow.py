@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
-from conftest import TINY
+from conftest import TINY, composed
 from seqmodels.models.encoder import RecurrentEncoder
 from seqmodels.models.recording import RecordedStates
 from seqmodels.tasks.base import StepOutput, Task
@@ -25,7 +25,6 @@ from seqmodels.training.gradient_flow import (
     record_gradient_flow,
     recording_hidden_states,
 )
-from test_configs import composed
 
 W = 0.5  # the fixed recurrent weight of the toy problems: dL/dh_t shrinks as W ** distance
 

@@ -12,12 +12,11 @@ from hydra.errors import HydraException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import write_aclimdb, write_conll
+from conftest import composed, write_aclimdb, write_conll
 from seqmodels.cli import check_group_overrides
 from seqmodels.errors import ConfigError, DataError, SeqmodelsError
 from seqmodels.tasks import get_task
 from seqmodels.train import run
-from test_configs import composed
 
 KEYS = [
     "model.hidden_size",

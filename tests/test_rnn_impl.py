@@ -11,7 +11,7 @@ import itertools
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, composed
 from seqmodels import load_run
 from seqmodels.errors import CheckpointError, ConfigError
 from seqmodels.models import LanguageModel
@@ -23,7 +23,6 @@ from seqmodels.models.summary import parameter_rows
 from seqmodels.models.tagger import TaggerConfig
 from seqmodels.train import check_config, run
 from seqmodels.training.gradient_flow import recording_hidden_states
-from test_configs import composed
 
 LENGTHS = torch.tensor([6, 3, 1, 5])  # padded to 6, one sequence of a single token
 

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.overrides import TorchFunctionMode
 
+from helpers.parallel_text import write_multi30k
 from seqmodels.config import compose_config
 from seqmodels.data.corpus import IGNORE
 from seqmodels.errors import TrainingError
@@ -37,7 +38,6 @@ from seqmodels.training import distributed
 from seqmodels.training import trainer as trainer_module
 from seqmodels.training.averaging import MovingAverage
 from seqmodels.training.trainer import Trainer
-from test_translation import write_multi30k
 
 META = torch.device("meta")
 

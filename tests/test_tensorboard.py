@@ -219,7 +219,7 @@ def logdir(tmp_path_factory, data_root):
     """`outputs/` of one run per task (default run directories) and a two-job multirun, as a user's."""
     import os
 
-    from test_translation import write_multi30k
+    from helpers.parallel_text import write_multi30k
 
     work = tmp_path_factory.mktemp("work")
     env = {**os.environ, "SEQMODELS_DATA_DIR": str(data_root), "SEQMODELS_CACHE_DIR": str(work / "cache")}

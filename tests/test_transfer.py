@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, write_aclimdb
+from conftest import TINY, composed, write_aclimdb
 from seqmodels.errors import CheckpointError, ConfigError
 from seqmodels.inference.loading import load_run
 from seqmodels.models import ClassifierConfig, LanguageModelConfig
@@ -22,7 +22,6 @@ from seqmodels.tasks.transfer import start_from, tokenizer_words
 from seqmodels.train import check_config, run
 from seqmodels.training.optim import LRSchedule, OptimConfig, build_optimizer, parameter_groups
 from seqmodels.training.trainer import Unfreezing
-from test_configs import composed
 
 FAST = [*TINY, "trainer.gradient_flow=false", "trainer.limit_val_batches=2"]
 

@@ -15,117 +15,39 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any, cast
 
 import torch
 from torch import nn
 
 from seqmodels.checks import require_int, require_number
-from seqmodels.data import imdb, ptb, wikitext2
-from seqmodels.data.cache import cache_key, cached
-from seqmodels.data.config import DataConfig
-from seqmodels.data.corpus import (
-    EOS,
-    IGNORE,
-    UNKNOWN,
-    UNKNOWN_CHAR,
-    StreamWindows,
-    build_vocabulary,
-    encode,
-    lay_out,
-    read_text,
-    read_words,
-    split_by_fractions,
+from seqmodels.data.corpus import EOS, IGNORE
+from seqmodels.data.language_model_data import (
+    CHARACTERS,
+    WORDS,
+    LanguageModelData,
+    TextWindow,
+    prepare_language_model_data,
 )
-from seqmodels.data.documents import capped_vocabulary, imdb_streams, word_file_tokens
-from seqmodels.errors import ConfigError, DataError
+from seqmodels.errors import ConfigError
 from seqmodels.models import LanguageModelConfig
 from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.language_model import LanguageModel, State, detach_state, draw, sample
 from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, language_model_step_graph
-from seqmodels.schema import setting
-from seqmodels.tasks.base import Answers, Batch, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, StepOutput, Task, TaskData
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors
 from seqmodels.training.evaluation import evaluate_split
 
 log = logging.getLogger("seqmodels")
 
-WORD_CORPORA = {"ptb": ptb, "wikitext2": wikitext2}
-CHARACTERS = "chars"  # data.dataset for the characters of the file at data.path
-WORDS = "words"  # data.dataset for the words of the file at data.path
-IMDB = "imdb"  # data.dataset for IMDB's training reviews, labelled and unlabelled (never the test reviews)
-FILE_DATASETS = (CHARACTERS, WORDS)  # read data.path, split by data.val_fraction and data.test_fraction
 SAMPLE_LENGTH = {"word": 30, "char": 200}  # tokens sampled for TensorBoard and by default in `predict`
 NUM_EXAMPLES = 3
 # evaluate.py --tune-cache: the grids searched on validation (see configure_evaluation)
 CACHE_THETAS = (0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0, 5.0)
 CACHE_LAMBDAS = (0.0, 0.05, 0.15, 0.2, 0.3, 0.4)
 FIRST_LAMBDA = 0.1
-
-
-@dataclass
-class LanguageModelData(DataConfig):
-    dataset: str = setting(
-        "ptb",
-        f"a word corpus ({', '.join(WORD_CORPORA)}), {IMDB} (its training and unsup reviews as a stream of "
-        f"documents), {WORDS} or {CHARACTERS}: the words or characters of data.path",
-        choices=(*WORD_CORPORA, IMDB, WORDS, CHARACTERS),
-    )
-    path: str | None = setting(None, "the UTF-8 text file of data.dataset=chars or words")
-    val_fraction: float = setting(
-        0.05,
-        "chars, words: the share of the file after the training part, for validation; imdb: the share "
-        "of reviews held out for validation",
-        minimum=0.0,
-        maximum=1.0,
-        low_open=True,
-    )
-    test_fraction: float = setting(
-        0.05,
-        "chars, words: the share at the end of the file, for test; imdb: the share of reviews held out for test",
-        minimum=0.0,
-        maximum=1.0,
-        low_open=True,
-    )
-    vocab_size: int | None = setting(
-        None, "words, imdb: the most frequent training words kept (rarer ones are <unk>); null: all", minimum=1
-    )
-    min_freq: int = setting(1, "words, imdb: words seen fewer times in training are <unk>", minimum=1)
-    reverse: bool = setting(
-        False, "read every text backwards (last token first): a backward language model (docs/transfer.md)"
-    )
-    batch_size: int = setting(20, "parallel streams of text in training", minimum=1)
-    eval_batch_size: int | None = setting(10, "streams in validation and test; null: batch_size", minimum=1)
-    bptt: int = setting(
-        35, "steps per window; the hidden state carries over (detached) into the next window", minimum=1
-    )
-
-    def check(self) -> None:
-        if self.dataset in FILE_DATASETS and not self.path:
-            raise ConfigError(f"task={self.dataset} needs a text file: add data.path=/path/to/file.txt")
-        if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError(
-                f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction} "
-                f"are impossible; each must be in (0, 1) and together below 1 (e.g. 0.05 and 0.05)"
-            )
-
-
-@dataclass
-class TextWindow(Batch):
-    inputs: torch.Tensor  # (streams, steps) token ids
-    targets: torch.Tensor  # (streams, steps): the inputs shifted by one; IGNORE past the end of the text
-    # the targets that are tokens, counted where the window is assembled (on the CPU) and carried along
-    # by `to`, so that a training step counts them without reading the device
-    num_targets: int = -1
-
-    host_fields = ()  # no lengths: every stream runs the whole window
-
-    def __post_init__(self) -> None:
-        if self.num_targets < 0:
-            self.num_targets = int((self.targets != IGNORE).sum())
 
 
 class LanguageModelTask(Task[TextWindow]):
@@ -143,39 +65,6 @@ class LanguageModelTask(Task[TextWindow]):
         self._state: State | None = None  # the recurrent state carried from one window to the next
         self.cache: ContinuousCache | None = None  # evaluation with a continuous cache: use_cache()
 
-    def _settings(self) -> dict[str, Any]:
-        """What the cached id streams depend on (the layout does not: it is cheap to redo)."""
-        data = self.data_config
-        if data.dataset in WORD_CORPORA:
-            return {"dataset": data.dataset, "level": "word"}
-        if data.dataset in (IMDB, WORDS):
-            return {
-                "dataset": data.dataset,
-                "level": "word",
-                "vocab_size": data.vocab_size,
-                "min_freq": data.min_freq,
-                "val_fraction": data.val_fraction,
-                "test_fraction": data.test_fraction,
-            }
-        return {
-            "dataset": CHARACTERS,
-            "level": "char",
-            "val_fraction": data.val_fraction,
-            "test_fraction": data.test_fraction,
-        }
-
-    # -- data -------------------------------------------------------------------------------
-    def _sources(self, settings: dict[str, Any]) -> dict[str, Path]:
-        data = self.data_config
-        if settings["dataset"] in WORD_CORPORA:
-            return WORD_CORPORA[settings["dataset"]].locate(Path(data.root), allow_download=data.download)
-        if settings["dataset"] == IMDB:
-            return {"reviews": imdb.locate(Path(data.root), allow_download=data.download)}
-        path = Path(data.path or "").expanduser()
-        if data.path is None or not path.is_file():
-            raise DataError(f"data.path={data.path} is not a file; point it at a UTF-8 text file")
-        return {"text": path.resolve()}
-
     def check_config(self) -> None:
         if self.model_config.pretrained_vectors and self.data_config.dataset == CHARACTERS:
             raise ConfigError(
@@ -184,85 +73,13 @@ class LanguageModelTask(Task[TextWindow]):
             )
 
     def prepare(self) -> TaskData:
-        settings = self._settings()
-        data = self.data_config
-        sources = self._sources(settings)
-        vectors = read_vectors(self.model_config, data)
-        key = cache_key(list(sources.values()), {**settings, "vocabulary": "most frequent first"})
-        name = settings["dataset"]
-        entry, _ = cached(Path(data.cache_dir), name, key, lambda: self._build_cache(sources, settings))
+        vectors = read_vectors(self.model_config, self.data_config)
+        streams = prepare_language_model_data(self.data_config)
         if vectors is not None:
             # The corpus' own vocabulary, never extended: the output layer predicts exactly these words.
-            self.pretrained, _ = pretrained_rows(vectors, entry["vocabulary"], frozen=0, train_ids=entry["train"])
-        # a backward language model reads each split from its end (documents in reverse order, each backwards)
-        ids = {split: entry[split].flip(0) if data.reverse else entry[split] for split in ("train", "val", "test")}
-        streams = {"train": lay_out(ids["train"], data.batch_size)}
-        for split in ("val", "test"):
-            streams[split] = lay_out(ids[split], data.eval_batch_size or data.batch_size)
-        loaders = {split: StreamWindows(streams[split], data.bptt, TextWindow) for split in streams}
-        vocabulary = entry["vocabulary"]
-        if settings["level"] == "word":
-            start = EOS  # a prompt starts a new sentence, as every line of the corpus follows an <eos>
-        else:
-            start = "\n" if "\n" in vocabulary else vocabulary[1]  # [0] is the unknown
-        artifacts = {
-            "level": settings["level"],
-            "vocabulary": vocabulary,
-            "vocab_size": len(vocabulary),
-            "unknown": entry["unknown"],
-            "start": start,
-        }
-        train = streams["train"]
-        summary = {
-            "dataset": f"{name} ({', '.join(str(path) for path in sources.values())})",
-            "tokens train / val / test": " / ".join(f"{len(entry[split]):,}" for split in ("train", "val", "test")),
-            "vocabulary": f"{len(vocabulary):,} {'words' if settings['level'] == 'word' else 'characters'}",
-            "train layout": f"{train.inputs.shape[0]} streams x {train.inputs.shape[1]:,} steps, "
-            f"{len(loaders['train']):,} windows of {data.bptt}",
-            **(
-                {"documents train / val / test": " / ".join(f"{n:,}" for n in entry["documents"].values())}
-                if "documents" in entry
-                else {}
-            ),
-            **({"direction": "backward (data.reverse=true): every text is read from its end"} if data.reverse else {}),
-        }
-        return TaskData(loaders["train"], loaders["val"], loaders["test"], artifacts, summary)
-
-    @staticmethod
-    def _build_cache(sources: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:
-        log.info("reading %s (once; later runs load the cache)", ", ".join(str(p) for p in sources.values()))
-        if settings["dataset"] == IMDB:
-            return imdb_streams(
-                sources["reviews"],
-                vocab_size=settings["vocab_size"],
-                min_freq=settings["min_freq"],
-                val_fraction=settings["val_fraction"],
-                test_fraction=settings["test_fraction"],
-            )
-        if settings["dataset"] == WORDS:
-            tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"])
-            vocabulary = capped_vocabulary(tokens["train"], settings["vocab_size"], settings["min_freq"])
-            unknown: str | None = UNKNOWN
-            where: dict[str, Any] = {split: f"the {split} part of {sources['text']}" for split in tokens}
-        elif settings["level"] == "word":
-            tokens = {split: read_words(path) for split, path in sources.items()}
-            vocabulary = build_vocabulary(tokens["train"])  # the corpus' own vocabulary, <unk> included
-            unknown = UNKNOWN if UNKNOWN in vocabulary else None
-            where = {split: sources[split] for split in tokens}
-        else:
-            parts = split_by_fractions(read_text(sources["text"]), settings["val_fraction"], settings["test_fraction"])
-            tokens = {split: list(text) for split, text in parts.items()}
-            vocabulary = build_vocabulary(tokens["train"], unknown=UNKNOWN_CHAR)
-            unknown = UNKNOWN_CHAR
-            where = {split: f"the {split} part of {sources['text']}" for split in tokens}
-        entry: dict[str, Any] = {"vocabulary": vocabulary, "unknown": unknown}
-        for split in ("train", "val", "test"):
-            if len(tokens[split]) < 2:
-                raise DataError(
-                    f"{where[split]} holds {len(tokens[split])} token(s); at least 2 are needed to predict one"
-                )
-            entry[split] = encode(tokens[split], vocabulary, unknown)
-        return entry
+            vocabulary = streams.data.artifacts["vocabulary"]
+            self.pretrained, _ = pretrained_rows(vectors, vocabulary, frozen=0, train_ids=streams.train_ids)
+        return streams.data
 
     # -- model, loss, metrics ---------------------------------------------------------------
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:

@@ -1,11 +1,8 @@
 """Translation (many-to-many of different lengths): a sentence in, its translation out.
 
-Data: Multi30k (`task=multi30k`, any two of en/de/fr; test is test_2016_flickr, and the 2017 and 2018
-test sets are reported beside it) or a user's parallel corpus (`task=translation data.path=DIR`:
-`DIR/{train,val,test}.{source,target}`, plain text or .gz). Subword vocabularies (BPE or unigram,
-`data.subword`) are trained on the training split only, one per language or one for both
-(`data.vocab`). The model is `models.seq2seq`; the loss is label-smoothed cross-entropy over the
-real target tokens (`</s>` included, padding left out).
+The data (Multi30k or a user's parallel corpus, cut into subword pieces) is `data.translation_data`'s.
+The model is `models.seq2seq`; the loss is label-smoothed cross-entropy over the real target tokens
+(`</s>` included, padding left out).
 
 Metrics (`translation_metrics`): sacreBLEU's cased BLEU on detokenized text (the monitor), chrF and
 lowercased BLEU against the untouched reference lines, and teacher-forced `loss` and `perplexity`.
@@ -20,72 +17,26 @@ import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch import nn
 
 from seqmodels.checks import require_int, require_number
-from seqmodels.data import multi30k
-from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_fraction
-from seqmodels.data.cache import cache_key, cached
-from seqmodels.data.config import DataConfig
-from seqmodels.data.parallel import read_parallel
-from seqmodels.data.subword import BOS_ID, EOS_ID, MODELS, decode_ids, encode_texts, pieces, train_subword_tokenizer
-from seqmodels.data.text import PAD_ID, flatten, tokenizer_from_json
-from seqmodels.errors import ConfigError, DataError
+from seqmodels.data.batching import pad_right
+from seqmodels.data.subword import BOS_ID, EOS_ID, decode_ids, encode_texts, pieces
+from seqmodels.data.text import tokenizer_from_json
+from seqmodels.data.translation_data import TranslationBatch, TranslationData, prepare_translation_data
+from seqmodels.errors import ConfigError
 from seqmodels.models.modes import evaluating
 from seqmodels.models.search import beam_search, greedy_search
 from seqmodels.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from seqmodels.schema import Section, setting
 from seqmodels.tasks.attention_map import attention_figure
-from seqmodels.tasks.base import Answers, Batch, Loader, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, StepOutput, Task, TaskData
 from seqmodels.tasks.translation_metrics import corpus_scores, signatures
 
 log = logging.getLogger("seqmodels")
-
-DATASETS = ("multi30k", "files")
-SPLITS = ("train", "val", "test")
-SHOWCASE = 3  # validation sentences translated (and their attention drawn) after each validation
-SHOWCASE_MAX_WORDS = 14
-
-
-@dataclass
-class TranslationData(DataConfig):
-    dataset: str = setting(
-        "multi30k", "multi30k | files: DIR/{train,val,test}.{source,target}[.gz] of data.path", choices=DATASETS
-    )
-    source: str = setting("de", "the source language (multi30k: en, de or fr; files: the source files' suffix)")
-    target: str = setting("en", "the target language (as data.source)")
-    path: str | None = setting(None, "files: the folder of the parallel corpus")
-    subword: str = setting("bpe", "bpe | unigram: how words are cut into pieces", choices=MODELS)
-    vocab: str = setting(
-        "separate", "separate: one subword vocabulary per language | joint: one for both", choices=("separate", "joint")
-    )
-    vocab_size: int = setting(5000, "pieces per vocabulary, <pad> <unk> <s> </s> included", minimum=8)
-    max_length: int = setting(100, "pieces kept per sentence; longer sentences are cut (counted at start)", minimum=1)
-    batch_size: int = setting(64, "sentence pairs per training batch", minimum=1)
-    eval_batch_size: int = setting(128, "sentences decoded together in validation and test", minimum=1)
-
-    def check(self) -> None:
-        if self.dataset == "multi30k":
-            for key, language in (("source", self.source), ("target", self.target)):
-                if language not in multi30k.LANGUAGES:
-                    raise ConfigError(
-                        f"data.{key}={language!r} is not a Multi30k language; use one of {list(multi30k.LANGUAGES)}"
-                    )
-        else:
-            if not self.path:
-                raise ConfigError(
-                    "task=translation needs a corpus: add data.path=DIR (a folder with "
-                    "{train,val,test}.{source,target}, e.g. train.de and train.en)"
-                )
-            for key, language in (("source", self.source), ("target", self.target)):
-                if not language or "/" in language or language.startswith("."):
-                    raise ConfigError(f"data.{key}={language!r} must be a file suffix such as de or en")
-        if self.source == self.target:
-            raise ConfigError(f"data.source and data.target are both {self.source!r}; choose two languages")
 
 
 @dataclass
@@ -109,44 +60,9 @@ class DecodeConfig(Section):
     max_length_extra: int = setting(10, "see max_length_ratio", minimum=0)
 
 
-@dataclass
-class TranslationBatch(Batch):
-    source: torch.Tensor  # (B, S) right-padded piece ids
-    source_lengths: torch.Tensor  # (B,) on the CPU (`Batch.host_fields`)
-    target_in: torch.Tensor  # (B, T) <s> y1 .. yn, padded
-    target_out: torch.Tensor  # (B, T) y1 .. yn </s>, padded with <pad> (left out of the loss)
-    # (N,) the flat (row-major) indices of target_out's real positions: indices, not a mask, so a step
-    # selects them without asking the device how many there are
-    target_positions: torch.Tensor
-    references: list[str] | None = None  # the untouched target lines (validation and test)
-
-    host_fields = ("source_lengths",)
-
-
 @lru_cache(maxsize=8)
 def _tokenizer(serialized: str):
     return tokenizer_from_json(serialized)
-
-
-def _locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Path, Path]]:
-    if not folder.is_dir():
-        raise DataError(
-            f"data.path={folder} is not a folder; point it at a folder with {{train,val,test}}.{{{source},{target}}}"
-        )
-    found = {}
-    for split in SPLITS:
-        pair = []
-        for language in (source, target):
-            candidates = [folder / f"{split}.{language}", folder / f"{split}.{language}.gz"]
-            path = next((c for c in candidates if c.is_file()), None)
-            if path is None:
-                raise DataError(
-                    f"{folder} has no {split}.{language} (or {split}.{language}.gz); a parallel corpus "
-                    f"is {{train,val,test}}.{{{source},{target}}}, one sentence per line"
-                )
-            pair.append(path.resolve())
-        found[split] = (pair[0], pair[1])
-    return found
 
 
 class TranslationTask(Task[TranslationBatch]):
@@ -167,148 +83,8 @@ class TranslationTask(Task[TranslationBatch]):
         self.beam_size, self.length_penalty = self.decode_config.val_beam_size, self.decode_config.length_penalty
         self._signature_logged = False
 
-    # -- data -------------------------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        """What the cached data depends on."""
-        data = self.data_config
-        return {
-            "dataset": data.dataset,
-            "source": data.source,
-            "target": data.target,
-            "subword": data.subword,
-            "vocab": data.vocab,
-            "vocab_size": data.vocab_size,
-            "max_length": data.max_length,
-        }
-
-    def _sources(self) -> dict[str, tuple[Path, Path]]:
-        data = self.data_config
-        if data.dataset == "multi30k":
-            return multi30k.locate(Path(data.root), data.source, data.target, allow_download=data.download)
-        assert data.path is not None  # TranslationData.check: a user's corpus names its folder
-        return _locate_files(Path(data.path).expanduser(), data.source, data.target)
-
     def prepare(self) -> TaskData:
-        settings = self._settings()
-        data = self.data_config
-        sources = self._sources()
-        files = [path for pair in sources.values() for path in pair]
-        name = f"{settings['dataset']}-{data.source}-{data.target}"
-        entry, _ = cached(
-            Path(data.cache_dir), name, cache_key(files, settings), lambda: self._build_cache(sources, settings)
-        )
-
-        def loader(split: str, shuffle: bool) -> BatchLoader:
-            part = entry["splits"][split]
-            source_ids = RaggedIds(part["source"], part["source_offsets"])
-            target_ids = RaggedIds(part["target"], part["target_offsets"])
-            references = part.get("references")
-            bos, eos = torch.tensor([BOS_ID], dtype=torch.int32), torch.tensor([EOS_ID], dtype=torch.int32)
-
-            def make_batch(indices: list[int]) -> TranslationBatch:
-                source, source_lengths = pad_right([source_ids[i] for i in indices])
-                target_in, _ = pad_right([torch.cat([bos, target_ids[i]]) for i in indices])
-                target_out, _ = pad_right([torch.cat([target_ids[i], eos]) for i in indices])
-                return TranslationBatch(
-                    source,
-                    source_lengths,
-                    target_in,
-                    target_out,
-                    (target_out != PAD_ID).flatten().nonzero().squeeze(1),
-                    None if references is None else [references[i] for i in indices],
-                )
-
-            # sorted by both lengths together, so neither side of a batch is padded much
-            lengths = source_ids.lengths() + target_ids.lengths()
-            sampler = BucketBatchSampler(
-                lengths, data.batch_size if shuffle else data.eval_batch_size, shuffle=shuffle, seed=self.cfg.seed
-            )
-            return BatchLoader(sampler, make_batch)
-
-        train = loader("train", shuffle=True)
-        extra: dict[str, Loader] = {split: loader(split, False) for split in entry["splits"] if split not in SPLITS}
-        stats = entry["stats"]
-        part = entry["splits"]["train"]
-        source_lengths, target_lengths = part["source_offsets"].diff(), part["target_offsets"].diff()
-        batches = train.sampler.batches()
-        summary = {
-            "dataset": f"{settings['dataset']} {data.source}->{data.target} ({sources['train'][0].parent})",
-            "pairs": ", ".join(f"{split} {stats[split]['pairs']:,}" for split in stats),
-            "skipped (an empty side)": ", ".join(f"{split} {stats[split]['skipped']}" for split in stats),
-            f"cut to max_length {data.max_length}": ", ".join(f"{split} {stats[split]['cut']}" for split in stats),
-            "vocabulary": (
-                f"{data.subword} {data.vocab}: {entry['source_vocab_size']:,} source / "
-                f"{entry['target_vocab_size']:,} target pieces"
-            ),
-            "pieces per sentence (train)": (
-                f"source {source_lengths.float().mean():.1f} (max "
-                f"{int(source_lengths.max())}), target {target_lengths.float().mean():.1f}"
-                f" (max {int(target_lengths.max())})"
-            ),
-            "padding, bucketed batches": (
-                f"source {padding_fraction(source_lengths, batches):.1%}, target "
-                f"{padding_fraction(target_lengths + 1, batches):.1%}"
-            ),
-        }
-        artifacts = {
-            "source_tokenizer": entry["source_tokenizer"],
-            "target_tokenizer": entry["target_tokenizer"],
-            "source_vocab_size": entry["source_vocab_size"],
-            "target_vocab_size": entry["target_vocab_size"],
-            "source": data.source,
-            "target": data.target,
-            "max_length": data.max_length,
-            "showcase": entry["showcase"],
-        }
-        return TaskData(train, loader("val", False), loader("test", False), artifacts, summary, extra)
-
-    @staticmethod
-    def _build_cache(sources: dict[str, tuple[Path, Path]], settings: dict[str, Any]) -> dict[str, Any]:
-        log.info("reading %s (once; later runs load the cache)", sources["train"][0].parent)
-        texts = {split: read_parallel(*pair) for split, pair in sources.items()}
-        for split, text in texts.items():
-            if text.skipped_empty:
-                log.warning("%s: %d pairs with an empty side skipped", split, text.skipped_empty)
-        # The vocabularies come from the training split only, as a user's new sentences would meet them.
-        train = texts["train"]
-        model, size = settings["subword"], settings["vocab_size"]
-        if settings["vocab"] == "joint":
-            source_tokenizer = target_tokenizer = train_subword_tokenizer(
-                train.sources + train.targets, model=model, vocab_size=size
-            )
-        else:
-            source_tokenizer = train_subword_tokenizer(train.sources, model=model, vocab_size=size)
-            target_tokenizer = train_subword_tokenizer(train.targets, model=model, vocab_size=size)
-        limit = settings["max_length"]
-        entry: dict[str, Any] = {
-            "source_tokenizer": source_tokenizer.to_str(),
-            "target_tokenizer": target_tokenizer.to_str(),
-            "source_vocab_size": source_tokenizer.get_vocab_size(),
-            "target_vocab_size": target_tokenizer.get_vocab_size(),
-            "splits": {},
-            "stats": {},
-        }
-        for split, text in texts.items():
-            source_ids = encode_texts(source_tokenizer, text.sources)
-            target_ids = encode_texts(target_tokenizer, text.targets)
-            cut = sum(len(s) > limit or len(t) > limit for s, t in zip(source_ids, target_ids))
-            # a sentence of only unknown characters would be empty: it keeps one <unk>
-            source_flat, source_offsets = flatten([ids[:limit] or [1] for ids in source_ids])
-            target_flat, target_offsets = flatten([ids[:limit] for ids in target_ids])
-            part: dict[str, Any] = {
-                "source": source_flat,
-                "source_offsets": source_offsets,
-                "target": target_flat,
-                "target_offsets": target_offsets,
-            }
-            if split != "train":
-                part["references"] = text.targets  # scored untouched, never through the tokenizer
-            entry["splits"][split] = part
-            entry["stats"][split] = {"pairs": len(text.sources), "skipped": text.skipped_empty, "cut": cut}
-        val = texts["val"]
-        short = [i for i, line in enumerate(val.sources) if len(line.split()) <= SHOWCASE_MAX_WORDS]
-        entry["showcase"] = [[val.sources[i], val.targets[i]] for i in (short or range(len(val.sources)))[:SHOWCASE]]
-        return entry
+        return prepare_translation_data(self.data_config, self.cfg.seed)
 
     # -- model, loss, metrics ---------------------------------------------------------------
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:

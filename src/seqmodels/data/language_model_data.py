@@ -1,0 +1,224 @@
+"""A language model's data: the `data.*` keys of `task=ptb|wikitext2|imdb_lm|words|chars`, the corpus read
+into numbered token streams (cached), laid out as parallel streams and cut into windows (`data.corpus`).
+
+Word corpora (PTB, WikiText-2) keep their own vocabulary; IMDB's training reviews and a user's word file
+keep the most frequent training words (`data.vocab_size`, `data.min_freq`); a character file numbers its
+characters. `data.reverse=true` reads every split from its end: a backward language model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqmodels.contracts import Batch, TaskData
+from seqmodels.data import imdb, ptb, wikitext2
+from seqmodels.data.cache import cache_key, cached
+from seqmodels.data.config import DataConfig
+from seqmodels.data.corpus import (
+    EOS,
+    IGNORE,
+    UNKNOWN,
+    UNKNOWN_CHAR,
+    StreamWindows,
+    build_vocabulary,
+    encode,
+    lay_out,
+    read_text,
+    read_words,
+    split_by_fractions,
+)
+from seqmodels.data.documents import capped_vocabulary, imdb_streams, word_file_tokens
+from seqmodels.errors import ConfigError, DataError
+from seqmodels.schema import setting
+
+log = logging.getLogger("seqmodels")
+
+WORD_CORPORA = {"ptb": ptb, "wikitext2": wikitext2}
+CHARACTERS = "chars"  # data.dataset for the characters of the file at data.path
+WORDS = "words"  # data.dataset for the words of the file at data.path
+IMDB = "imdb"  # data.dataset for IMDB's training reviews, labelled and unlabelled (never the test reviews)
+FILE_DATASETS = (CHARACTERS, WORDS)  # read data.path, split by data.val_fraction and data.test_fraction
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class LanguageModelData(DataConfig):
+    dataset: str = setting(
+        "ptb",
+        f"a word corpus ({', '.join(WORD_CORPORA)}), {IMDB} (its training and unsup reviews as a stream of "
+        f"documents), {WORDS} or {CHARACTERS}: the words or characters of data.path",
+        choices=(*WORD_CORPORA, IMDB, WORDS, CHARACTERS),
+    )
+    path: str | None = setting(None, "the UTF-8 text file of data.dataset=chars or words")
+    val_fraction: float = setting(
+        0.05,
+        "chars, words: the share of the file after the training part, for validation; imdb: the share "
+        "of reviews held out for validation",
+        minimum=0.0,
+        maximum=1.0,
+        low_open=True,
+    )
+    test_fraction: float = setting(
+        0.05,
+        "chars, words: the share at the end of the file, for test; imdb: the share of reviews held out for test",
+        minimum=0.0,
+        maximum=1.0,
+        low_open=True,
+    )
+    vocab_size: int | None = setting(
+        None, "words, imdb: the most frequent training words kept (rarer ones are <unk>); null: all", minimum=1
+    )
+    min_freq: int = setting(1, "words, imdb: words seen fewer times in training are <unk>", minimum=1)
+    reverse: bool = setting(
+        False, "read every text backwards (last token first): a backward language model (docs/transfer.md)"
+    )
+    batch_size: int = setting(20, "parallel streams of text in training", minimum=1)
+    eval_batch_size: int | None = setting(10, "streams in validation and test; null: batch_size", minimum=1)
+    bptt: int = setting(
+        35, "steps per window; the hidden state carries over (detached) into the next window", minimum=1
+    )
+
+    def check(self) -> None:
+        if self.dataset in FILE_DATASETS and not self.path:
+            raise ConfigError(f"task={self.dataset} needs a text file: add data.path=/path/to/file.txt")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                f"data.val_fraction={self.val_fraction} and data.test_fraction={self.test_fraction} "
+                f"are impossible; each must be in (0, 1) and together below 1 (e.g. 0.05 and 0.05)"
+            )
+
+
+@dataclass
+class TextWindow(Batch):
+    inputs: torch.Tensor  # (streams, steps) token ids
+    targets: torch.Tensor  # (streams, steps): the inputs shifted by one; IGNORE past the end of the text
+    # the targets that are tokens, counted where the window is assembled (on the CPU) and carried along
+    # by `to`, so that a training step counts them without reading the device
+    num_targets: int = -1
+
+    host_fields = ()  # no lengths: every stream runs the whole window
+
+    def __post_init__(self) -> None:
+        if self.num_targets < 0:
+            self.num_targets = int((self.targets != IGNORE).sum())
+
+
+@dataclass
+class TextStreams:
+    """A prepared corpus: its windows, artifacts and summary (`data`) and the training split's ids in reading
+    order (what word vectors are matched against)."""
+
+    data: TaskData
+    train_ids: torch.Tensor
+
+
+def cache_settings(config: LanguageModelData) -> dict[str, Any]:
+    """What the cached id streams depend on (the layout does not: it is cheap to redo)."""
+    if config.dataset in WORD_CORPORA:
+        return {"dataset": config.dataset, "level": "word"}
+    fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
+    if config.dataset in (IMDB, WORDS):
+        return {
+            "dataset": config.dataset,
+            "level": "word",
+            "vocab_size": config.vocab_size,
+            "min_freq": config.min_freq,
+            **fractions,
+        }
+    return {"dataset": CHARACTERS, "level": "char", **fractions}
+
+
+def locate(config: LanguageModelData) -> dict[str, Path]:
+    """The files the corpus is read from, by role (a word corpus' splits, IMDB's archive, data.path)."""
+    if config.dataset in WORD_CORPORA:
+        return WORD_CORPORA[config.dataset].locate(Path(config.root), allow_download=config.download)
+    if config.dataset == IMDB:
+        return {"reviews": imdb.locate(Path(config.root), allow_download=config.download)}
+    path = Path(config.path or "").expanduser()
+    if config.path is None or not path.is_file():
+        raise DataError(f"data.path={config.path} is not a file; point it at a UTF-8 text file")
+    return {"text": path.resolve()}
+
+
+def prepare_language_model_data(config: LanguageModelData) -> TextStreams:
+    """The corpus of `config` as windows of parallel streams, read once and cached."""
+    settings = cache_settings(config)
+    sources = locate(config)
+    key = cache_key(list(sources.values()), {**settings, "vocabulary": "most frequent first"})
+    name = settings["dataset"]
+    entry, _ = cached(Path(config.cache_dir), name, key, lambda: build_streams(sources, settings))
+    # a backward language model reads each split from its end (documents in reverse order, each backwards)
+    ids = {split: entry[split].flip(0) if config.reverse else entry[split] for split in SPLITS}
+    streams = {"train": lay_out(ids["train"], config.batch_size)}
+    for split in ("val", "test"):
+        streams[split] = lay_out(ids[split], config.eval_batch_size or config.batch_size)
+    loaders = {split: StreamWindows(streams[split], config.bptt, TextWindow) for split in streams}
+    vocabulary = entry["vocabulary"]
+    if settings["level"] == "word":
+        start = EOS  # a prompt starts a new sentence, as every line of the corpus follows an <eos>
+    else:
+        start = "\n" if "\n" in vocabulary else vocabulary[1]  # [0] is the unknown
+    artifacts = {
+        "level": settings["level"],
+        "vocabulary": vocabulary,
+        "vocab_size": len(vocabulary),
+        "unknown": entry["unknown"],
+        "start": start,
+    }
+    train = streams["train"]
+    summary = {
+        "dataset": f"{name} ({', '.join(str(path) for path in sources.values())})",
+        "tokens train / val / test": " / ".join(f"{len(entry[split]):,}" for split in SPLITS),
+        "vocabulary": f"{len(vocabulary):,} {'words' if settings['level'] == 'word' else 'characters'}",
+        "train layout": f"{train.inputs.shape[0]} streams x {train.inputs.shape[1]:,} steps, "
+        f"{len(loaders['train']):,} windows of {config.bptt}",
+        **(
+            {"documents train / val / test": " / ".join(f"{n:,}" for n in entry["documents"].values())}
+            if "documents" in entry
+            else {}
+        ),
+        **({"direction": "backward (data.reverse=true): every text is read from its end"} if config.reverse else {}),
+    }
+    data = TaskData(loaders["train"], loaders["val"], loaders["test"], artifacts, summary)
+    return TextStreams(data, entry["train"])
+
+
+def build_streams(sources: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:
+    """The cache entry: the vocabulary (most frequent first), the unknown token (None if the corpus has
+    none) and each split's token ids."""
+    log.info("reading %s (once; later runs load the cache)", ", ".join(str(p) for p in sources.values()))
+    if settings["dataset"] == IMDB:
+        return imdb_streams(
+            sources["reviews"],
+            vocab_size=settings["vocab_size"],
+            min_freq=settings["min_freq"],
+            val_fraction=settings["val_fraction"],
+            test_fraction=settings["test_fraction"],
+        )
+    if settings["dataset"] == WORDS:
+        tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"])
+        vocabulary = capped_vocabulary(tokens["train"], settings["vocab_size"], settings["min_freq"])
+        unknown: str | None = UNKNOWN
+        where: dict[str, Any] = {split: f"the {split} part of {sources['text']}" for split in tokens}
+    elif settings["level"] == "word":
+        tokens = {split: read_words(path) for split, path in sources.items()}
+        vocabulary = build_vocabulary(tokens["train"])  # the corpus' own vocabulary, <unk> included
+        unknown = UNKNOWN if UNKNOWN in vocabulary else None
+        where = {split: sources[split] for split in tokens}
+    else:
+        parts = split_by_fractions(read_text(sources["text"]), settings["val_fraction"], settings["test_fraction"])
+        tokens = {split: list(text) for split, text in parts.items()}
+        vocabulary = build_vocabulary(tokens["train"], unknown=UNKNOWN_CHAR)
+        unknown = UNKNOWN_CHAR
+        where = {split: f"the {split} part of {sources['text']}" for split in tokens}
+    entry: dict[str, Any] = {"vocabulary": vocabulary, "unknown": unknown}
+    for split in SPLITS:
+        if len(tokens[split]) < 2:
+            raise DataError(f"{where[split]} holds {len(tokens[split])} token(s); at least 2 are needed to predict one")
+        entry[split] = encode(tokens[split], vocabulary, unknown)
+    return entry
