@@ -99,7 +99,6 @@ BAD_FILES = {
         b"the 1 2 3\nparis 1 2 3 4\nharry 1 2 3 4\n",
         "mixed dimensions: the lines before line 2 hold 3 values, lines 2 and 3 hold 4",
     ),
-    "header dimension": (b"2 4\nthe 1 2 3\nparis 1 2 3\n", "mixed dimensions: the header says 4 values per word"),
     "not utf-8": (b"the 1 2 3\ncaf\xe9 1 2 3\n", r"v:2: not UTF-8 text \(byte 0xe9\)"),
     "header says more": (b"3 3\nthe 1 2 3\nparis 1 2 3\n", "header says 3 words but the file holds 2"),
     "header says fewer": (b"1 3\nthe 1 2 3\nparis 1 2 3\n", "header says 1 words but the file holds 2"),
@@ -120,6 +119,29 @@ def test_a_bad_vector_file_is_one_line(tmp_path, case):
     assert "\n" not in str(error.value)
     cache = tmp_path / "cache"
     assert not cache.exists() or not list(cache.iterdir())  # nothing half-made is left behind
+
+
+@pytest.mark.parametrize("layout", ["GloVe", "word2vec"])
+def test_a_byte_order_mark_is_dropped_not_read_as_part_of_the_first_word(tmp_path, layout):
+    path = glove_file(tmp_path / "v.txt") if layout == "GloVe" else word2vec_text(tmp_path / "v.txt")
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert probe(path).dim == 3  # not 1: the header `8 3` is still a header
+    loaded = load_vectors(path, tmp_path / "cache")
+    assert loaded.words == WORDS and loaded.format == (GLOVE if layout == "GloVe" else WORD2VEC_TEXT)
+
+
+def test_a_header_whose_dimension_is_not_the_rows_is_named_wrong_and_the_rows_are_read(tmp_path, caplog):
+    path = word2vec_text(tmp_path / "v.txt")
+    path.write_bytes(path.read_bytes().replace(b"8 3\n", b"8 100\n", 1))
+    with caplog.at_level(logging.WARNING, logger="seqmodels"):
+        layout = probe(path)
+    assert layout.dim == 3 and layout.format == WORD2VEC_TEXT
+    assert (
+        f"{path}: the header says 100 values per word but its rows hold 3: the header is wrong (fix its second "
+        f"number); reading 3-dimensional vectors" in caplog.text
+    )
+    loaded = load_vectors(path, tmp_path / "cache")
+    assert loaded.words == WORDS and np.allclose(loaded.vectors.numpy(), VECTORS)
 
 
 @pytest.mark.parametrize(

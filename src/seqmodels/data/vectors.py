@@ -11,11 +11,13 @@ file's path, size and modification time. Later runs memory-map that matrix, so l
 under a second and memory holds the vectors once at most, whatever the text's size. A damaged file is
 refused with one line naming it and, where there is one, the line: wrong number of values, a value
 that is no number, mixed dimensions, bytes that are not UTF-8, an empty file, a header whose count
-is not the file's.
+is not the file's. A byte order mark before the first line is dropped; where a word2vec header's
+dimension disagrees with the rows, the rows are read and the header is said to be wrong.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import logging
@@ -135,6 +137,7 @@ def probe(path: Path) -> Layout:
         raise
     except READ_ERRORS as error:
         raise DataError(f"word vectors: {path} is truncated or corrupt ({error})") from None
+    head = head.removeprefix(codecs.BOM_UTF8)
     if not head.strip():
         raise DataError(f"word vectors: {path} is empty; expected lines 'word v1 v2 ...' (GloVe) or a word2vec file")
     first, _, after = head.partition(b"\n")
@@ -150,12 +153,40 @@ def probe(path: Path) -> Layout:
     count, dim = int(header.group(1)), int(header.group(2))
     if count == 0 or dim == 0:
         raise DataError(f"word vectors: {path} has the header '{first.decode().strip()}' and so holds no vectors")
-    try:  # binary floats are never a UTF-8 line of a word and numbers
-        fields = after.partition(b"\n")[0].decode("utf-8").split()
-    except UnicodeDecodeError:
-        fields = []
-    text = len(fields) >= 2 and _all_numbers(fields[1:])
-    return Layout(WORD2VEC_TEXT if text else WORD2VEC_BINARY, dim, count)
+    rows = _row_sizes(after, complete=len(head) < PROBE_BYTES)
+    if not rows:  # binary floats are never a UTF-8 line of a word and numbers
+        return Layout(WORD2VEC_BINARY, dim, count)
+    if rows[0] != dim and all(size == rows[0] for size in rows):
+        log.warning(
+            "%s: the header says %d values per word but its rows hold %d: the header is wrong (fix its second "
+            "number); reading %d-dimensional vectors",
+            path,
+            dim,
+            rows[0],
+            rows[0],
+        )
+        dim = rows[0]
+    return Layout(WORD2VEC_TEXT, dim, count)
+
+
+def _row_sizes(lines: bytes, complete: bool, most: int = 10) -> list[int]:
+    """The number of values on each of the first text rows `word v1 v2 ...` of `lines` (at most `most`;
+    the last line only if `complete`); empty if the first row is no such line."""
+    rows = lines.split(b"\n")[: None if complete else -1]
+    sizes = []
+    for raw in rows:
+        if len(sizes) == most:
+            break
+        try:
+            fields = raw.decode("utf-8").split()
+        except UnicodeDecodeError:
+            fields = []
+        if not fields and raw.strip() == b"":
+            continue
+        if len(fields) < 2 or not _all_numbers(fields[1:]):
+            break
+        sizes.append(len(fields) - 1)
+    return sizes
 
 
 def read_rows(path: Path, layout: Layout) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -178,6 +209,8 @@ def _text_rows(handle: IO[bytes], path: Path, layout: Layout) -> Iterator[tuple[
     if layout.count is not None:
         next(lines)  # the header
     for number, raw in lines:
+        if number == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
         line = _decode(raw, f"{path}:{number}").rstrip("\r\n")
         if not line.strip():
             continue
@@ -206,11 +239,6 @@ def _refuse_line(path: Path, number: int, word: str, rest: str, layout: Layout, 
     for field in fields:
         if not _all_numbers([field]):
             raise DataError(f"{path}:{number}: {field[:30]!r} after the word {word[:30]!r} is not a number")
-    if layout.count is not None and number == 2:
-        raise DataError(
-            f"{path}: mixed dimensions: the header says {dim} values per word, line 2 holds "
-            f"{len(fields)}; fix the header's second number"
-        )
     following = next(handle, b"").decode("utf-8", "replace").split()
     if len(following) - 1 == len(fields):
         raise DataError(
