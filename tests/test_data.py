@@ -133,6 +133,9 @@ def test_evaluation_batches_are_sorted_and_complete():
 def test_pad_right():
     tokens, lengths = pad_right([torch.tensor([4, 5, 6]), torch.tensor([7])])
     assert tokens.tolist() == [[4, 5, 6], [7, PAD_ID, PAD_ID]] and lengths.tolist() == [3, 1]
+    stored = [torch.tensor([1], dtype=torch.int32), torch.tensor([2, 3], dtype=torch.int32)]  # a cache's ids
+    tokens, _ = pad_right(stored, pad_value=-1)
+    assert tokens.dtype == torch.int64 and tokens.tolist() == [[1, -1], [2, 3]]
 
 
 # -- the task's prepared data and its cache ----------------------------------------------------

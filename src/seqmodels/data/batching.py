@@ -1,7 +1,7 @@
 """Length-bucketed, padded batches.
 
-Zero padding is wasted computation, and on CPU packed sequences are the slow way round (see
-docs/performance.md: 0.12x the tokens/s of padded, bucketed batches). So sequences of similar
+Zero padding is wasted computation, and on CPU packed sequences are the slow way round (measured in
+docs/performance.md). So sequences of similar
 length are batched together: the training order is shuffled, cut into pools of `pool_batches`
 batches, each pool is sorted by length and cut into batches, and the batches are shuffled. Every epoch draws a new
 order from (seed, epoch), so runs are reproducible and resumable.
@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Sampler
 
 from seqmodels.data.text import PAD_ID
@@ -123,12 +124,9 @@ def padding_report(lengths: torch.Tensor, sampler: BucketBatchSampler) -> dict[s
 
 
 def pad_right(sequences: Sequence[torch.Tensor], pad_value: int = PAD_ID) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) int64 ids padded on the right, and the (B,) lengths."""
+    """(B, T) int64 ids padded on the right (torch's `pad_sequence`), and the (B,) lengths."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
-    out = torch.full((len(sequences), int(lengths.max())), pad_value, dtype=torch.int64)
-    for row, sequence in enumerate(sequences):
-        out[row, : len(sequence)] = sequence
-    return out, lengths
+    return pad_sequence(list(sequences), batch_first=True, padding_value=pad_value).long(), lengths
 
 
 @dataclass
