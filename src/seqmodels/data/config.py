@@ -15,14 +15,16 @@ class DataConfig(Section):
         "the folder that holds imdb/, conll2003/, wikitext-2/, ptb/, multi30k/, glove/ (see docs/data.md); "
         "default $SEQMODELS_DATA_DIR, else data/ in the current directory; never written to "
         "except to download a missing dataset into it",
+        execution=True,
     )
     cache_dir: str = setting(
         "${oc.env:SEQMODELS_CACHE_DIR,${user_cache:}}",
         "prepared (tokenized) data, keyed on the files and settings; default "
         "$SEQMODELS_CACHE_DIR, else $XDG_CACHE_HOME/seqmodels or ~/.cache/seqmodels; safe to "
         "delete",
+        execution=True,
     )
-    download: bool = setting(True, "fetch a missing dataset from its canonical URL")
+    download: bool = setting(True, "fetch a missing dataset from its canonical URL", execution=True)
     batch_size: int = setting(64, "examples (or parallel text streams) per training batch", minimum=1)
     encoding: str = setting(
         "utf-8",
@@ -50,8 +52,9 @@ class FilesConfig(DataConfig):
     test: str | None = setting(None, "the test file; null: the run reports validation only")
     val_fraction: float = setting(
         0.1,
-        "without data.val: the share of the training examples held out for validation, drawn with the run's seed",
+        "without data.val: the share of the training examples held out for validation (data.split_seed)",
         minimum=0.0,
         maximum=1.0,
         low_open=True,
     )
+    split_seed: int = setting(1234, "seeds the validation split, which does not move with `seed`", minimum=0)
