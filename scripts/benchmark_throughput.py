@@ -9,7 +9,7 @@ on `--warmup` batches and is then timed on the first `--batches` training batche
               same optimizer (`build_optimizer` from the optim config) and the same gradient clipping,
               nothing else. One per task kind:
                 sentiment       forward, cross-entropy, backward, clip_grad_norm_, step;
-                ner             the tagger's forward and `model.loss`, backward, clip, step;
+                tagging         the tagger's forward and `model.loss`, backward, clip, step;
                 language_model  pytorch/examples `word_language_model/main.py`'s truncated-BPTT loop on
                                 its own RNNModel (embedding, dropout, one multi-layer nn.LSTM/GRU/RNN,
                                 dropout, linear decoder; tied if the config ties) holding seqmodels'
@@ -519,7 +519,7 @@ def baseline_runners(
             [plain("plain PyTorch loop, same model and batches", fresh, classifier_step), packed],
             {"packed vs seqmodels model, max abs logit difference (eval)": f"{difference:.1e}"},
         )
-    if kind == "ner":
+    if kind == "tagging":
         return [plain("plain PyTorch loop, same model and batches", fresh, tagger_step)], {}
     if kind == "language_model":
         if cfg.model.get("adaptive_cutoffs"):

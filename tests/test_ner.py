@@ -1,5 +1,6 @@
-"""Named-entity recognition: the CoNLL reader and IOB conversion, conlleval-equal scoring,
-the CRF against brute force, padding invariance, data preparation, and train/predict end to end."""
+"""Named-entity recognition (sequence tagging with span tags, `task=conll2003`): the CoNLL reader and IOB
+conversion, conlleval-equal scoring, the CRF against brute force, padding invariance, data preparation, and
+train/predict end to end."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ import torch
 from conftest import ROOT, run_script, train
 from seqmodels.config import compose_config
 from seqmodels.data import conll
-from seqmodels.data.conll import Span, entity_spans, to_iob2
+from seqmodels.data.encoding import TextEncoding
+from seqmodels.data.tag_schemes import Span, entity_spans, forbidden_moves, to_iob2
+from seqmodels.data.tagging import Columns, read_splits
 from seqmodels.data.text import UNK_ID
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LinearChainCRF, SequenceTagger, TaggerConfig
 from seqmodels.models.tagger import CharCNN, SequenceAttention
 from seqmodels.schema import validate
 from seqmodels.tasks import get_task
-from seqmodels.tasks.ner_metrics import entity_scores
+from seqmodels.tasks.tagging_metrics import entity_scores
 
 CELLS = ["rnn", "gru", "lstm"]
 VARIANTS = list(itertools.product(CELLS, [False, True], [1, 2]))
@@ -32,6 +35,13 @@ def conll_lines(rows: list[str]) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------
+def read_conll2003(path, encoding=TextEncoding()):
+    """One CoNLL-2003 file's sentences as training reads them (IOB1 read as IOB2)."""
+    return read_splits(
+        {"train": path, "val": path}, Columns(layout=conll.LAYOUT), encoding, val_fraction=0.1, seed=0
+    ).sentences["train"]
+
+
 DOCUMENTS = [
     "-DOCSTART- -X- -X- O",
     "",
@@ -59,7 +69,7 @@ DOCUMENTS = [
 def test_reader_converts_iob1_to_iob2_and_numbers_documents(tmp_path, newline):
     path = tmp_path / "eng.train"
     path.write_bytes(newline.join(DOCUMENTS).encode())
-    sentences = conll.read(path)
+    sentences = read_conll2003(path)
     assert [s.words for s in sentences] == [
         ["Harry", "Potter", "Ron", "met", "the", "European", "Commission", "London", "."],
         ["Paris", "1996-08-30"],
@@ -73,10 +83,12 @@ def test_reader_converts_iob1_to_iob2_and_numbers_documents(tmp_path, newline):
     assert [s.document for s in sentences] == [0, 1, 2]  # each -DOCSTART- opens the next document
 
 
-def test_latin1_files_are_read_too(tmp_path):
+def test_latin1_files_are_read_with_data_encoding_and_refused_without(tmp_path):
     path = tmp_path / "eng.testa"
-    path.write_bytes("Müller NNP I-NP I-PER\n".encode("latin-1"))
-    assert conll.read(path)[0].words == ["Müller"]
+    path.write_bytes("Müller NNP I-NP I-PER\nsaid VBD I-VP O\n".encode("latin-1"))
+    assert read_conll2003(path, TextEncoding("latin-1"))[0].words == ["Müller", "said"]
+    with pytest.raises(DataError, match=rf"^{path}:1: byte 2 \(0xfc\) is not utf-8; name the file's encoding"):
+        read_conll2003(path)
 
 
 @pytest.mark.parametrize("line", ["Harry NNP I-NP PER", "Harry NNP I-NP I-", "Harry"])
@@ -84,7 +96,7 @@ def test_a_malformed_line_is_named_with_its_number(tmp_path, line):
     path = tmp_path / "eng.train"
     path.write_text(conll_lines(["-DOCSTART- -X- -X- O", "", "Ron NNP I-NP I-PER", line]))
     with pytest.raises(DataError, match="eng.train:4: expected 'word POS chunk NER'"):
-        conll.read(path)
+        read_conll2003(path)
 
 
 @pytest.mark.parametrize(
@@ -226,7 +238,7 @@ TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def test_iob2_forbids_inside_tags_that_continue_no_entity_of_their_type():
-    transitions, start = conll.forbidden_iob2(TAGS)
+    transitions, start, end = forbidden_moves(TAGS)
     forbidden = {(TAGS[i], TAGS[j]) for i in range(5) for j in range(5) if transitions[i][j]}
     assert forbidden == {
         ("O", "I-PER"),
@@ -237,6 +249,7 @@ def test_iob2_forbids_inside_tags_that_continue_no_entity_of_their_type():
         ("I-PER", "I-LOC"),
     }
     assert [TAGS[i] for i in range(5) if start[i]] == ["I-PER", "I-LOC"]
+    assert not any(end)  # an IOB2 sentence may end on any tag
 
 
 def is_valid_iob2(tags: list[str]) -> bool:
@@ -248,7 +261,7 @@ def is_valid_iob2(tags: list[str]) -> bool:
 @pytest.mark.parametrize("crf", [False, True])
 def test_valid_tags_decoding_is_the_best_valid_sequence_by_brute_force(crf):
     torch.manual_seed(3)
-    model = make_tagger(crf=crf, forbidden=conll.forbidden_iob2(TAGS)).eval()
+    model = make_tagger(crf=crf, forbidden=forbidden_moves(TAGS)).eval()
     free = make_tagger(crf=crf).eval()
     free.load_state_dict(model.state_dict())  # the forbidden transitions are not weights
     if crf:
@@ -342,7 +355,7 @@ def test_a_sentences_emissions_and_tags_do_not_depend_on_its_batch(
         shape_dim,
         word_dropout=0.5,
         attention_dim=attention_dim,
-        forbidden=conll.forbidden_iob2(TAGS) if valid_tags else None,
+        forbidden=forbidden_moves(TAGS) if valid_tags else None,
     ).eval()
     sentence = torch.randint(2, 40, (5,))
     sentence_chars = random_chars([0] * 5, 6, 6)
@@ -678,7 +691,7 @@ def test_ner_run_reports_entity_metrics(ner_run):
 def test_a_continuous_cache_is_refused_for_a_tagger(ner_run, env):
     result = run_script([str(ROOT / "scripts" / "evaluate.py"), str(ner_run), "--cache-size", "10"], env, check=False)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.strip() == "error: --cache-size is an option of language_model runs; this run is a ner run"
+    assert result.stderr.strip() == "error: --cache-size is an option of language_model runs; this run is a tagging run"
 
 
 def test_predict_prints_tokens_tags_and_entities(ner_run, env):

@@ -15,8 +15,8 @@ from conftest import ROOT, TINY, run_script
 from helpers.conlleval import conlleval
 from seqmodels import load_run
 from seqmodels.config import compose_config
-from seqmodels.data import conll
-from seqmodels.data.conll import to_iob1
+from seqmodels.data import tag_schemes
+from seqmodels.data.tag_schemes import to_iob1
 from seqmodels.errors import DataError
 from seqmodels.evaluate import evaluate_checkpoint
 from seqmodels.inference.prediction_io import read_input
@@ -201,7 +201,7 @@ def test_conll_output_in_iob1_holds_the_same_entities(runs, data_root, tmp_path,
     [["B-PER", "I-PER", "B-PER", "O", "B-LOC", "B-ORG", "I-ORG"], ["O", "B-MISC"], []],
 )
 def test_iob1_conversion_round_trips(tags):
-    assert conll.to_iob2(to_iob1(tags)) == tags
+    assert tag_schemes.to_iob2(to_iob1(tags)) == tags
     assert to_iob1(["B-PER", "I-PER", "B-PER", "B-LOC"]) == ["I-PER", "I-PER", "B-PER", "I-LOC"]
 
 

@@ -16,7 +16,7 @@ from tensorboard.util import tensor_util
 from conftest import ROOT, TINY, run_script
 from seqmodels.config import CONFIG_DIR, register_configs, run_name
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler
-from seqmodels.data.conll import Span
+from seqmodels.data.tag_schemes import Span
 from seqmodels.hparams import BOOL, NUMBER, TEXT, Column, merge_columns
 from seqmodels.tasks import TASKS
 from seqmodels.tasks.showcase import marked, pick_reviews, pick_sentences, review_table, spread, tagged_sentences

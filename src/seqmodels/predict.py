@@ -2,9 +2,10 @@
 `python scripts/predict.py RUN_DIR --input FILE|- [--output FILE]`: it answers a whole file, in batches.
 
 Input files: plain text (one text per line), JSON Lines ({"text": ...} plus any fields, which are kept)
-or, for taggers, CoNLL columns (one word per line, blank lines between sentences). Output: JSON Lines,
-one line per input line in the same order; for CoNLL, the input's lines with the predicted tag as the
-last column (IOB2, or the input's IOB1 with --tag-scheme iob1), which conlleval reads as it is.
+or, for taggers, CoNLL columns (one word per line, blank lines between sentences) or CoNLL-U. Output:
+JSON Lines, one line per input line in the same order; for CoNLL, the input's lines with the predicted
+tag as the last column (IOB2 spans, or the input's IOB1 with --tag-scheme iob1), which conlleval reads
+as it is; for CoNLL-U, the input with the prediction in its UPOS (or XPOS) field.
 
 Each task declares its own options (e.g. sampling for language models, beams for translation); they
 reach the task only when given, so each task keeps its own defaults.
@@ -18,12 +19,13 @@ import sys
 from pathlib import Path
 
 from seqmodels.atomic import AtomicOutput
-from seqmodels.data.conll import to_iob1
 from seqmodels.data.encoding import ERROR_MODES, TextEncoding
+from seqmodels.data.tag_schemes import tag_set_scheme, to_iob1
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
 from seqmodels.inference.prediction_io import (
     FORMATS,
+    TAGGED,
     check_output_is_not_input,
     conll_output,
     input_encoding,
@@ -104,14 +106,20 @@ def predict_file(
 ) -> None:
     what = f"this run ({run.cfg.task.name}, {run.cfg.task.kind})"
     source = read_input(args.input, args.format, tagger=run.task.reads_conll, what=what, encoding=encoding)
-    if source.format == "conll" and args.format == "conll" and not run.task.reads_conll:
+    if source.format in TAGGED and args.format in TAGGED and not run.task.reads_conll:
         raise ConfigError(f"{what} reads texts, not CoNLL columns; give it one text per line or JSON Lines")
     progress = not args.quiet and source.count > 0
-    if source.format == "conll":
+    if source.format in TAGGED:
+        scheme = tag_set_scheme(run.artifacts["tags"])
+        if args.tag_scheme == "iob1" and scheme != "IOB2":
+            raise ConfigError(
+                f"--tag-scheme iob1 rewrites IOB2 spans, but {what} tags {scheme or 'without spans'}; leave it out"
+            )
         tags, throughput = run.tag_sentences(source.sentences, batch_size=args.batch_size, progress=progress)
         if args.tag_scheme == "iob1":
             tags = [to_iob1(sentence) for sentence in tags]
-        text = conll_output(source, tags)
+        learned = run.cfg.data.get("tag_column")  # a CoNLL-U input gets the prediction in that field
+        text = conll_output(source, tags, learned.lower() if isinstance(learned, str) else "upos")
     else:
         answers, throughput = run.predict_texts(source.texts, batch_size=args.batch_size, progress=progress, **options)
         text = jsonl_output(source, answers)

@@ -1,14 +1,13 @@
-"""CoNLL-2003 English named entities (Tjong Kim Sang & De Meulder 2003).
+"""Whitespace-column files of tagged words (CoNLL-2003's layout), and CoNLL-2003 English itself.
 
-`data.root/conll2003` holds `eng.train`, `eng.testa` (validation) and `eng.testb` (test):
-one token per line, `word POS chunk NER`, blank lines between sentences and `-DOCSTART-`
-lines between documents. There is no canonical download (Reuters licence), so missing
-files are an error that says which files to put where.
+A column file holds one word per line with its columns (`word POS chunk NER` in CoNLL-2003, `word tag`
+in many others), blank lines between sentences and `-DOCSTART-` lines between documents. `parse`
+reads any such file: the word from one column, the tag from another (or none, for predict's input).
 
-The NER column is IOB1: `I-X` inside an entity, `B-X` only where an entity directly
-follows another of the same type. Sentences are converted to IOB2 (every entity starts
-with `B-X`), so each tag says on its own whether it starts an entity. Which tokens form
-an entity follows conlleval's rules in both schemes (see `entity_spans`).
+CoNLL-2003 English (Tjong Kim Sang & De Meulder 2003): `data.root/conll2003` holds `eng.train`,
+`eng.testa` (validation) and `eng.testb` (test). There is no canonical download (Reuters licence), so
+missing files are an error that says which files to put where. Its NER column is IOB1, read as IOB2
+(`seqmodels.data.tag_schemes`).
 """
 
 from __future__ import annotations
@@ -18,10 +17,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqmodels.data.encoding import UTF8, TextEncoding, read_text, split_lines
 from seqmodels.errors import DataError
 
 FOLDER = "conll2003"
 FILES = {"train": "eng.train", "val": "eng.testa", "test": "eng.testb"}
+LAYOUT = "word POS chunk NER"  # how CoNLL-2003's lines read, for errors
 DOCUMENT_START = "-DOCSTART-"
 
 # Words and punctuation apart, as in the CoNLL files: "London." -> London . ; hyphenated,
@@ -33,15 +34,9 @@ WORD = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'.]\w+)*|[^\w\s]")
 @dataclass(frozen=True)
 class Sentence:
     words: list[str]
-    tags: list[str]  # IOB2
+    tags: list[str]  # empty where the file's tags are not read (predict's input)
     document: int = 0  # which document of the file (counted by -DOCSTART- lines) it belongs to
-
-
-@dataclass(frozen=True)
-class Span:
-    type: str
-    start: int  # first token
-    end: int  # one past the last token
+    lines: tuple[int, ...] = ()  # the index (from 0) of each word's line in its file
 
 
 def locate(root: Path) -> dict[str, Path]:
@@ -58,28 +53,67 @@ def locate(root: Path) -> dict[str, Path]:
     return paths
 
 
-def read(path: Path) -> list[Sentence]:
-    """The sentences of one file, tags in IOB2, each with the number of its document;
-    document markers and empty sentences dropped."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as error:
-        raise DataError(f"cannot read {path} ({error.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:  # the original distribution is Latin-1, some copies are UTF-8
-        text = raw.decode("latin-1")
-    lines = text.splitlines()
+def read(
+    path: Path,
+    encoding: TextEncoding = UTF8,
+    *,
+    word_column: int = 0,
+    tag_column: int | None = -1,
+    layout: str | None = None,
+) -> list[Sentence]:
+    """The sentences of a column file, decoded by the one rule (`seqmodels.data.encoding`); see `parse`."""
+    return parse(
+        split_lines(read_text(path, encoding)),
+        str(path),
+        word_column=word_column,
+        tag_column=tag_column,
+        layout=layout,
+    )
+
+
+def parse(
+    lines: list[str],
+    source: str,
+    *,
+    word_column: int = 0,
+    tag_column: int | None = -1,
+    layout: str | None = None,
+) -> list[Sentence]:
+    """The sentences of a column file's lines, each with the number of its document and the lines of its
+    words; document markers and empty sentences dropped. Every word line has the columns of the first
+    one (`source:line` names the one that does not). `tag_column` None: the tags are not read. `layout`
+    says how the lines should read (CoNLL-2003's `word POS chunk NER`), for errors."""
+    expected = f"expected '{layout}': " if layout else ""
     sentences: list[Sentence] = []
+    width, width_line = 0, 0
     for document, rows in sentence_rows(lines):
         for index, columns in rows:
-            if len(columns) < 2 or not _is_iob_tag(columns[-1]):
+            if not width:
+                width, width_line = len(columns), index + 1
+                _check_columns(source, index, lines[index], width, word_column, tag_column)
+            elif len(columns) != width:
                 raise DataError(
-                    f"{path}:{index + 1}: expected 'word POS chunk NER' with an NER tag such as O, "
-                    f"I-PER or B-LOC, got {lines[index].strip()!r}"
+                    f"{source}:{index + 1}: {expected}{len(columns)} columns where line {width_line} has {width}; a "
+                    f"CoNLL file has one word per line, the same columns on every line, blank lines between sentences"
                 )
-        sentences.append(Sentence([c[0] for _, c in rows], to_iob2([c[-1] for _, c in rows]), document))
+        words = [columns[word_column] for _, columns in rows]
+        tags = [] if tag_column is None else [columns[tag_column] for _, columns in rows]
+        sentences.append(Sentence(words, tags, document, tuple(index for index, _ in rows)))
     return sentences
+
+
+def _check_columns(source: str, index: int, line: str, width: int, word_column: int, tag_column: int | None) -> None:
+    for key, column in (("data.word_column", word_column), ("data.tag_column", tag_column)):
+        if column is not None and not -width <= column < width:
+            raise DataError(
+                f"{source}: {key}={column} but the file has {width} column{'s' if width > 1 else ''} (line "
+                f"{index + 1}: {line.strip()!r}); columns count from 0"
+            )
+    if tag_column is not None and word_column % width == tag_column % width:
+        raise DataError(
+            f"{source}: the words and the tags are both column {word_column % width} of {width} (line "
+            f"{index + 1}: {line.strip()!r}); set data.word_column and data.tag_column apart"
+        )
 
 
 def sentence_rows(lines: Iterable[str]) -> Iterator[tuple[int, list[tuple[int, list[str]]]]]:
@@ -114,64 +148,6 @@ def context_starts(lengths: list[int], documents: list[int], max_tokens: int) ->
             tokens = 0
         tokens += length
     return starts
-
-
-def _is_iob_tag(tag: str) -> bool:
-    prefix, dash, kind = tag.partition("-")
-    return tag == "O" or (prefix in ("B", "I") and dash == "-" and kind != "")
-
-
-def entity_spans(tags: list[str]) -> list[Span]:
-    """The entities of an IOB1 or IOB2 tag sequence, with conlleval's rules.
-
-    An entity starts at every `B-X`, and at an `I-X` that follows `O` or a tag of another
-    type; it ends before `O`, `B-*` or a change of type. So `I-PER I-PER B-PER` is two
-    people, `I-ORG I-LOC` an organisation then a location, and an ill-formed prediction
-    such as `O I-LOC` still counts as a location (as conlleval counts it).
-    """
-    spans: list[Span] = []
-    current: str | None = None
-    start = 0
-    for position, tag in enumerate([*tags, "O"]):
-        prefix, _, kind = tag.partition("-")
-        if current is not None and (prefix != "I" or kind != current):
-            spans.append(Span(current, start, position))
-            current = None
-        if prefix == "B" or (prefix == "I" and current is None):
-            current, start = kind, position
-    return spans
-
-
-def to_iob2(tags: list[str]) -> list[str]:
-    """The same entities written in IOB2: `B-X` at each entity's first token, `I-X` after."""
-    converted = ["O"] * len(tags)
-    for span in entity_spans(tags):
-        converted[span.start] = f"B-{span.type}"
-        converted[span.start + 1 : span.end] = [f"I-{span.type}"] * (span.end - span.start - 1)
-    return converted
-
-
-def to_iob1(tags: list[str]) -> list[str]:
-    """The same entities in IOB1 (CoNLL-2003's own scheme): `I-X` throughout, `B-X` only at an entity
-    that directly follows another of the same type."""
-    converted = ["O"] * len(tags)
-    previous_end, previous_type = -1, ""
-    for span in entity_spans(tags):
-        converted[span.start : span.end] = [f"I-{span.type}"] * (span.end - span.start)
-        if span.start == previous_end and span.type == previous_type:
-            converted[span.start] = f"B-{span.type}"
-        previous_end, previous_type = span.end, span.type
-    return converted
-
-
-def forbidden_iob2(tags: list[str]) -> tuple[list[list[bool]], list[bool]]:
-    """[before][after]: may `after` not follow `before`, and [tag]: may `tag` not start a
-    sentence, in IOB2, where `I-X` only continues an X entity (after `B-X` or `I-X`)."""
-
-    def continues(before: str | None, after: str) -> bool:
-        return not after.startswith("I-") or before in (f"B-{after[2:]}", after)
-
-    return [[not continues(before, after) for after in tags] for before in tags], [not continues(None, t) for t in tags]
 
 
 # A word's shape, for taggers whose word vectors are lowercased or <unk>: an unseen word in

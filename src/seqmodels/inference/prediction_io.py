@@ -4,11 +4,13 @@ In, UTF-8 unless `--encoding` names another (a byte that does not decode is refu
 unless `--encoding-errors replace`): plain text, one text per line; JSON Lines, one object per line
 with a "text" field (its other fields are kept); or, for taggers, CoNLL columns: one word per line
 with any columns after it (CoNLL-2003's `word POS chunk NER`, or just `word` or `word tag`), blank
-lines between sentences, `-DOCSTART-` lines between documents.
+lines between sentences, `-DOCSTART-` lines between documents (`seqmodels.data.conll`); or CoNLL-U
+(`seqmodels.data.conllu`).
 
 Out: JSON Lines, one line per input line in the same order; or, for CoNLL, the input's lines with
 the predicted tag appended as the last column (`O` on `-DOCSTART-` lines), which is what conlleval
-reads: gold tag second to last, prediction last.
+reads: gold tag second to last, prediction last; for CoNLL-U, the input's lines with the prediction
+in the tag field the run learned (UPOS or XPOS), still 10 fields, so UD's tools read it.
 
 The output is written whole or not at all (`seqmodels.atomic.AtomicOutput`): a failed run leaves no
 partial file, and an unwritable output fails before any work.
@@ -24,11 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seqmodels.data.conll import DOCUMENT_START, Sentence, sentence_rows
+from seqmodels.data import conll, conllu
+from seqmodels.data.conll import DOCUMENT_START, Sentence
 from seqmodels.data.encoding import TextEncoding, split_lines
+from seqmodels.data.tag_schemes import is_span_tag
 from seqmodels.errors import ConfigError, DataError
 
-FORMATS = ("auto", "text", "jsonl", "conll")
+FORMATS = ("auto", "text", "jsonl", "conll", "conllu")
+TAGGED = ("conll", "conllu")  # the formats of a tagger's files
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 # the share of word lines with the most common column count above which a file is read as CoNLL
 CONLL_MIN_SHARE = 0.9
@@ -37,16 +42,15 @@ CONLL_MIN_SHARE = 0.9
 @dataclass
 class InputFile:
     name: str  # the path, or <stdin>
-    format: str  # text | jsonl | conll
+    format: str  # text | jsonl | conll | conllu
     texts: list[str] = field(default_factory=list)  # text, jsonl: one per line
     records: list[dict[str, Any]] | None = None  # jsonl: each line's object
-    lines: list[str] = field(default_factory=list)  # conll: the input's lines, without line ends
-    sentences: list[Sentence] = field(default_factory=list)  # conll: words (tags unread), with documents
-    word_lines: list[list[int]] = field(default_factory=list)  # conll: the line of each word of each sentence
+    lines: list[str] = field(default_factory=list)  # conll(u): the input's lines, without line ends
+    sentences: list[Sentence] = field(default_factory=list)  # conll(u): words (tags unread), documents, lines
 
     @property
     def count(self) -> int:
-        return len(self.sentences) if self.format == "conll" else len(self.texts)
+        return len(self.sentences) if self.format in TAGGED else len(self.texts)
 
 
 def input_encoding(encoding: str = "utf-8", errors: str = "strict") -> TextEncoding:
@@ -71,7 +75,9 @@ def read_input(
     if format == "auto":
         format = _sniff(name, lines, tagger, what)
     if format == "conll":
-        return _read_conll(name, lines)
+        return InputFile(name, format, lines=lines, sentences=conll.parse(lines, name, tag_column=None))
+    if format == "conllu":
+        return InputFile(name, format, lines=lines, sentences=conllu.parse(lines, name, tag_column=None))
     if format == "jsonl":
         records = [_record(name, number, line) for number, line in enumerate(lines, start=1)]
         return InputFile(name, format, texts=[record["text"] for record in records], records=records)
@@ -107,6 +113,13 @@ def _sniff(name: str, lines: list[str], tagger: bool, what: str) -> str:
         return "jsonl"
     if not first:
         return "conll" if tagger else "text"
+    if conllu.looks_like_conllu(lines):
+        if tagger:
+            return "conllu"
+        raise DataError(
+            f'{what} reads texts (one per line, or JSON Lines with a "text" field); {name} looks like a '
+            f"CoNLL-U file (one word and its fields per line); pass --format text to read each line as a text"
+        )
     if tagger and not looks_like_conll(lines, tagged=False):
         raise DataError(
             f"{what} is a tagger and reads CoNLL files (one word per line, blank lines between sentences); "
@@ -129,14 +142,9 @@ def looks_like_conll(lines: list[str], tagged: bool) -> bool:
     width, count = Counter(map(len, rows)).most_common(1)[0]
     if count < CONLL_MIN_SHARE * len(rows):
         return False
-    if width >= 2 and sum(_is_iob_tag(row[-1]) for row in rows) >= CONLL_MIN_SHARE * len(rows):
+    if width >= 2 and sum(is_span_tag(row[-1]) for row in rows) >= CONLL_MIN_SHARE * len(rows):
         return True
     return not tagged and (width == 1 or len(rows) < len(lines))
-
-
-def _is_iob_tag(tag: str) -> bool:
-    prefix, dash, kind = tag.partition("-")
-    return tag == "O" or (prefix in ("B", "I", "E", "S") and dash == "-" and kind != "")
 
 
 def _is_json_object(line: str) -> bool:
@@ -160,28 +168,14 @@ def _record(name: str, number: int, line: str) -> dict[str, Any]:
     return record
 
 
-def _read_conll(name: str, lines: list[str]) -> InputFile:
-    result = InputFile(name, "conll", lines=lines)
-    width, width_line = 0, 0
-    for document, rows in sentence_rows(lines):
-        for index, columns in rows:
-            if not width:
-                width, width_line = len(columns), index + 1
-            elif len(columns) != width:
-                raise DataError(
-                    f"{name}:{index + 1}: {len(columns)} columns where line {width_line} has {width}; a CoNLL "
-                    f"file has one word per line, the same columns on every line, blank lines between sentences"
-                )
-        result.sentences.append(Sentence([columns[0] for _, columns in rows], [], document))
-        result.word_lines.append([index for index, _ in rows])
-    return result
-
-
-def conll_output(source: InputFile, tags: list[list[str]]) -> str:
-    """The input's lines with each word's predicted tag appended (`O` on `-DOCSTART-` lines)."""
+def conll_output(source: InputFile, tags: list[list[str]], conllu_field: str = "upos") -> str:
+    """The input's lines with each word's predicted tag appended (`O` on `-DOCSTART-` lines); CoNLL-U: in
+    the `conllu_field` (upos or xpos) of each word line instead."""
+    if source.format == "conllu":
+        return "".join(f"{line}\n" for line in conllu.with_tags(source.lines, source.sentences, tags, conllu_field))
     appended: dict[int, str] = {}
-    for sentence_tags, positions in zip(tags, source.word_lines, strict=True):
-        appended.update(zip(positions, sentence_tags, strict=True))
+    for sentence_tags, sentence in zip(tags, source.sentences, strict=True):
+        appended.update(zip(sentence.lines, sentence_tags, strict=True))
     out = []
     for index, line in enumerate(source.lines):
         columns = line.split()

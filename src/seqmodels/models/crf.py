@@ -51,13 +51,17 @@ class LinearChainCRF(nn.Module):
 
     @torch.no_grad()
     def viterbi(
-        self, emissions: torch.Tensor, mask: torch.Tensor, penalties: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        emissions: torch.Tensor,
+        mask: torch.Tensor,
+        penalties: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """(B, T) the highest-scoring tag sequences; padding positions hold 0. `penalties`:
-        (K, K) and (K,) scores added to the transitions and first tags (-inf forbids one)."""
+        """(B, T) the highest-scoring tag sequences; padding positions hold 0. `penalties`: (K, K), (K,)
+        and (K,) scores added to the transitions, first tags and last tags (-inf forbids one)."""
         if penalties is None:
             return viterbi(emissions, mask, self.transitions, self.start, self.end)
-        return viterbi(emissions, mask, self.transitions + penalties[0], self.start + penalties[1], self.end)
+        transitions, start, end = penalties
+        return viterbi(emissions, mask, self.transitions + transitions, self.start + start, self.end + end)
 
 
 @torch.no_grad()

@@ -114,7 +114,8 @@ def tagger_graph(model: nn.Module, num_words: int, num_chars: int, num_shapes: i
 
 def decoding(model: nn.Module) -> dict[str, Any]:
     """How a tagger's emissions become tags: `argmax`, or `viterbi` with transition, start and end
-    scores (the CRF's, plus the scheme's forbidden moves at FORBIDDEN_SCORE with model.valid_tags);
+    scores (the CRF's, plus the scheme's forbidden moves, first and last tags at FORBIDDEN_SCORE with
+    model.valid_tags);
     `log_softmax`: Viterbi runs over log-softmax emissions (valid tags without a CRF)."""
     model = _expect(model, SequenceTagger)
     transition_penalty, start_penalty = model.transition_penalty, model.start_penalty
@@ -126,8 +127,9 @@ def decoding(model: nn.Module) -> dict[str, Any]:
         transitions, start, end = model.crf.transitions.detach(), model.crf.start.detach(), model.crf.end.detach()
     else:
         transitions, start, end = torch.zeros(num_tags, num_tags), torch.zeros(num_tags), torch.zeros(num_tags)
-    if transition_penalty is not None and start_penalty is not None:
+    if transition_penalty is not None and start_penalty is not None and model.end_penalty is not None:
         transitions, start = transitions + transition_penalty.cpu(), start + start_penalty.cpu()
+        end = end + model.end_penalty.cpu()
 
     def plain(scores: torch.Tensor) -> list:
         return scores.float().clamp(min=FORBIDDEN_SCORE).tolist()

@@ -6,13 +6,15 @@
 Without a CRF each token's tag is the argmax of its emissions and the loss is per-token
 cross-entropy; with one, tags are decoded jointly (Viterbi) and the loss is the CRF's
 sentence negative log-likelihood. Given the tag transitions the scheme forbids (`I-PER`
-after `O` in IOB2), decoding returns the best sequence without them: the likeliest under the
-per-token distributions, or the CRF's best among the valid ones. Either loss is divided by
+after `O` in IOB2; in IOBES also a sentence that ends inside a span), decoding returns the best
+sequence without them: the likeliest under the per-token distributions, or the CRF's best among
+the valid ones. Either loss is divided by
 the number of real tokens, so its scale does not depend on the batch's sentence lengths.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +37,8 @@ class TaggerConfig(EncoderConfig):
 
     crf: bool = setting(False, "a CRF output layer: tags decoded jointly (Viterbi) instead of one by one")
     valid_tags: bool = setting(
-        False, "decode the best sequence of valid IOB2 tags (no I-PER after O), not each token's argmax"
+        False,
+        "span tags: decode the best sequence of valid tags (IOB2: no I-PER after O), not each token's argmax",
     )
     char_dim: int = setting(
         0, "character embedding size of a character CNN per word; 0: no character features", minimum=0
@@ -72,11 +75,12 @@ class TaggerConfig(EncoderConfig):
         num_shapes: int,
         unk_id: int,
         singletons_from: int,
-        forbidden: tuple[list[list[bool]], list[bool]] | None,
+        forbidden: Sequence[Any] | None,
         frozen_words: int = 0,
         pretrained: PretrainedRows | None = None,
     ) -> SequenceTagger:
-        """`forbidden`: the tag transitions and first tags the scheme forbids, used with `valid_tags`;
+        """`forbidden`: the tag transitions, first tags and last tags the scheme forbids (see
+        `SequenceTagger`), used with `valid_tags`;
         `frozen_words`: the last ids are pretrained words beyond the training vocabulary (`models.embedding`)."""
         model = SequenceTagger(
             vocab_size,
@@ -164,8 +168,12 @@ class SequenceAttention(nn.Module):
 
 
 class SequenceTagger(nn.Module):
+    """`forbidden`: (transitions (K, K): may tag j not follow tag i, first (K,): may a tag not open a
+    sentence[, last (K,): may it not close one]) as booleans; None: nothing is forbidden."""
+
     transition_penalty: torch.Tensor | None  # buffers, derived from the tag names
     start_penalty: torch.Tensor | None
+    end_penalty: torch.Tensor | None
 
     def __init__(
         self,
@@ -189,7 +197,7 @@ class SequenceTagger(nn.Module):
         word_dropout: float = 0.0,
         singleton_dropout: float = 0.0,
         singletons_from: int | None = None,
-        forbidden: tuple[list[list[bool]], list[bool]] | None = None,
+        forbidden: Sequence[Any] | None = None,
         padding_idx: int = 0,
         unk_id: int = 1,
         frozen_words: int = 0,
@@ -218,16 +226,17 @@ class SequenceTagger(nn.Module):
         self.head = nn.Linear(size * (2 if self.attention is not None else 1), num_tags)
         self.crf = LinearChainCRF(num_tags) if crf else None
 
-        # Scores added in decoding: -inf for the tag transitions (K, K) and first tags (K,) it must
-        # never output (e.g. I-PER after O), 0 elsewhere; None: each token's own best tag. Derived
-        # from the tag names, so not saved.
+        # Scores added in decoding: -inf for the tag transitions (K, K), first tags and last tags (K,)
+        # it must never output (e.g. I-PER after O), 0 elsewhere; None: each token's own best tag.
+        # Derived from the tag names, so not saved.
         def penalty(rule: Any) -> torch.Tensor:  # (K, K) or (K,) booleans
-            forbids = torch.tensor(rule)
+            forbids = torch.tensor(rule, dtype=torch.bool)
             return torch.zeros(forbids.shape).masked_fill(forbids, float("-inf"))
 
-        transition_penalty, start_penalty = (None, None) if forbidden is None else map(penalty, forbidden)
-        self.register_buffer("transition_penalty", transition_penalty, persistent=False)
-        self.register_buffer("start_penalty", start_penalty, persistent=False)
+        rules = None if forbidden is None else [*forbidden, [False] * num_tags][:3]  # no last tags: any
+        penalties = (None, None, None) if rules is None else tuple(map(penalty, rules))
+        for name, value in zip(("transition_penalty", "start_penalty", "end_penalty"), penalties):
+            self.register_buffer(name, value, persistent=False)
 
     def forward(
         self,
@@ -274,11 +283,11 @@ class SequenceTagger(nn.Module):
         """(B, T) predicted tag ids; padding positions hold 0."""
         mask = length_mask(lengths.to(emissions.device, non_blocking=True), emissions.shape[1])
         penalties = None
-        if self.transition_penalty is not None and self.start_penalty is not None:
-            penalties = (self.transition_penalty, self.start_penalty)
+        if self.transition_penalty is not None and self.start_penalty is not None and self.end_penalty is not None:
+            penalties = (self.transition_penalty, self.start_penalty, self.end_penalty)
         if self.crf is not None:
             return self.crf.viterbi(emissions, mask, penalties)
         if penalties is not None:
             # the likeliest sequence of valid tags under the per-token distributions
-            return viterbi(emissions.float().log_softmax(-1), mask, *penalties, torch.zeros_like(penalties[1]))
+            return viterbi(emissions.float().log_softmax(-1), mask, *penalties)
         return emissions.argmax(-1).masked_fill(~mask, 0)

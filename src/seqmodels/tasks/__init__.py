@@ -9,13 +9,13 @@ from omegaconf import DictConfig
 from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task
 from seqmodels.tasks.language_model import LanguageModelTask
-from seqmodels.tasks.ner import NerTask
 from seqmodels.tasks.sentiment import SentimentTask
+from seqmodels.tasks.tagging import TaggingTask
 from seqmodels.tasks.translation import TranslationTask
 
 TASKS: dict[str, type[Task]] = {
     "sentiment": SentimentTask,
-    "ner": NerTask,
+    "tagging": TaggingTask,
     "language_model": LanguageModelTask,
     "translation": TranslationTask,
 }

@@ -61,8 +61,9 @@ BatchT = TypeVar("BatchT", bound=Batch)  # the batch type a task's loaders yield
 class Task(ABC, Generic[BatchT]):
     #: predict.py reads CoNLL files (one word per line) for this task, besides texts
     reads_conll: ClassVar[bool] = False
-    #: the validation metric that selects the best checkpoint and that sweeps optimise
-    monitor: ClassVar[str]
+    #: the validation metric that selects the best checkpoint and that sweeps optimise; a task whose metric
+    #: follows its data sets it in `prepare` and `build_model` (tagging: accuracy where the tags mark no spans)
+    monitor: str
     #: "max" if a larger `monitor` is better, else "min"
     mode: ClassVar[str]
     #: the metrics `evaluate` always returns, `monitor` first: HPARAMS columns in every run's logdir

@@ -4,8 +4,10 @@ Each task picks a few validation examples once, when it prepares its data, and r
 outputs on them every epoch, so a user watches the same reviews or sentences improve:
 
 - sentiment: a table of reviews with the predicted label and its probability against the gold label;
-- NER: each sentence twice, the gold entities and the predicted ones, written `[Harry Potter]PER`,
-  with the entities that are not in the other line in bold (a missed, a wrong or a spurious entity).
+- tagging with span tags (NER): each sentence twice, the gold entities and the predicted ones, written
+  `[Harry Potter]PER`, with the entities that are not in the other line in bold (a missed, a wrong or a
+  spurious entity); with other tags (parts of speech): each sentence as `word/TAG`, gold and predicted,
+  the wrong tags in bold.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from seqmodels.data.conll import Span, entity_spans
+from seqmodels.data.tag_schemes import Span, entity_spans
 
 REVIEWS = 4  # sentiment: reviews shown, balanced over the labels
 REVIEW_WORDS = (20, 80)  # preferred lengths of a shown review, in tokens
-SENTENCES = 3  # NER: sentences shown
+SENTENCES = 3  # tagging: sentences shown
 SENTENCE_WORDS = 40  # preferred longest shown sentence, in tokens
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
 
@@ -99,4 +101,19 @@ def tagged_sentences(sentences: Sequence[tuple[Sequence[str], Sequence[str], Seq
             f"{number}. {verdict}  \ngold: {marked(words, gold, predicted)}  \n"
             f"predicted: {marked(words, predicted, gold)}"
         )
+    return "\n\n".join(blocks)
+
+
+def tagged_tokens(sentences: Sequence[tuple[Sequence[str], Sequence[str], Sequence[str]]]) -> str:
+    """(words, gold tags, predicted tags) of each sentence as two lines of `word/TAG`, the wrong tags in bold."""
+    blocks = ["Each word as word/TAG; **bold**: a predicted tag that is not the gold one."]
+    for number, (words, gold_tags, predicted_tags) in enumerate(sentences, 1):
+        wrong = sum(g != p for g, p in zip(gold_tags, predicted_tags))
+        verdict = "✓" if not wrong else f"**✗ {wrong} {'tag differs' if wrong == 1 else 'tags differ'}**"
+        gold = " ".join(f"{escape(w)}/{escape(t)}" for w, t in zip(words, gold_tags))
+        predicted = " ".join(
+            f"{escape(w)}/{escape(p)}" if p == g else f"**{escape(w)}/{escape(p)}**"
+            for w, g, p in zip(words, gold_tags, predicted_tags)
+        )
+        blocks.append(f"{number}. {verdict}  \ngold: {gold}  \npredicted: {predicted}")
     return "\n\n".join(blocks)

@@ -36,7 +36,7 @@ def tokenizer_words(serialized: str) -> list[str]:
 # Each task kind's word vocabulary, by id, from its artifacts (what its word embedding's rows follow).
 WORDS: dict[str, Callable[[dict[str, Any]], list[str] | None]] = {
     "sentiment": lambda artifacts: tokenizer_words(artifacts["tokenizer"]),
-    "ner": lambda artifacts: list(artifacts["words"]),
+    "tagging": lambda artifacts: list(artifacts["words"]),
     "language_model": lambda artifacts: list(artifacts["vocabulary"]),
     "translation": lambda artifacts: tokenizer_words(artifacts["source_tokenizer"]),
 }
