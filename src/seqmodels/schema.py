@@ -199,6 +199,12 @@ def _checked(name: str, value: Any, annotation: Any, meta: Mapping[str, Any]) ->
             require_choice(name, value, meta["choices"], meta.get("hint", ""))
         elif not isinstance(value, str):
             raise ConfigError(f"{name}={value!r} must be a string{' or null' if optional else ''}")
+    elif typing.get_origin(annotation) is list and _column(typing.get_args(annotation)[0]):
+        value = value if isinstance(value, list) else [value]  # one column is a list of one
+        if not value or not all((is_int(v) or isinstance(v, str)) and v != "" for v in value):
+            raise ConfigError(
+                f"{name}={value!r} is impossible; name each column by its number (0 the first) or its name"
+            )
     elif typing.get_origin(annotation) is list and typing.get_args(annotation)[0] is str:
         value = [value] if isinstance(value, str) else value  # one string is a list of one
         if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
