@@ -39,15 +39,17 @@ already queued, so each variant's time is its device time too, and the data stat
 memory of all variants together. `model.rnn_impl=dense|packed` picks how seqmodels' encoder runs (auto:
 packed on CUDA); the sentiment and NER plain loops train the same model, so they run it the same way.
 
-The breakdown is read from the same seqmodels epoch that the first row times: the benchmark installs a
-`seqmodels.training.timing.SectionClock` on the Trainer, and `train_epoch` marks its section boundaries:
-batch assembly (the loader and .to(device)), forward (with the loss), backward, optimizer step
-(unscale, clip, step, schedule, weight average) and logging (bookkeeping, progress, TensorBoard). Its
-total is that epoch's time. On a GPU the clock waits for the device at every mark, which would keep the
-host from queueing kernels ahead: there the timed epoch runs without it, and the breakdown comes from a
-second pass over the same batches. Also reported: data statistics of the task (the padding share of bucketed
-vs random batches where the loader has a sampler; the stream layout of a language model) and startup,
-the time of `task.prepare()` once its cache exists (prepare runs twice; the second is the startup).
+The breakdown is read from the same seqmodels epoch that the first row times: `train_epoch` runs each part
+of a step in a `seqmodels.training.timing.section` (a `torch.profiler.record_function` range), and the
+benchmark installs a `SectionClock` that times them: batch assembly (the loader and .to(device)), forward
+(with the loss), backward, optimizer step (unscale, clip, step, schedule, weight average) and logging
+(bookkeeping, progress, TensorBoard). Its total is that epoch's time but for the loop's own few
+statements between sections. On a GPU the clock waits for the device where each section starts and ends,
+which would keep the host from queueing kernels ahead: there the timed epoch runs without it, and the
+breakdown comes from a second pass over the same batches. Also reported: data statistics of the task (the
+padding share of bucketed vs random batches where the loader has a sampler; the stream layout of a language
+model) and startup, the time of `task.prepare()` once its cache exists (prepare runs twice; the second is the
+startup).
 
 With `--repeats N` every variant is timed N times, in turns, and the fastest run of each is reported
 (with its own breakdown), and beside it the least CPU time of any of its runs: the least disturbed by
@@ -69,6 +71,7 @@ Arguments of the form key=value are Hydra overrides of configs/config.yaml, as f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -227,8 +230,8 @@ def run_epoch(trainer: Trainer, limit: int) -> dict[str, float]:
 
 def breakdown_apart(device: torch.device) -> bool:
     """Whether the step breakdown needs an epoch of its own: on a GPU the section clock waits for the
-    device at every mark, which keeps the host from queueing the next kernels while the device runs the
-    last ones, so the timed epoch runs without it."""
+    device where every section starts and ends, which keeps the host from queueing the next kernels while
+    the device runs the last ones, so the timed epoch runs without it."""
     return device.type == "cuda"
 
 
@@ -243,14 +246,13 @@ def seqmodels_epoch(cfg: DictConfig, task: Task, data: TaskData, run_root: Path,
             run_epoch(trainer, warmup)
         # Epoch 1 again (train_epoch trains trainer.epoch + 1, and only fit advances trainer.epoch):
         # the batches the plain loop gets.
-        if not apart:
-            trainer.clock = sections
-        start, cpu = clock(trainer.device), time.process_time()
-        result = run_epoch(trainer, batches)
-        seconds, cpu = clock(trainer.device) - start, time.process_time() - cpu
+        with sections.installed() if not apart else contextlib.nullcontext():
+            start, cpu = clock(trainer.device), time.process_time()
+            result = run_epoch(trainer, batches)
+            seconds, cpu = clock(trainer.device) - start, time.process_time() - cpu
         if apart:
-            trainer.clock = sections
-            run_epoch(trainer, batches)
+            with sections.installed():
+                run_epoch(trainer, batches)
     finally:
         trainer.logger.close()
     tokens = round(result["tokens_per_s"] * result["seconds"])  # the trainer's own count (StepOutput.num_tokens)

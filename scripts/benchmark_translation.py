@@ -69,13 +69,14 @@ def seqmodels_epoch(cfg, task, data, limit: int, warmup: int, root: Path) -> tup
         if warmup:
             trainer.tcfg.limit_train_batches = warmup
             trainer.train_epoch()
-        trainer.clock = SectionClock(trainer.device)
+        clock = SectionClock(trainer.device)
         trainer.tcfg.limit_train_batches = limit
-        result = trainer.train_epoch()
+        with clock.installed():
+            result = trainer.train_epoch()
     finally:
         trainer.logger.close()
     tokens = sum(int((b.target_out != PAD_ID).sum()) for b in first_batches(data, limit))
-    return result["seconds"], tokens, dict(trainer.clock.seconds)
+    return result["seconds"], tokens, dict(clock.seconds)
 
 
 def first_batches(data, count: int):

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import re
 import sys
+import time
 
 import pytest
 import torch
@@ -18,7 +19,8 @@ from conftest import ROOT
 from seqmodels.config import compose_config
 from seqmodels.data.corpus import IGNORE
 from seqmodels.tasks import get_task
-from seqmodels.training.timing import NO_CLOCK, SectionClock
+from seqmodels.training import timing
+from seqmodels.training.timing import SectionClock, section
 
 SPEC = importlib.util.spec_from_file_location("benchmark_throughput", ROOT / "scripts" / "benchmark_throughput.py")
 benchmark = importlib.util.module_from_spec(SPEC)
@@ -100,7 +102,7 @@ def test_on_a_gpu_the_timed_epoch_runs_without_the_section_clock(capsys, data_ro
     real_run_epoch = benchmark.run_epoch
 
     def run_epoch(trainer, limit):
-        installed.append(trainer.clock is not NO_CLOCK)
+        installed.append(timing.installed_clock() is not None)
         return real_run_epoch(trainer, limit)
 
     monkeypatch.setattr(benchmark, "breakdown_apart", lambda device: True)
@@ -185,17 +187,26 @@ def test_the_plain_lm_baseline_is_the_same_model(cell, layers, tie, data_root, t
             assert float(theirs) == pytest.approx(float(mine), rel=1e-5)
 
 
-def test_the_section_clock_adds_up_the_time_between_marks():
+def test_the_section_clock_adds_up_the_time_of_each_section():
     clock = SectionClock("cpu")
-    clock.start()
-    for _ in range(3):
-        clock.mark("a")
-        clock.mark("b")
-    assert set(clock.seconds) == {"a", "b"} and all(s >= 0 for s in clock.seconds.values())
+    with clock.installed():
+        for _ in range(3):
+            with section("a"):
+                time.sleep(0.001)
+            with section("b"):
+                pass
+    assert set(clock.seconds) == {"a", "b"} and clock.seconds["a"] >= 0.003 and clock.seconds["b"] >= 0
     assert clock.total == pytest.approx(sum(clock.seconds.values()))
-    NO_CLOCK.start()
-    NO_CLOCK.mark("a")
-    assert NO_CLOCK.seconds == {}
+    assert timing.installed_clock() is None
+    with section("a"):  # no clock installed: a profiler range only
+        pass
+    assert clock.seconds["a"] >= 0.003 and set(clock.seconds) == {"a", "b"}
+
+
+def test_a_section_is_a_profiler_range():
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile, section("forward"):
+        torch.ones(3).sum()
+    assert "forward" in {event.name for event in profile.events()}
 
 
 def test_train_epoch_marks_every_section_of_every_step(data_root, tmp_path):
@@ -207,10 +218,10 @@ def test_train_epoch_marks_every_section_of_every_step(data_root, tmp_path):
     task = get_task(cfg)
     data = task.prepare()
     trainer = benchmark.make_trainer(cfg, task, data, tmp_path, "run")
-    assert trainer.clock is NO_CLOCK
-    trainer.clock = clock = SectionClock(trainer.device)
+    clock = SectionClock(trainer.device)
     try:
-        trainer.train_epoch()
+        with clock.installed():
+            trainer.train_epoch()
     finally:
         trainer.logger.close()
     assert list(clock.seconds) == list(benchmark.SECTIONS)

@@ -252,8 +252,8 @@ SYNC_MESSAGE = "called a synchronizing CUDA operation"
 
 
 class SyncGuard(SectionClock):
-    """A clock for `Trainer.train_epoch` (which marks "logging" at the end of every step and once after
-    the epoch) that has CUDA report every sync from the end of step `first` to the end of step `last`."""
+    """A clock for `Trainer.train_epoch` (whose "logging" section ends every step and the epoch) that has
+    CUDA report every sync from the end of step `first` to the end of step `last`."""
 
     def __init__(self, first: int, last: int) -> None:
         super().__init__()
@@ -261,10 +261,10 @@ class SyncGuard(SectionClock):
         self.steps = 0
         self.guarded = False
 
-    def start(self) -> None:
+    def begin(self, name: str) -> None:
         pass
 
-    def mark(self, name: str) -> None:
+    def end(self, name: str) -> None:
         if name != "logging":
             return
         self.steps += 1
@@ -306,14 +306,14 @@ def test_a_training_step_never_waits_for_the_device(kind, precision, impl, roots
     assert len(data.train) >= steps
     seed_everything(0)
     trainer = make_trainer(cfg, task, data, task.build_model(data.artifacts).state_dict(), tmp_path / "run")
-    trainer.clock = guard = SyncGuard(first=1, last=steps - 1)
+    guard = SyncGuard(first=1, last=steps - 1)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, guard.installed():
             warnings.simplefilter("always")
             result = trainer.train_epoch()
     finally:
         set_sync_debug_mode("default")
-    assert guard.guarded and guard.steps == steps + 1, "train_epoch no longer marks 'logging' once per step"
+    assert guard.guarded and guard.steps == steps + 1, "train_epoch no longer ends a 'logging' section once per step"
     assert result["loss"] > 0
     syncs = sorted({place(record) for record in caught if SYNC_MESSAGE in str(record.message)})
     assert not syncs, f"a training step waits for the device at {syncs}"

@@ -10,6 +10,7 @@ import math
 import os
 import zipfile
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -34,7 +35,7 @@ from seqmodels.data.corpus import (
 )
 from seqmodels.data.encoding import TextEncoding
 from seqmodels.errors import ConfigError, DataError
-from seqmodels.models import LanguageModel
+from seqmodels.models import LanguageModel, LanguageModelConfig
 from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.encoder import RecurrentEncoder
 from seqmodels.models.language_model import sample
@@ -238,7 +239,7 @@ def test_perplexity_of_a_model_that_knows_nothing_is_the_vocabulary_size(ptb_tas
 def test_perplexity_is_exp_of_the_mean_token_loss_computed_by_hand(ptb_task):
     task, _, _ = ptb_task()
     torch.manual_seed(1)
-    model = LanguageModel(6, "lstm", embedding_dim=3, hidden_size=4).eval()
+    model = LanguageModel(LanguageModelConfig(cell="lstm", embedding_dim=3, hidden_size=4, dropout=0.0), 6).eval()
     ids = torch.tensor([0, 3, 5, 1, 1, 2, 4, 0])  # 7 targets in 2 streams of 4 pairs, 1 padding position
     layout = lay_out(ids, 2)
     task.start_pass(model, "test")
@@ -292,12 +293,13 @@ def test_the_adaptive_softmax_needs_sensible_cutoffs_and_no_tied_weights(data_ro
 
 # -- model options and refusals ----------------------------------------------------------------
 def test_tied_weights_share_one_matrix_and_need_equal_sizes(data_root, tmp_path):
-    model = LanguageModel(30, "gru", embedding_dim=6, hidden_size=6, num_layers=2, tie_weights=True)
+    tied = LanguageModelConfig(cell="gru", embedding_dim=6, hidden_size=6, num_layers=2, tie_weights=True)
+    model = LanguageModel(tied, 30)
     assert model.decoder.weight is model.embedding.weight
     assert model.decoder.weight.data_ptr() == model.embedding.weight.data_ptr()
-    untied = LanguageModel(30, "gru", embedding_dim=6, hidden_size=6, num_layers=2)
+    untied = LanguageModel(replace(tied, tie_weights=False), 30)
     assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in model.parameters()) == 30 * 6
-    reloaded = LanguageModel(30, "gru", embedding_dim=6, hidden_size=6, num_layers=2, tie_weights=True)
+    reloaded = LanguageModel(tied, 30)
     reloaded.load_state_dict(model.state_dict())
     assert reloaded.decoder.weight.data_ptr() == reloaded.embedding.weight.data_ptr()
     rows = {row.name: row for row in parameter_rows(model)}  # the startup table counts the matrix once
@@ -341,7 +343,7 @@ def test_every_left_to_right_cell_and_depth_builds(data_root, tmp_path):
 # -- sampling and prediction -------------------------------------------------------------------
 def test_sampling_is_reproducible_under_a_seed_and_leaves_the_global_rng_alone():
     torch.manual_seed(0)
-    model = LanguageModel(50, "lstm", embedding_dim=4, hidden_size=4).eval()
+    model = LanguageModel(LanguageModelConfig(cell="lstm", embedding_dim=4, hidden_size=4, dropout=0.0), 50).eval()
     rng = torch.get_rng_state()
     first = sample(model, [1, 2], 20, num_samples=2, generator=torch.Generator().manual_seed(3))
     second = sample(model, [1, 2], 20, num_samples=2, generator=torch.Generator().manual_seed(3))

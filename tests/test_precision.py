@@ -5,7 +5,6 @@ autocast (bfloat16) stands in for CUDA's here; the GPU check (scripts/gpu_check.
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from seqmodels.models import precision
 from seqmodels.models.encoder import RecurrentEncoder
 from seqmodels.models.language_model import LanguageModelConfig
 from seqmodels.models.tagger import TaggerConfig
-from seqmodels.training.trainer import Trainer
+from seqmodels.training.precision import autocast_dtype
 
 CPU = torch.device("cpu")
 
@@ -99,14 +98,12 @@ def test_losses_read_float32_scores_under_mixed_precision():
 def test_bf16_on_a_gpu_without_bfloat16_trains_in_float32_and_says_so(monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
-    trainer = SimpleNamespace(tcfg=SimpleNamespace(precision="bf16"), device=torch.device("cuda"))
+    cuda = torch.device("cuda")
     with caplog.at_level(logging.WARNING, logger="seqmodels"):
-        assert Trainer._autocast_dtype(trainer) is None
+        assert autocast_dtype("bf16", cuda) is None
     assert "trainer.precision=bf16 needs a GPU with bfloat16 (Ampere or newer); training in float32 on Tesla T4" in (
         caplog.text
     )
-    trainer.tcfg.precision = "16"
-    assert Trainer._autocast_dtype(trainer) is torch.float16
+    assert autocast_dtype("16", cuda) is torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    trainer.tcfg.precision = "bf16"
-    assert Trainer._autocast_dtype(trainer) is torch.bfloat16
+    assert autocast_dtype("bf16", cuda) is torch.bfloat16

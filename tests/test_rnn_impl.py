@@ -90,7 +90,8 @@ def test_auto_runs_packed_on_cuda_and_dense_elsewhere_and_recording_or_export_ru
 
 def test_a_language_model_carries_its_state_across_windows_the_same_way_in_both():
     torch.manual_seed(2)
-    model = LanguageModel(50, "lstm", embedding_dim=6, hidden_size=8, num_layers=2).eval()
+    config = LanguageModelConfig(cell="lstm", embedding_dim=6, hidden_size=8, num_layers=2, dropout=0.0)
+    model = LanguageModel(config, 50).eval()
     tokens = torch.randint(0, 50, (3, 12))
     results = {}
     for impl in ("dense", "packed"):

@@ -20,8 +20,7 @@ from seqmodels.models.transfer import Source, layer_groups, parts, transfer
 from seqmodels.tasks import get_task
 from seqmodels.tasks.transfer import start_from, tokenizer_words
 from seqmodels.train import check_config, run
-from seqmodels.training.optim import LRSchedule, OptimConfig, build_optimizer, parameter_groups
-from seqmodels.training.trainer import Unfreezing
+from seqmodels.training.optim import LRSchedule, OptimConfig, Unfreezing, build_optimizer, parameter_groups
 
 FAST = [*TINY, "trainer.gradient_flow=false", "trainer.limit_val_batches=2"]
 

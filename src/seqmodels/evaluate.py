@@ -17,13 +17,15 @@ from typing import Any
 
 from seqmodels.errors import CheckpointError, SeqmodelsError
 from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
-from seqmodels.training.evaluation import evaluate_split
+from seqmodels.training.evaluation import Evaluation, final_evaluation
 
 log = logging.getLogger("seqmodels")
 
 
 def evaluate_checkpoint(loaded: LoadedRun, **options: Any) -> dict[str, Any]:
-    """The loaded checkpoint's val and test metrics, with the task's evaluation `options` applied."""
+    """The loaded checkpoint's val and test metrics (and its extra test sets'), with the task's evaluation
+    `options` applied: the final evaluation `Trainer.finish` runs, under the run's trainer.precision and
+    trainer.limit_val_batches, so a run's metrics.json is reproduced."""
     task, model = loaded.task, loaded.model
     task.check_evaluation_options(**options)
     data = task.prepare()
@@ -32,11 +34,10 @@ def evaluate_checkpoint(loaded: LoadedRun, **options: Any) -> dict[str, Any]:
             f"the data prepared now differs from {loaded.checkpoint}'s (vocabulary or labels); "
             f"check data.root and that the dataset files are the original ones"
         )
-    result: dict[str, Any] = {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch}
-    result.update(task.configure_evaluation(model, data, loaded.device, **options))
-    for split, loader in (("val", data.val), ("test", data.test), *data.extra_tests.items()):
-        result[split] = evaluate_split(task, model, loader, data.artifacts, split, loaded.device)
-    return result
+    evaluation = Evaluation.of_run(loaded.cfg.trainer, loaded.device, doing="evaluating")
+    report = final_evaluation(task, model, data, evaluation, **options)
+    settings = report.pop("evaluation", {})
+    return {"checkpoint": str(loaded.checkpoint), "epoch": loaded.epoch, **settings, **report}
 
 
 def main(argv: list[str] | None = None) -> int:

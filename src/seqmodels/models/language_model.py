@@ -94,16 +94,7 @@ class LanguageModelConfig(EncoderConfig):
                 f"model.adaptive_cutoffs={cutoffs} is impossible for a vocabulary of {vocab_size:,}: "
                 f"give increasing word counts between 1 and {vocab_size - 1}, e.g. [2000, 10000]"
             )
-        kwargs = self.encoder_kwargs()
-        del kwargs["bidirectional"]  # refused by check()
-        model = LanguageModel(
-            vocab_size,
-            embedding_dim=self.embedding_dim,
-            tie_weights=self.tie_weights,
-            adaptive_cutoffs=cutoffs,
-            ignore_index=ignore_index,
-            **kwargs,
-        )
+        model = LanguageModel(self, vocab_size, ignore_index)
         self.start_embedding(model.embedding, pretrained)
         return model
 
@@ -113,28 +104,17 @@ class LanguageModelConfig(EncoderConfig):
 
 
 class LanguageModel(nn.Module):
-    def __init__(
-        self,
-        vocab_size: int,
-        cell: str,
-        embedding_dim: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        dropout: float = 0.0,
-        impl: str = "auto",
-        tie_weights: bool = False,
-        adaptive_cutoffs: list[int] | None = None,
-        ignore_index: int = -100,
-    ) -> None:
+    def __init__(self, config: LanguageModelConfig, vocab_size: int, ignore_index: int = -100) -> None:
+        """The model `config` (`model.*`) describes, over a vocabulary of `vocab_size` (frequent words first)."""
         super().__init__()
         self.ignore_index = ignore_index  # targets that are no token (padding at the end of a stream)
-        self.embedding = WordEmbedding(vocab_size, embedding_dim, padding_idx=None)
+        hidden_size, adaptive_cutoffs = config.hidden_size, config.adaptive_cutoffs
+        self.embedding = WordEmbedding(vocab_size, config.embedding_dim, padding_idx=None)
         # On the embeddings, between layers (inside the encoder) and before the decoder, as in
         # Zaremba et al. 2014: never on the recurrent connections.
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = RecurrentEncoder(
-            cell, embedding_dim, hidden_size, num_layers, bidirectional=False, dropout=dropout, impl=impl
-        )
+        self.dropout = nn.Dropout(config.dropout)
+        left_to_right = {**config.encoder_kwargs(), "bidirectional": False}  # see the module docstring
+        self.encoder = RecurrentEncoder(input_size=config.embedding_dim, **left_to_right)
         # pytorch/examples' initialisation: small uniform embeddings and output weights (the
         # default N(0, 1) embedding makes early SGD steps with a large learning rate unstable).
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
@@ -150,7 +130,7 @@ class LanguageModel(nn.Module):
         self.adaptive = None
         self.decoder = nn.Linear(hidden_size, vocab_size)
         nn.init.zeros_(self.decoder.bias)
-        if tie_weights:
+        if config.tie_weights:
             # One matrix both reads and predicts words (Press & Wolf 2017; Inan et al. 2017).
             self.decoder.weight = self.embedding.weight
         else:

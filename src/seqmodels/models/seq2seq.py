@@ -112,23 +112,8 @@ class Seq2SeqConfig(EncoderConfig):
 
     def build(self, source_vocab_size: int, target_vocab_size: int, *, bos_id: int, eos_id: int) -> Seq2Seq:
         """`bos_id` starts every decoder input, `eos_id` ends every translation (id 0 is padding)."""
-        return Seq2Seq(
-            source_vocab_size,
-            target_vocab_size,
-            bos_id=bos_id,
-            eos_id=eos_id,
-            embedding_dim=self.embedding_dim,
-            attention=self.attention,
-            luong_score=self.luong_score,
-            attention_dim=self.attention_dim,
-            input_feeding=self.input_feeding,
-            context=self.context,
-            reverse_source=self.reverse_source,
-            decoder_hidden_size=self.decoder_size,
-            tie_embeddings=self.tie_embeddings,
-            teacher_forcing=self.teacher_forcing,
-            **self.encoder_kwargs(),
-        )
+        self.check()
+        return Seq2Seq(self, source_vocab_size, target_vocab_size, bos_id=bos_id, eos_id=eos_id)
 
     def describe(self) -> str:
         if self.attention == "luong":
@@ -222,54 +207,40 @@ def _attend(scores: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.T
 class Seq2Seq(nn.Module):
     def __init__(
         self,
+        config: Seq2SeqConfig,
         source_vocab_size: int,
         target_vocab_size: int,
         bos_id: int,
         eos_id: int,
-        cell: str,
-        embedding_dim: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        impl: str = "auto",
-        attention: str = "bahdanau",
-        luong_score: str = "general",
-        attention_dim: int | None = None,
-        input_feeding: bool = True,
-        context: bool = True,
-        reverse_source: bool = False,
-        decoder_hidden_size: int | None = None,
-        tie_embeddings: bool = False,
-        teacher_forcing: float = 1.0,
         padding_idx: int = 0,
     ) -> None:
+        """The model `config` (`model.*`) describes, between these vocabularies."""
         super().__init__()
-        if attention not in ATTENTIONS:
-            raise ValueError(f"unknown attention {attention!r}; choose one of {ATTENTIONS}")
+        attention, embedding_dim = config.attention, config.embedding_dim
+        num_layers, cell = config.num_layers, config.cell
         self.kind = attention
         self.bos_id, self.eos_id, self.padding_idx = bos_id, eos_id, padding_idx  # what decoding needs to know
-        self.input_feeding = attention == "luong" and input_feeding
-        self.context = attention == "bahdanau" or (attention == "none" and context)  # c_t in the step's input
-        self.reverse_source = reverse_source
-        self.teacher_forcing = teacher_forcing
-        self.dropout = nn.Dropout(dropout)
+        self.input_feeding = attention == "luong" and config.input_feeding
+        self.context = attention == "bahdanau" or (attention == "none" and config.context)  # c_t in the step's input
+        self.reverse_source = config.reverse_source
+        self.teacher_forcing = config.teacher_forcing
+        self.dropout = nn.Dropout(config.dropout)
         self.source_embedding = nn.Embedding(source_vocab_size, embedding_dim, padding_idx=padding_idx)
-        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
+        self.encoder = RecurrentEncoder(input_size=embedding_dim, **config.encoder_kwargs())
         memory_size = self.encoder.output_size
-        size = decoder_hidden_size or memory_size
+        size = config.decoder_size
         self.decoder_size, self.num_layers, self.cell = size, num_layers, cell
         self.bridge = nn.Linear(memory_size, num_layers * size)
         self.target_embedding = nn.Embedding(target_vocab_size, embedding_dim, padding_idx=padding_idx)
         if attention == "bahdanau":
-            self.attention: Attention | None = AdditiveAttention(size, memory_size, attention_dim or size)
+            self.attention: Attention | None = AdditiveAttention(size, memory_size, config.attention_dim or size)
         elif attention == "luong":
-            if luong_score == "dot" and size != memory_size:
+            if config.luong_score == "dot" and size != memory_size:
                 raise ValueError(f"dot attention needs decoder size {size} == encoder output size {memory_size}")
-            self.attention = MultiplicativeAttention(size, memory_size, luong_score)
+            self.attention = MultiplicativeAttention(size, memory_size, config.luong_score)
         else:
             self.attention = None
-        readout_size = embedding_dim if tie_embeddings else size
+        readout_size = embedding_dim if config.tie_embeddings else size
         first_input = embedding_dim + (memory_size if self.context else 0) + (readout_size if self.input_feeding else 0)
         rnn_class: Any = CELLS[cell]
         extra = {"nonlinearity": "tanh"} if cell == "rnn" else {}
@@ -284,7 +255,7 @@ class Seq2Seq(nn.Module):
             readout_input = size + embedding_dim + (memory_size if self.context else 0)
         self.readout = nn.Linear(readout_input, readout_size)
         self.output = nn.Linear(readout_size, target_vocab_size)
-        if tie_embeddings:
+        if config.tie_embeddings:
             self.output.weight = self.target_embedding.weight
 
     # -- the pieces decoding uses ------------------------------------------------------------

@@ -3,11 +3,13 @@
 For fine-tuning a pretrained model as ULMFiT does (Howard & Ruder 2018; docs/transfer.md): discriminative
 learning rates (`layer_lr_decay`: each layer group below the top learns that many times slower, the
 groups as the model describes them, `models.transfer.layer_groups`) and slanted triangular learning
-rates (`schedule=slanted_triangular`: a short linear rise, then a long linear fall).
+rates (`schedule=slanted_triangular`: a short linear rise, then a long linear fall); gradual unfreezing
+(`Unfreezing`, `trainer.unfreeze`) over the same layer groups.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +20,8 @@ import torch
 from seqmodels.errors import ConfigError
 from seqmodels.models.transfer import layer_groups
 from seqmodels.schema import Section, setting
+
+log = logging.getLogger("seqmodels")
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear", "plateau", "slanted_triangular")
@@ -87,11 +91,44 @@ def parameter_groups(cfg: OptimConfig, model: torch.nn.Module) -> list[dict[str,
     ]
 
 
+class Unfreezing:
+    """Gradual unfreezing (Howard & Ruder 2018; `trainer.unfreeze`): at first only the top of the model's layer
+    groups (`models.transfer.layer_groups`) learns; every `every` epochs one more group below it does. Set from
+    the global step before each step, so a resumed run freezes exactly what it would have; weights frozen
+    for another reason (model.freeze_vectors) stay frozen."""
+
+    def __init__(self, model: torch.nn.Module, every: float, steps_per_epoch: int) -> None:
+        self.groups = list(reversed(layer_groups(model)))  # the top first
+        self.learns = {id(p): p.requires_grad for p in model.parameters()}
+        self.every_steps = every * steps_per_epoch
+        self.count = 0  # groups learning now
+
+    def groups_at(self, step: int) -> int:
+        return min(len(self.groups), 1 + int(step / self.every_steps + 1e-9))
+
+    def before_step(self, step: int) -> None:
+        count = self.groups_at(step)
+        if count == self.count:
+            return
+        for depth, group in enumerate(self.groups):
+            for parameter in group.parameters:
+                parameter.requires_grad_(self.learns[id(parameter)] and depth < count)
+        self.count = count
+        log.info(
+            "unfreezing (step %d): %s learn%s",
+            step,
+            ", ".join(group.name for group in self.groups[:count]),
+            "; " + ", ".join(group.name for group in self.groups[count:]) + " frozen"
+            if count < len(self.groups)
+            else "",
+        )
+
+
 def build_optimizer(
     cfg: OptimConfig, parameters: Iterable[torch.nn.Parameter] | list[dict[str, Any]]
 ) -> torch.optim.Optimizer:
-    # The fused kernel updates every tensor in one pass: on a CPU it is 2-3x faster than the default
-    # (foreach) Adam, which was a quarter of a CoNLL-2003 step (its 1.1M-weight embedding table).
+    # The fused kernel updates every tensor in one pass, faster than the default (foreach) Adam on a CPU,
+    # where the update of a large embedding table is a sizeable share of a step (docs/performance.md).
     if cfg.name in ("adam", "adamw"):
         adam = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
         return adam(

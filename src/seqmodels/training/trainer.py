@@ -28,7 +28,6 @@ ranks' outputs so metrics are those of the whole split, and only rank 0 writes f
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
@@ -45,22 +44,21 @@ from torch import nn
 from seqmodels.atomic import copy_file, save_json
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.hparams import Column, columns_of
-from seqmodels.models.transfer import layer_groups
 from seqmodels.schema import Section, defaults, execution_keys, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.averaging import MovingAverage
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
-from seqmodels.training.evaluation import evaluate_split
+from seqmodels.training.evaluation import Evaluation, final_evaluation, limited, num_batches
 from seqmodels.training.gradient_flow import choose_batch, record_gradient_flow
-from seqmodels.training.optim import LRSchedule, OptimConfig, build_optimizer, parameter_groups
+from seqmodels.training.optim import LRSchedule, OptimConfig, Unfreezing, build_optimizer, parameter_groups
+from seqmodels.training.precision import PRECISIONS, autocast, autocast_dtype
 from seqmodels.training.progress import Progress
 from seqmodels.training.runtime import DEVICES, resolve_device
 from seqmodels.training.tensorboard import BEST, DIAGNOSTICS, EXAMPLES, RunLogger, shared_experiment
-from seqmodels.training.timing import NO_CLOCK
+from seqmodels.training.timing import section, sectioned
 
 log = logging.getLogger("seqmodels")
-PRECISIONS = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
 
 @dataclass
@@ -182,48 +180,6 @@ class EpochLoss:
         return recent
 
 
-def _limited(loader, limit: int | None):
-    """A pass over `loader`, or `limit` batches that stand for it (`Loader.sample`)."""
-    return iter(loader) if limit is None else loader.sample(limit)
-
-
-def _num_batches(loader, limit: int | None) -> int:
-    return len(loader) if limit is None else min(len(loader), limit)
-
-
-class Unfreezing:
-    """Gradual unfreezing (Howard & Ruder 2018): at first only the top of the model's layer groups
-    (`models.transfer.layer_groups`) learns; every `every` epochs one more group below it does. Set from
-    the global step before each step, so a resumed run freezes exactly what it would have; weights frozen
-    for another reason (model.freeze_vectors) stay frozen."""
-
-    def __init__(self, model: nn.Module, every: float, steps_per_epoch: int) -> None:
-        self.groups = list(reversed(layer_groups(model)))  # the top first
-        self.learns = {id(p): p.requires_grad for p in model.parameters()}
-        self.every_steps = every * steps_per_epoch
-        self.count = 0  # groups learning now
-
-    def groups_at(self, step: int) -> int:
-        return min(len(self.groups), 1 + int(step / self.every_steps + 1e-9))
-
-    def before_step(self, step: int) -> None:
-        count = self.groups_at(step)
-        if count == self.count:
-            return
-        for depth, group in enumerate(self.groups):
-            for parameter in group.parameters:
-                parameter.requires_grad_(self.learns[id(parameter)] and depth < count)
-        self.count = count
-        log.info(
-            "unfreezing (step %d): %s learn%s",
-            step,
-            ", ".join(group.name for group in self.groups[:count]),
-            "; " + ", ".join(group.name for group in self.groups[count:]) + " frozen"
-            if count < len(self.groups)
-            else "",
-        )
-
-
 class Trainer:
     def __init__(self, cfg: DictConfig, task: Task, data: TaskData, model: nn.Module, run_dir: Path) -> None:
         self.cfg = cfg
@@ -243,10 +199,12 @@ class Trainer:
         decay = self.tcfg.ema_decay
         self.average = None if decay is None else MovingAverage(self.model, decay)
         self.evaluated = self.model if self.average is None else self.average.module
-        self.autocast_dtype = self._autocast_dtype()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+        # every pass over a split, validation's and the final evaluation's (`training.evaluation`)
+        dtype = autocast_dtype(self.tcfg.precision, self.device)
+        self.evaluation = Evaluation(self.device, dtype, self.tcfg.limit_val_batches)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
         self.optimizer = build_optimizer(self.ocfg, parameter_groups(self.ocfg, self.model))
-        steps_per_epoch = _num_batches(data.train, self.tcfg.limit_train_batches)
+        steps_per_epoch = num_batches(data.train, self.tcfg.limit_train_batches)
         self.unfreezing = Unfreezing(self.model, self.tcfg.unfreeze, steps_per_epoch) if self.tcfg.unfreeze else None
         if self.unfreezing is not None and self.world.enabled:
             raise ConfigError("trainer.unfreeze cannot change which weights learn under torchrun; train in one process")
@@ -259,26 +217,6 @@ class Trainer:
         self.stop_requested = False
         self.logger: RunLogger | None = None
         self.flow_batch: Any = None  # the validation batch of the gradient-flow measurement, picked once
-        self.clock = NO_CLOCK  # a measurement installs a timing.SectionClock to time train_epoch's sections
-
-    def _autocast_dtype(self) -> torch.dtype | None:
-        precision = self.tcfg.precision
-        if PRECISIONS[precision] is not None and self.device.type != "cuda":
-            log.warning("trainer.precision=%s applies to CUDA only; training in float32 on %s", precision, self.device)
-            return None
-        if PRECISIONS[precision] is torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
-            log.warning(
-                "trainer.precision=bf16 needs a GPU with bfloat16 (Ampere or newer); training in float32 on %s "
-                '(trainer.precision="16" runs float16 with loss scaling)',
-                torch.cuda.get_device_name(self.device),
-            )
-            return None
-        return PRECISIONS[precision]
-
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
 
     # -- one pass ---------------------------------------------------------------------------
     def train_epoch(self) -> dict[str, float]:
@@ -294,55 +232,53 @@ class Trainer:
         limit = self.tcfg.limit_train_batches
         position = self.position
         losses = EpochLoss(self.device, self.global_step)
-        clock = self.clock
-        clock.start()
         progress = Progress(
-            _num_batches(loader, limit),
+            num_batches(loader, limit),
             f"epoch {epoch}/{self.tcfg.max_epochs}",
             interval=self.tcfg.progress_interval_s,
             done=position.batches,
             live=None if self.world.is_main else False,
         )  # one bar on a terminal, rank 0's
-        for index, batch in enumerate(_limited(loader, limit)):
+        # each part of a step is a `timing.section`: a profiler range, timed by a measurement's clock
+        for index, batch in enumerate(sectioned(limited(loader, limit), "batch assembly")):
             if index < position.batches:
                 continue  # done before the interruption; the order is the same (seeded by epoch)
-            batch = batch.to(self.device)
-            clock.mark("batch assembly")
+            with section("batch assembly"):
+                batch = batch.to(self.device)
             if self.unfreezing is not None:
                 self.unfreezing.before_step(self.global_step)
-            with self._autocast():
+            with section("forward"), autocast(self.evaluation.dtype):
                 out = self.task.step(self.train_model, batch)
-            clock.mark("forward")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(out.loss).backward()
-            clock.mark("backward")
-            grad_norm = self._optimizer_step()
-            clock.mark("optimizer step")
-            self.global_step += 1
-            position.batches += 1
-            position.examples += out.num_examples
-            losses.add(out.loss, out.num_examples)
-            log_step = self.global_step % self.tcfg.log_every_n_steps == 0
-            if log_step:
-                recent, (loss, norm) = self._read(losses, epoch, out.loss, grad_norm)
-                progress.show_loss(recent)
-                self.tb.scalar("train/loss", loss, self.global_step)
-                self.tb.scalar(f"{DIAGNOSTICS}/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
-                self.tb.scalar(f"{DIAGNOSTICS}/grad_norm", norm, self.global_step)
-            progress.update(out.num_tokens)
-            clock.mark("logging")
+            with section("backward"):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(out.loss).backward()
+            with section("optimizer step"):
+                grad_norm = self._optimizer_step()
+            with section("logging"):
+                self.global_step += 1
+                position.batches += 1
+                position.examples += out.num_examples
+                losses.add(out.loss, out.num_examples)
+                log_step = self.global_step % self.tcfg.log_every_n_steps == 0
+                if log_step:
+                    recent, (loss, norm) = self._read(losses, epoch, out.loss, grad_norm)
+                    progress.show_loss(recent)
+                    self.tb.scalar("train/loss", loss, self.global_step)
+                    self.tb.scalar(f"{DIAGNOSTICS}/lr", self.optimizer.param_groups[0]["lr"], self.global_step)
+                    self.tb.scalar(f"{DIAGNOSTICS}/grad_norm", norm, self.global_step)
+                progress.update(out.num_tokens)
             if self._stopping(ranks_meet=log_step):
                 break
-        recent, _ = self._read(losses, epoch)  # the steps since the last logging step
-        self._stopping(ranks_meet=True)  # the ranks leave the epoch agreeing whether to stop
-        position.loss_sum += losses.read_sum
-        progress.show_loss(recent)
-        progress.close()
-        log.info("%s", progress.line())
-        loss_sum, examples, tokens = distributed.total(
-            [position.loss_sum, position.examples, progress.tokens], self.device
-        )  # all ranks' share of the epoch
-        clock.mark("logging")
+        with section("logging"):
+            recent, _ = self._read(losses, epoch)  # the steps since the last logging step
+            self._stopping(ranks_meet=True)  # the ranks leave the epoch agreeing whether to stop
+            position.loss_sum += losses.read_sum
+            progress.show_loss(recent)
+            progress.close()
+            log.info("%s", progress.line())
+            loss_sum, examples, tokens = distributed.total(
+                [position.loss_sum, position.examples, progress.tokens], self.device
+            )  # all ranks' share of the epoch
         return {
             "loss": loss_sum / max(examples, 1),
             "tokens_per_s": tokens / max(progress.elapsed, 1e-9),
@@ -391,28 +327,16 @@ class Trainer:
             self.stop_requested = True
         return ranks_meet and self.stop_requested
 
-    def evaluate(self, loader, limit: int | None, split: str, sizes: list | None = None) -> dict[str, float]:
-        return evaluate_split(
-            self.task,
-            self.evaluated,
-            _limited(loader, limit),
-            self.data.artifacts,
-            split,
-            self.device,
-            autocast=self._autocast,
-            sizes=sizes,
-        )
-
     def _validate(self) -> dict[str, float]:
         """Validation; the first one also picks the gradient-flow batch (`gradient_flow.choose_batch`)
         among the batches it evaluated."""
-        limit = self.tcfg.limit_val_batches
         pick = self.tcfg.gradient_flow and self.world.is_main and self.flow_batch is None
         sizes: list[tuple[int, int]] | None = [] if pick else None
-        val = self.evaluate(self.data.val, limit, "val", sizes)
+        val = self.evaluation.run(self.task, self.evaluated, self.data.val, self.data.artifacts, "val", sizes)
         if sizes:
             chosen = choose_batch(sizes, self.tcfg.gradient_flow_steps)
-            self.flow_batch = next(itertools.islice(_limited(self.data.val, limit), chosen, None)).to(self.device)
+            batches = limited(self.data.val, self.evaluation.limit)
+            self.flow_batch = next(itertools.islice(batches, chosen, None)).to(self.device)
         return val
 
     def hparams(self) -> dict[str, Any]:
@@ -665,11 +589,9 @@ class Trainer:
             load_checkpoint(self.checkpoints / "best.pt", map_location="cpu")["model"] if self.world.is_main else None
         )
         self.evaluated.load_state_dict(distributed.broadcast(best))
-        settings = self.task.configure_evaluation(self.evaluated, self.data, self.device)
-        limit = self.tcfg.limit_val_batches
-        val = self.evaluate(self.data.val, limit, "val")
-        test = self.evaluate(self.data.test, limit, "test")
-        extra = {name: self.evaluate(loader, limit, name) for name, loader in self.data.extra_tests.items()}
+        report = final_evaluation(self.task, self.evaluated, self.data, self.evaluation)
+        val, test = report["val"], report["test"]
+        extra = {name: report[name] for name in self.data.extra_tests}
         best_step = self._step_of_epoch(self.best.epoch)
         self.tb.scalars("test", test, best_step)
         for name, metrics in extra.items():  # test/bleu_2017_flickr: beside test/bleu, in the test group
@@ -677,9 +599,7 @@ class Trainer:
             self.tb.scalars("test", {f"{k}_{suffix}": v for k, v in metrics.items()}, best_step)
         self.tb.end_session(succeeded=True)
         self.tb.close()
-        results = self._write_metrics(
-            "completed", train_seconds, val=val, test=test, **extra, **({"evaluation": settings} if settings else {})
-        )
+        results = self._write_metrics("completed", train_seconds, **report)
         log.info(
             "best epoch %d | val %s | test %s",
             self.best.epoch,
