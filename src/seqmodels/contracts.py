@@ -85,7 +85,7 @@ class Loader(Protocol):
 class TaskData:
     train: Loader
     val: Loader
-    test: Loader
+    test: Loader | None  # None: no test set (e.g. a user's data without one); the run reports validation only
     # Plain strings and numbers that prediction needs (tokenizer, label names, sizes). They
     # are stored in every checkpoint, so a run directory is enough to predict.
     artifacts: dict[str, Any]

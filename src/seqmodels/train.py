@@ -133,6 +133,8 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
         data = task.prepare()
     if world.enabled:
         for loader in (data.train, data.val, data.test, *data.extra_tests.values()):
+            if loader is None:  # no test set
+                continue
             try:
                 loader.shard(world.rank, world.size)
             except ValueError as error:

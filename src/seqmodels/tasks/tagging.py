@@ -201,7 +201,7 @@ class TaggingTask(Task[TaggingBatch]):
         test = loader("test", shuffle=False) if "test" in entry else None
         self.showcase = self._showcase(entry["val"], artifacts, context_tokens, uses_chars, uses_shapes)
         summary = self._summary(entry, artifacts, train, settings)
-        return TaskData(train, val, test, artifacts.as_dict(), summary)  # type: ignore[arg-type]
+        return TaskData(train, val, test, artifacts.as_dict(), summary)
 
     def _summary(
         self, entry: dict[str, Any], artifacts: TaggingArtifacts, train: BatchLoader, settings: dict[str, Any]

@@ -94,10 +94,11 @@ def final_evaluation(
 ) -> dict[str, Any]:
     """The final report of the weights in `model`: the task prepares it (`Task.configure_evaluation`, with a
     script's task `options`), then val, test and the extra test sets are evaluated. Returns {"val": metrics,
-    "test": metrics, each extra test set's name: metrics, "evaluation": what the task reports of its settings
+    "test": metrics (where there is a test set), each extra test set's name: metrics, "evaluation": what the task reports of its settings
     (if anything)}."""
     settings = task.configure_evaluation(model, data, evaluation.device, **options)
-    splits = {"val": data.val, "test": data.test, **data.extra_tests}
+    tested = {"test": data.test} if data.test is not None else {}  # a task's data may have no test set
+    splits = {"val": data.val, **tested, **data.extra_tests}
     report: dict[str, Any] = {
         split: evaluation.run(task, model, loader, data.artifacts, split) for split, loader in splits.items()
     }

@@ -590,10 +590,11 @@ class Trainer:
         )
         self.evaluated.load_state_dict(distributed.broadcast(best))
         report = final_evaluation(self.task, self.evaluated, self.data, self.evaluation)
-        val, test = report["val"], report["test"]
+        val, test = report["val"], report.get("test")  # None: the task has no test set
         extra = {name: report[name] for name in self.data.extra_tests}
         best_step = self._step_of_epoch(self.best.epoch)
-        self.tb.scalars("test", test, best_step)
+        if test is not None:
+            self.tb.scalars("test", test, best_step)
         for name, metrics in extra.items():  # test/bleu_2017_flickr: beside test/bleu, in the test group
             suffix = name.removeprefix("test_")
             self.tb.scalars("test", {f"{k}_{suffix}": v for k, v in metrics.items()}, best_step)
@@ -604,7 +605,7 @@ class Trainer:
             "best epoch %d | val %s | test %s",
             self.best.epoch,
             " ".join(f"{k} {v:.4f}" for k, v in val.items()),
-            " ".join(f"{k} {v:.4f}" for k, v in test.items()),
+            " ".join(f"{k} {v:.4f}" for k, v in test.items()) if test is not None else "none (no test set)",
         )
         for name, metrics in extra.items():
             log.info("%s: %s", name, " ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
