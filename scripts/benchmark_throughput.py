@@ -8,7 +8,7 @@ on `--warmup` batches and is then timed on the first `--batches` training batche
   plain loop  the same model on the same batches in a hand-written loop, as a user would write it: the
               same optimizer (`build_optimizer` from the optim config) and the same gradient clipping,
               nothing else. One per task kind:
-                sentiment       forward, cross-entropy, backward, clip_grad_norm_, step;
+                classification  forward, cross-entropy, backward, clip_grad_norm_, step;
                 tagging         the tagger's forward and `model.loss`, backward, clip, step;
                 language_model  pytorch/examples `word_language_model/main.py`'s truncated-BPTT loop on
                                 its own RNNModel (embedding, dropout, one multi-layer nn.LSTM/GRU/RNN,
@@ -17,7 +17,7 @@ on `--warmup` batches and is then timed on the first `--batches` training batche
                                 CrossEntropyLoss over output.view(-1, ntokens). Skipped with an
                                 adaptive softmax (model.adaptive_cutoffs), which that loop lacks.
               The difference from seqmodels is the trainer's and the task's own overhead.
-  packed      (sentiment only) the same weights in one standard multi-layer torch RNN fed with
+  packed      (classification only) the same weights in one standard multi-layer torch RNN fed with
               `pack_padded_sequence`, trained by the plain loop on *randomly ordered* batches (a seeded
               shuffle cut into batches, no bucketing), which is the usual way packing is used.
 
@@ -37,7 +37,7 @@ steadily.
 On a GPU (`trainer.device=cuda`, or `auto` where one is) every clock reading first waits for the kernels
 already queued, so each variant's time is its device time too, and the data statistics add the peak CUDA
 memory of all variants together. `model.rnn_impl=dense|packed` picks how seqmodels' encoder runs (auto:
-packed on CUDA); the sentiment and NER plain loops train the same model, so they run it the same way.
+packed on CUDA); the classification and NER plain loops train the same model, so they run it the same way.
 
 The breakdown is read from the same seqmodels epoch that the first row times: `train_epoch` runs each part
 of a step in a `seqmodels.training.timing.section` (a `torch.profiler.record_function` range), and the
@@ -298,7 +298,11 @@ def plain_loop(
 
 def classifier_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float) -> Callable:
     def step(batch) -> None:
-        loss = F.cross_entropy(model(batch.tokens, batch.lengths), batch.labels)
+        logits = model(batch.tokens, batch.lengths)
+        if batch.labels.dim() == 2:  # multi-label: one sigmoid per label
+            loss = F.binary_cross_entropy_with_logits(logits, batch.labels.float())
+        else:
+            loss = F.cross_entropy(logits, batch.labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -319,7 +323,7 @@ def tagger_step(model: nn.Module, optimizer: torch.optim.Optimizer, clip: float)
     return step
 
 
-# -- the packed baseline (sentiment) --------------------------------------------------------------
+# -- the packed baseline (classification) --------------------------------------------------------------
 def copy_recurrent_weights(rnn: nn.RNNBase, encoder: nn.Module) -> None:
     """seqmodels' per-layer, per-direction single-layer RNNs into one multi-layer torch RNN: they hold
     exactly its parameters layer by layer (weight_ih_l0 of layer k is its weight_ih_l{k})."""
@@ -498,7 +502,7 @@ def baseline_runners(
             name, build(), cfg, device, make_step, epoch_batches(data, warmup), epoch_batches(data, batches)
         )
 
-    if kind == "sentiment":
+    if kind == "classification":
         shuffled = random_index_batches(data, cfg.seed)
         reference = fresh().to(device)
         difference = max_logit_difference(

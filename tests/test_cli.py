@@ -47,13 +47,14 @@ def test_a_run_directory_holds_everything_promised(finished_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["monitor"] == "val/accuracy" and metrics["epochs_run"] == 2
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0 and metrics["test"]["loss"] > 0
-    assert set(metrics["val"]) == {"accuracy", "loss"} and metrics["best_epoch"] in (1, 2)
+    per_label = {f"{metric}_{label}" for metric in ("precision", "recall", "f1") for label in ("negative", "positive")}
+    assert set(metrics["val"]) == {"accuracy", "macro_f1", "loss", *per_label} and metrics["best_epoch"] in (1, 2)
     # the startup summary: device, data sizes and the per-layer parameter table
     log = (run_dir / "train.log").read_text()
     # the whole resolved config, in the log file only
     assert "config:\nseed: 42\nname: null\nmodel:\n  cell: lstm" in log
     console = result.stdout + result.stderr
-    assert "config:" not in console and "task: imdb (sentiment) | model: LSTM x1" in console
+    assert "config:" not in console and "task: imdb (classification) | model: LSTM x1" in console
     assert "device: cpu" in log and "train examples" in log and "padding, bucketed batches" in log
     assert "encoder.forward_layers.0  LSTM" in log and "4*(8*12 + 12*12 + 2*12)" in log
 
@@ -202,7 +203,7 @@ def test_missing_dataset_says_where_to_put_it_in_a_few_lines(tmp_path, env):
     lines = (result.stdout + result.stderr).strip().splitlines()
     assert lines[-1].startswith(f"error: IMDB not found in {tmp_path / 'empty' / 'imdb'}")
     assert len(lines) < 20 and "Traceback" not in result.stderr
-    assert "task: imdb (sentiment) | model: LSTM x1, emb 8, hidden 12" in lines[0]  # the compact summary
+    assert "task: imdb (classification) | model: LSTM x1, emb 8, hidden 12" in lines[0]  # the compact summary
     assert not (tmp_path / "run").exists()
 
 

@@ -18,7 +18,7 @@ from conftest import ROOT, TINY, composed, train
 from seqmodels.atomic import save_json, save_torch
 from seqmodels.data.cache import cached
 from seqmodels.errors import TrainingError
-from seqmodels.tasks.sentiment import SentimentTask
+from seqmodels.tasks.classification import ClassificationTask
 from seqmodels.train import run
 
 SLOW = ["data.batch_size=1", "trainer.max_epochs=2", "trainer.progress_interval_s=0"]  # 43 steps of ~2 ms an epoch
@@ -112,7 +112,7 @@ def test_a_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_pat
         f"data.root={data_root}",
         f"data.cache_dir={tmp_path / 'cache'}",
     )
-    real_step = SentimentTask.step
+    real_step = ClassificationTask.step
     steps = []
 
     def step_that_diverges(self, model, batch):
@@ -122,7 +122,7 @@ def test_a_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(tmp_pat
             out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(SentimentTask, "step", step_that_diverges)
+    monkeypatch.setattr(ClassificationTask, "step", step_that_diverges)
     with pytest.raises(
         TrainingError,
         match=r"training loss became nan at epoch 2, step 8; lower optim\.lr or set "

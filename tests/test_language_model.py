@@ -41,8 +41,8 @@ from seqmodels.models.encoder import RecurrentEncoder
 from seqmodels.models.language_model import sample
 from seqmodels.models.summary import parameter_rows
 from seqmodels.tasks import get_task
+from seqmodels.tasks.classification import ClassificationTask
 from seqmodels.tasks.language_model import TextWindow
-from seqmodels.tasks.sentiment import SentimentTask
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -375,7 +375,7 @@ def test_predict_lists_the_top_k_and_samples_a_continuation(ptb_task):
 
 
 def test_sentiment_predict_accepts_and_ignores_sampling_options():
-    parameters = inspect.signature(SentimentTask.predict).parameters.values()
+    parameters = inspect.signature(ClassificationTask.predict).parameters.values()
     assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 

@@ -80,10 +80,10 @@ def test_load_run_answers_a_list_as_it_answers_each_text_in_order(runs):
 
 def test_load_run_says_what_it_is_and_how_good_it_was(runs):
     run = load_run(runs("imdb"))
-    assert run.task.cfg.task.kind == "sentiment" and run.config.task.name == "imdb"
+    assert run.task.cfg.task.kind == "classification" and run.config.task.name == "imdb"
     assert run.metrics == json.loads((runs("imdb") / "metrics.json").read_text())
     assert 0 <= run.metrics["test"]["accuracy"] <= 1
-    assert "imdb run (sentiment)" in repr(run)
+    assert "imdb run (classification)" in repr(run)
 
 
 def test_a_text_of_100000_tokens_is_cut_to_max_length_and_counted(runs):
@@ -236,7 +236,7 @@ def test_a_conll_file_for_a_sentiment_run_says_what_the_run_reads(runs, data_roo
     output = tmp_path / "out.jsonl"
     code, _, err = predict_cli(capsys, runs("imdb"), "--input", data_root / "conll2003" / "eng.testa", "-o", output)
     assert code == 2 and err.count("\n") == 1 and not output.exists()
-    assert "(imdb, sentiment) reads texts (one per line" in err and "looks like a CoNLL file" in err
+    assert "(imdb, classification) reads texts (one per line" in err and "looks like a CoNLL file" in err
 
 
 def test_a_text_file_for_a_tagger_says_what_the_run_reads(runs, tmp_path, capsys):
@@ -276,7 +276,7 @@ def test_a_failure_while_predicting_leaves_no_partial_output(runs, tmp_path, cap
     def broken(*args, **kwargs):
         raise DataError("the model broke")
 
-    monkeypatch.setattr("seqmodels.tasks.sentiment.SentimentTask.predict_batch", broken)
+    monkeypatch.setattr("seqmodels.tasks.classification.ClassificationTask.predict_batch", broken)
     code, _, err = predict_cli(capsys, runs("imdb"), "--input", source, "--output", output)
     assert code == 2 and err.endswith("\nerror: the model broke\n")  # after the progress bar
     assert sorted(path.name for path in tmp_path.iterdir()) == ["reviews.txt"]

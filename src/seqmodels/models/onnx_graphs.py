@@ -1,6 +1,6 @@
 """The graphs `scripts/export.py` writes to ONNX: each model's inference, with plain tensors in and out.
 
-- a classifier: token ids and lengths in, class probabilities out;
+- a classifier: token ids and lengths in, class probabilities out (multi-label: each label's own);
 - a tagger: token ids, lengths (and character ids, word shapes when it reads them) in, emission
   scores out; the tags are a small step after it (`inference.onnx_decoding`: argmax, or Viterbi with the
   CRF's scores, which `decoding` hands to the JSON beside the graph);
@@ -59,19 +59,22 @@ def example_ids(num_words: int, lengths: list[int], padding_id: int = 0) -> torc
 
 
 class ClassifierGraph(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, multi_label: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.multi_label = multi_label
         self.eval()  # the exporter puts the wrapper back in its mode afterwards, and the model with it
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens, lengths).float().softmax(-1)
+        logits = self.model(tokens, lengths).float()
+        return logits.sigmoid() if self.multi_label else logits.softmax(-1)
 
 
-def classifier_graph(model: nn.Module, num_words: int) -> OnnxGraph:
+def classifier_graph(model: nn.Module, num_words: int, multi_label: bool = False) -> OnnxGraph:
+    """`multi_label`: each label's own probability (sigmoid), else one distribution over the labels (softmax)."""
     lengths = [5, 3]
     return OnnxGraph(
-        ClassifierGraph(model),
+        ClassifierGraph(model, multi_label),
         (example_ids(num_words, lengths), torch.tensor(lengths)),
         ["tokens", "lengths"],
         ["probabilities"],

@@ -68,6 +68,10 @@ class Task(ABC, Generic[BatchT]):
     mode: ClassVar[str]
     #: the metrics `evaluate` always returns, `monitor` first: HPARAMS columns in every run's logdir
     metrics: ClassVar[tuple[str, ...]]
+    #: metrics `evaluate` returns for some data only (e.g. multi-label classification's micro_f1)
+    optional_metrics: ClassVar[tuple[str, ...]] = ()
+    #: the `task.kind` names that saved runs of earlier versions give this task: they load and resume as it
+    aliases: ClassVar[tuple[str, ...]] = ()
     #: the `data.*` and `model.*` sections this task reads (subclasses of the shared ones)
     data_schema: ClassVar[type[DataConfig]] = DataConfig
     model_schema: ClassVar[type[EncoderConfig]] = EncoderConfig

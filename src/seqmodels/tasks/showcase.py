@@ -104,6 +104,19 @@ def tagged_sentences(sentences: Sequence[tuple[Sequence[str], Sequence[str], Seq
     return "\n\n".join(blocks)
 
 
+def labels_table(
+    texts: Sequence[str], gold: Sequence[Sequence[str]], probabilities: Sequence[Sequence[float]], names, threshold
+) -> str:
+    """Multi-label: | | predicted | gold | text |, each predicted label with its probability, a wrong set marked."""
+    rows = ["| | predicted | gold | text |", "| --- | --- | --- | --- |"]
+    for text, labels, row in zip(texts, gold, probabilities):
+        chosen = [(name, p) for name, p in zip(names, row) if p >= threshold]
+        mark = "✓" if {name for name, _ in chosen} == set(labels) else "**✗**"
+        predicted = ", ".join(f"{name} ({p:.2f})" for name, p in chosen) or "none"
+        rows.append(f"| {mark} | {escape(predicted)} | {escape(', '.join(labels)) or 'none'} | {escape(text)} |")
+    return "\n".join(rows)
+
+
 def tagged_tokens(sentences: Sequence[tuple[Sequence[str], Sequence[str], Sequence[str]]]) -> str:
     """(words, gold tags, predicted tags) of each sentence as two lines of `word/TAG`, the wrong tags in bold."""
     blocks = ["Each word as word/TAG; **bold**: a predicted tag that is not the gold one."]

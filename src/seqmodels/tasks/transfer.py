@@ -35,7 +35,7 @@ def tokenizer_words(serialized: str) -> list[str]:
 
 # Each task kind's word vocabulary, by id, from its artifacts (what its word embedding's rows follow).
 WORDS: dict[str, Callable[[dict[str, Any]], list[str] | None]] = {
-    "sentiment": lambda artifacts: tokenizer_words(artifacts["tokenizer"]),
+    "classification": lambda artifacts: tokenizer_words(artifacts["tokenizer"]),
     "tagging": lambda artifacts: list(artifacts["words"]),
     "language_model": lambda artifacts: list(artifacts["vocabulary"]),
     "translation": lambda artifacts: tokenizer_words(artifacts["source_tokenizer"]),
@@ -43,6 +43,9 @@ WORDS: dict[str, Callable[[dict[str, Any]], list[str] | None]] = {
 
 
 def words_of(kind: str, artifacts: dict[str, Any]) -> list[str] | None:
+    from seqmodels.tasks import canonical_kind  # the registry imports every task
+
+    kind = canonical_kind(kind)
     return WORDS[kind](artifacts) if kind in WORDS else None
 
 
@@ -85,7 +88,7 @@ def _start_from(task: Task, paths: list[str], model: nn.Module, artifacts: dict[
             raise ConfigError(f"model.init_from={path}: no such run directory or checkpoint")
         source, run = load_source(str(Path(path).expanduser()))
         source.name = path
-        source.same_data = str(run.cfg.task.kind) == kind and run.artifacts == artifacts
+        source.same_data = type(run.task) is type(task) and run.artifacts == artifacts
         sources.append(source)
         log.info(
             "model.init_from: %s (%s, %s%s; epoch %d)",
