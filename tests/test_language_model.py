@@ -370,7 +370,7 @@ def test_predict_lists_the_top_k_and_samples_a_continuation(ptb_task):
     assert task.predict(model, data.artifacts, "The cat jumped", top_k=3, length=5, seed=7) == answer
     with pytest.raises(ConfigError, match="temperature=0 is impossible"):
         task.predict(model, data.artifacts, "the cat", temperature=0)
-    with pytest.raises(ConfigError, match="top_k=0 is impossible"):
+    with pytest.raises(ConfigError, match="--top-k=0 is impossible"):
         task.predict(model, data.artifacts, "the cat", top_k=0)
 
 

@@ -15,6 +15,7 @@ the YAML files hold only presets and choices.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import functools
@@ -161,6 +162,56 @@ def validate(schema: type[S], node: Mapping[str, Any] | DictConfig | None, prefi
     section = schema(**values)
     section.check()
     return section
+
+
+def option_name(key: str) -> str:
+    """The script option of a declared key: `--beam-size` for `beam_size`."""
+    return "--" + key.replace("_", "-")
+
+
+def add_options(
+    group: argparse._ArgumentGroup,
+    schema: type[Section],
+    names: tuple[str, ...] | None = None,
+    *,
+    run_section: str | None = None,
+) -> None:
+    """The keys of `schema` (or those `names`) as script options (`option_name`) with default None, so that only
+    the options a user gives reach the task; each option's help is the key's declared meaning and default, or,
+    with `run_section`, says that the run's own `run_section.key` is the default. A bool key is a flag."""
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if names is not None and f.name not in names:
+            continue
+        annotation = hints[f.name]
+        if _optional(annotation):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if run_section:
+            shown_default = f" (default: the run's {run_section}.{f.name})"
+        else:
+            unshown = default is None or annotation is bool  # a flag is off unless given
+            shown_default = "" if unshown else f" (default: {OmegaConf.to_yaml({'v': default}).strip()[3:]})"
+        text = (f.metadata.get("help", "") + shown_default).replace("%", "%%")
+        if annotation is bool:
+            group.add_argument(option_name(f.name), action="store_const", const=True, help=text)
+        else:
+            group.add_argument(option_name(f.name), type=annotation, help=text)
+
+
+def with_options(section: S, options: Mapping[str, Any]) -> S:
+    """`section` with the script options given in `options` (None: not given) in place of its keys' values,
+    each checked as its option (`--beam-size=0 is impossible; ...`), then the section's `check()`; options of
+    other sections are ignored."""
+    hints = typing.get_type_hints(type(section))
+    values = {
+        f.name: _checked(option_name(f.name), options[f.name], hints[f.name], f.metadata)
+        for f in dataclasses.fields(section)
+        if options.get(f.name) is not None
+    }
+    changed = dataclasses.replace(section, **values)
+    changed.check()
+    return changed
 
 
 def _checked(name: str, value: Any, annotation: Any, meta: Mapping[str, Any]) -> Any:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from seqmodels.checks import require_int, require_number
 from seqmodels.data.corpus import EOS, IGNORE
 from seqmodels.data.language_model_data import (
     CHARACTERS,
@@ -36,6 +35,7 @@ from seqmodels.models.cache import ContinuousCache
 from seqmodels.models.language_model import LanguageModel, State, detach_state, draw, sample
 from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, language_model_step_graph
+from seqmodels.schema import Section, add_options, setting, with_options
 from seqmodels.tasks.base import Answers, StepOutput, Task, TaskData
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors
 from seqmodels.training.evaluation import evaluate_split
@@ -48,6 +48,44 @@ NUM_EXAMPLES = 3
 CACHE_THETAS = (0.1, 0.2, 0.3, 0.5, 0.8, 1.2, 2.0, 3.0, 5.0)
 CACHE_LAMBDAS = (0.0, 0.05, 0.15, 0.2, 0.3, 0.4)
 FIRST_LAMBDA = 0.1
+
+
+@dataclass
+class CacheOptions(Section):
+    """`evaluate.py`'s options of a language model: the final evaluation with a continuous cache over the
+    model's predictions (`models.cache`; Grave et al. 2017). Training never uses one."""
+
+    cache_size: int = setting(
+        0, "remember this many earlier hidden states per stream (e.g. 2000): a continuous cache; 0: none", minimum=0
+    )
+    cache_theta: float = setting(0.3, "how sharply the cache points", minimum=0.0, low_open=True)
+    cache_lambda: float = setting(0.1, "the cache's weight in the mixture", minimum=0.0, maximum=1.0, high_open=False)
+    tune_cache: bool = setting(
+        False,
+        f"choose theta in {CACHE_THETAS}, then lambda in {(FIRST_LAMBDA, *CACHE_LAMBDAS)}, on val (needs --cache-size)",
+    )
+
+    def check(self) -> None:
+        if self.tune_cache and not self.cache_size:
+            raise ConfigError("--tune-cache needs --cache-size N (e.g. 2000): how many states the cache remembers")
+
+
+@dataclass
+class SamplingOptions(Section):
+    """`predict.py`'s options of a language model (and the keywords of `load_run(...).predict`)."""
+
+    temperature: float = setting(1.0, "below 1 sharpens, above 1 flattens", minimum=0.0, low_open=True)
+    top_k: int = setting(
+        10,
+        "list the K most likely next tokens and sample only among the K most likely at each step; 1 is greedy",
+        minimum=1,
+    )
+    length: int | None = setting(
+        None,
+        f"tokens to sample (default: {SAMPLE_LENGTH['word']} words or {SAMPLE_LENGTH['char']} characters)",
+        minimum=0,
+    )
+    seed: int | None = setting(None, "the same seed gives the same continuation (default: random)")
 
 
 class LanguageModelTask(Task[TextWindow]):
@@ -98,69 +136,34 @@ class LanguageModelTask(Task[TextWindow]):
         return model.build(artifacts["vocab_size"], ignore_index=IGNORE, pretrained=self.pretrained)
 
     def use_cache(self, size: int, theta: float, lam: float) -> None:
-        """Evaluate from now on with a continuous cache over the model's predictions
-        (seqmodels.models.cache; Grave et al. 2017); size 0: without one. Training never uses it."""
-        require_int("--cache-size", size, minimum=0)
-        require_number("--cache-theta", theta, 0.0, math.inf, low_open=True)
-        require_number("--cache-lambda", lam, 0.0, 1.0, high_open=False)
+        """Evaluate from now on with a continuous cache (`CacheOptions`); size 0: without one."""
+        with_options(CacheOptions(), {"cache_size": size, "cache_theta": theta, "cache_lambda": lam})
         self.cache = ContinuousCache(size, theta, lam, IGNORE) if size else None
 
     @classmethod
     def add_predict_options(cls, group) -> None:
-        group.add_argument("--temperature", type=float, help="below 1 sharpens, above 1 flattens (default 1)")
-        group.add_argument(
-            "--top-k",
-            type=int,
-            help="list the K most likely next tokens and sample only among the "
-            "K most likely at each step; 1 is greedy (default 10)",
-        )
-        group.add_argument("--length", type=int, help="tokens to sample (default 30 words or 200 characters)")
-        group.add_argument("--seed", type=int, help="the same seed gives the same continuation (default: random)")
+        add_options(group, SamplingOptions)
 
     @classmethod
     def add_evaluate_options(cls, group) -> None:
-        group.add_argument(
-            "--cache-size",
-            type=int,
-            help="remember this many earlier hidden states per stream (e.g. 2000): a continuous cache",
-        )
-        group.add_argument("--cache-theta", type=float, help="how sharply the cache points (default 0.3)")
-        group.add_argument("--cache-lambda", type=float, help="the cache's weight in the mixture (default 0.1)")
-        group.add_argument(
-            "--tune-cache",
-            action="store_const",
-            const=True,
-            help=f"choose theta in {CACHE_THETAS}, then lambda in {(FIRST_LAMBDA, *CACHE_LAMBDAS)}, "
-            f"on val (needs --cache-size)",
-        )
+        add_options(group, CacheOptions)
 
-    def check_evaluation_options(
-        self, *, cache_size: int | None = None, tune_cache: bool | None = None, **options: Any
-    ) -> None:
-        if tune_cache and not cache_size:
-            raise ConfigError("--tune-cache needs --cache-size N (e.g. 2000): how many states the cache remembers")
+    def check_evaluation_options(self, **options: Any) -> None:
+        with_options(CacheOptions(), options)
 
     def configure_evaluation(
-        self,
-        model: nn.Module,
-        data: TaskData,
-        device: torch.device,
-        *,
-        cache_size: int | None = None,
-        cache_theta: float | None = None,
-        cache_lambda: float | None = None,
-        tune_cache: bool | None = None,
-        **options: Any,
+        self, model: nn.Module, data: TaskData, device: torch.device, **options: Any
     ) -> dict[str, Any]:
         """With a cache size: evaluate with a continuous cache of (size, theta, lambda), or with
         `tune_cache` the theta and lambda that are best on validation (a grid, one pass each: theta
         along its grid with lambda at 0.1, then lambda along its grid with the best theta, and
         lambda 0, so the search never ends worse than the model alone)."""
+        cache = with_options(CacheOptions(), options)
+        cache_size, theta, lam = cache.cache_size, cache.cache_theta, cache.cache_lambda
         if not cache_size:
             return {}
-        theta, lam = 0.3 if cache_theta is None else cache_theta, 0.1 if cache_lambda is None else cache_lambda
         report: dict[str, Any] = {}
-        if tune_cache:
+        if cache.tune_cache:
             search: list[dict[str, float]] = []
 
             def validate(theta: float, lam: float) -> dict[str, float]:
@@ -240,25 +243,15 @@ class LanguageModelTask(Task[TextWindow]):
         model: nn.Module,
         artifacts: dict[str, Any],
         texts: list[str],
-        *,
-        temperature: float = 1.0,
-        top_k: int = 10,
-        length: int | None = None,
-        seed: int | None = None,
         **options: Any,
     ) -> Answers:
         """For each text, the `top_k` most likely next tokens and a sampled continuation of `length`
-        tokens (drawn from the `top_k` most likely at each step; top_k=1 is greedy). Each text draws
-        from its own generator, seeded with `seed`, so a text continues as it would alone. Options
+        tokens (drawn from the `top_k` most likely at each step; top_k=1 is greedy): `SamplingOptions`. Each
+        text draws from its own generator, seeded with `seed`, so a text continues as it would alone. Options
         other tasks use are ignored."""
-        length = SAMPLE_LENGTH[artifacts["level"]] if length is None else length
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ConfigError(
-                f"temperature={temperature} is impossible; it must be > 0 (below 1 sharpens, "
-                f"above 1 flattens the distribution)"
-            )
-        require_int("top_k", top_k)  # 1 = greedy
-        require_int("length", length, minimum=0)
+        sampling = with_options(SamplingOptions(), options)
+        temperature, top_k, seed = sampling.temperature, sampling.top_k, sampling.seed
+        length = SAMPLE_LENGTH[artifacts["level"]] if sampling.length is None else sampling.length
         model.eval()
         vocabulary = artifacts["vocabulary"]
         index = {token: i for i, token in enumerate(vocabulary)}

@@ -22,7 +22,6 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from seqmodels.checks import require_int, require_number
 from seqmodels.data.batching import pad_right
 from seqmodels.data.subword import BOS_ID, EOS_ID, decode_ids, encode_texts, pieces
 from seqmodels.data.text import tokenizer_from_json
@@ -31,7 +30,7 @@ from seqmodels.errors import ConfigError
 from seqmodels.models.modes import evaluating
 from seqmodels.models.search import beam_search, greedy_search
 from seqmodels.models.seq2seq import Seq2Seq, Seq2SeqConfig
-from seqmodels.schema import Section, setting
+from seqmodels.schema import Section, add_options, setting, with_options
 from seqmodels.tasks.attention_map import attention_figure
 from seqmodels.tasks.base import Answers, StepOutput, Task, TaskData
 from seqmodels.tasks.translation_metrics import corpus_scores, signatures
@@ -58,6 +57,13 @@ class DecodeConfig(Section):
         1.5, "a translation has at most ratio x source pieces + max_length_extra", minimum=0.0, low_open=True
     )
     max_length_extra: int = setting(10, "see max_length_ratio", minimum=0)
+
+
+@dataclass
+class AttentionOption(Section):
+    """`predict.py`'s option of a translation besides `--beam-size` (`decode.beam_size`)."""
+
+    attention: bool = setting(False, "also print the attention weights of each generated piece over the source pieces")
 
 
 @lru_cache(maxsize=8)
@@ -154,33 +160,17 @@ class TranslationTask(Task[TranslationBatch]):
     # -- the final report -------------------------------------------------------------------
     @classmethod
     def add_evaluate_options(cls, group) -> None:
-        group.add_argument(
-            "--beam-size",
-            type=int,
-            help="hypotheses kept per sentence; 1: greedy (default: the run's decode.beam_size)",
-        )
-        group.add_argument("--length-penalty", type=float, help="alpha of the length penalty (default: the run's)")
+        add_options(group, DecodeConfig, ("beam_size", "length_penalty"), run_section="decode")
 
-    def check_evaluation_options(
-        self, *, beam_size: int | None = None, length_penalty: float | None = None, **options: Any
-    ) -> None:
-        require_int("--beam-size", beam_size, allow_none=True)
-        require_number("--length-penalty", length_penalty, 0.0, allow_none=True)
+    def check_evaluation_options(self, **options: Any) -> None:
+        with_options(self.decode_config, options)
 
     def configure_evaluation(
-        self,
-        model: nn.Module,
-        data: TaskData,
-        device: torch.device,
-        *,
-        beam_size: int | None = None,
-        length_penalty: float | None = None,
-        **options: Any,
+        self, model: nn.Module, data: TaskData, device: torch.device, **options: Any
     ) -> dict[str, Any]:
         """The final report decodes with decode.beam_size (or --beam-size) instead of validation's beam."""
-        self.check_evaluation_options(beam_size=beam_size, length_penalty=length_penalty)
-        self.beam_size = self.decode_config.beam_size if beam_size is None else beam_size
-        self.length_penalty = self.decode_config.length_penalty if length_penalty is None else length_penalty
+        decode = with_options(self.decode_config, options)
+        self.beam_size, self.length_penalty = decode.beam_size, decode.length_penalty
         log.info("final evaluation: beam %d, length penalty %g", self.beam_size, self.length_penalty)
         return {"beam_size": self.beam_size, "length_penalty": self.length_penalty, "sacrebleu": signatures()}
 
@@ -241,15 +231,8 @@ class TranslationTask(Task[TranslationBatch]):
 
     @classmethod
     def add_predict_options(cls, group) -> None:
-        group.add_argument(
-            "--beam-size", type=int, help="hypotheses kept; 1: greedy (default: the run's decode.beam_size)"
-        )
-        group.add_argument(
-            "--attention",
-            action="store_const",
-            const=True,
-            help="also print the attention weights of each generated piece over the source pieces",
-        )
+        add_options(group, DecodeConfig, ("beam_size",), run_section="decode")
+        add_options(group, AttentionOption)
 
     @torch.no_grad()
     def predict_batch(
@@ -257,17 +240,13 @@ class TranslationTask(Task[TranslationBatch]):
         model: nn.Module,
         artifacts: dict[str, Any],
         texts: list[str],
-        *,
-        beam_size: int | None = None,
-        attention: bool | None = None,
         **options: Any,
     ) -> Answers:
         """Each text's translation, the texts decoded as one batch (beam search in batches returns what
         one sentence at a time does); with `attention`, one by one."""
-        if attention:
-            return super().predict_batch(model, artifacts, texts, beam_size=beam_size, attention=attention)
-        beam = self.decode_config.beam_size if beam_size is None else beam_size
-        require_int("--beam-size", beam)
+        if with_options(AttentionOption(), options).attention:
+            return super().predict_batch(model, artifacts, texts, **options)
+        beam = with_options(self.decode_config, options).beam_size
         model.eval()
         results: list[dict[str, Any]] = [{"translation": "", "beam_size": beam} for _ in texts]
         filled = [i for i, text in enumerate(texts) if text.strip()]
@@ -289,13 +268,10 @@ class TranslationTask(Task[TranslationBatch]):
         model: nn.Module,
         artifacts: dict[str, Any],
         text: str,
-        *,
-        beam_size: int | None = None,
-        attention: bool | None = None,
         **options: Any,
     ) -> dict[str, Any]:
-        beam = self.decode_config.beam_size if beam_size is None else beam_size
-        require_int("--beam-size", beam)
+        beam = with_options(self.decode_config, options).beam_size
+        attention = with_options(AttentionOption(), options).attention
         model.eval()
         if not text.strip():
             return {"translation": "", "beam_size": beam}
