@@ -195,3 +195,11 @@ def test_multirun_job_directories_are_flat_and_readable():
     assert name == "3_model=lstm,data.root=data,trainer.resume=last.pt"
     assert job_dirname(0, ["data.path=/a/b/"]) == "0_data.path=b" and job_dirname(7, []) == "7"
     assert len(job_dirname(1, [f"model.hidden_size={'9' * 300}"])) < 130
+
+
+def test_keys_prints_each_key_on_one_line_list_defaults_included():
+    from seqmodels.training.optim import OptimConfig
+
+    lines = help_lines(OptimConfig, "optim")
+    assert "optim.betas (list of float, default [0.9, 0.999]): Adam's moment decays" in lines
+    assert all("\n" not in line for line in lines)

@@ -220,7 +220,7 @@ def test_a_run_resumes_with_the_other_implementation_but_not_with_another_model(
         tmp_path / "second",
     )
     assert [entry["epoch"] for entry in resumed["history"]] == [1, 2]
-    with pytest.raises(CheckpointError, match="was trained with model="):
+    with pytest.raises(CheckpointError, match="model.hidden_size: 12 in the run, 16 given"):
         run(
             config("model.hidden_size=16", "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first'}"),
             tmp_path / "third",

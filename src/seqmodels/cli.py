@@ -7,6 +7,7 @@ import logging
 import re
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -15,15 +16,15 @@ from typing import cast
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from seqmodels.atomic import save_json
 from seqmodels.config import CONFIG_DIR, compose_config, register_configs
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.schema import help_lines
 from seqmodels.tasks import task_class
-from seqmodels.train import RunConfig, check_override_keys, run
-from seqmodels.training import distributed
+from seqmodels.train import RunConfig, check_config, check_override_keys, check_resume, run
+from seqmodels.training import distributed, run_lock
 from seqmodels.training.optim import OptimConfig
 from seqmodels.training.runtime import available_cores, resolve_device
 from seqmodels.training.trainer import TrainerConfig
@@ -40,11 +41,19 @@ def _record_failure(run_dir: Path, status: str, error: BaseException) -> None:
         save_json({"status": status, "error": str(error) or type(error).__name__}, path)
 
 
+# what a run that never started training leaves in its directory: Hydra's record, the log, the lock
+UNSTARTED = {".hydra", "train.log", run_lock.LOCK_FILE}
+
+
 def _remove_unstarted(run_dir: Path) -> None:
     """A single run that failed before training (a bad value, a missing dataset) leaves no directory:
-    it holds only Hydra's copy of the config and the log of the failure, both on the console."""
-    if (run_dir / "checkpoints").exists() or not distributed.environment_world().is_main:
+    it holds only Hydra's copy of the config and the log of the failure, both on the console. A directory
+    that holds anything else (another run's files, the user's) is not this run's to remove."""
+    if not distributed.environment_world().is_main or not run_dir.is_dir():
         return
+    if any(path.name not in UNSTARTED for path in run_dir.iterdir()):
+        return
+    run_lock.release(run_dir, forget=True)
     shutil.rmtree(run_dir, ignore_errors=True)
     # outputs/TASK/MODEL/ (seqmodels.config.run_name), when this was their only run
     for parent in list(run_dir.parents)[:2]:
@@ -54,6 +63,97 @@ def _remove_unstarted(run_dir: Path) -> None:
             parent.rmdir()
         except OSError:
             break
+
+
+class RunRecord:
+    """What a run directory that existed before this command holds of its record: Hydra's `.hydra/` and
+    `train.log`, which Hydra rewrites and appends to before the run starts. A run refused before it
+    trains puts them back, so the directory is byte for byte as it was."""
+
+    WATCHED = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.json")  # what a started run changes
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.files = {path: path.read_bytes() for path in self._record_files()}
+        self.had_hydra = (run_dir / ".hydra").is_dir()
+        self.progress = self._progress()
+
+    def _record_files(self) -> list[Path]:
+        hydra = self.run_dir / ".hydra"
+        files = sorted(hydra.iterdir()) if hydra.is_dir() else []
+        return [path for path in [*files, self.run_dir / "train.log"] if path.is_file()]
+
+    def _progress(self) -> list[tuple[int, int] | None]:
+        found = []
+        for name in self.WATCHED:
+            try:
+                stat = (self.run_dir / name).stat()
+                found.append((stat.st_size, stat.st_mtime_ns))
+            except FileNotFoundError:
+                found.append(None)
+        return found
+
+    def untouched(self) -> bool:
+        """Whether the run wrote nothing of its own yet (no checkpoint, no metrics)."""
+        return self._progress() == self.progress
+
+    def restore(self) -> None:
+        for path in self._record_files():
+            if path not in self.files:
+                path.unlink()
+        for path, content in self.files.items():
+            if not path.is_file() or path.read_bytes() != content:
+                path.write_bytes(content)
+        if not self.had_hydra:
+            shutil.rmtree(self.run_dir / ".hydra", ignore_errors=True)
+        run_lock.release(self.run_dir, forget=True)
+
+
+# the run directory main() claimed before Hydra, with its record when it existed before
+_claimed: dict[str, RunRecord | None] = {}
+PLAIN_PATH = re.compile(r"[\w./+@~:,= -]+")  # a path Hydra reads back as it is inside quotes
+
+
+def claim_run_directory(args: list[str]) -> list[str]:
+    """Before Hydra writes `.hydra/` into a single run's directory: refuse a config that does not validate,
+    a resume that cannot be (`train.check_resume`), a directory another run holds or that holds another
+    run's checkpoints (`training.run_lock`); then lock the directory for this run. Returns the override
+    that makes Hydra use that same directory (its time resolved once). A multirun, a command with flags,
+    or overrides that do not compose are left to Hydra and to `train.run`."""
+    if any(arg.startswith("-") for arg in args) or not distributed.environment_world().is_main:
+        return []
+    try:
+        composed = compose_config(args, with_hydra=True)
+        run_dir = Path(str(composed.hydra.run.dir))
+    except Exception:  # Hydra reports a bad override in its own words when it composes it
+        return []
+    given = [arg for arg in args if arg.startswith("hydra.run.dir=")]
+    literal = bool(given) and "${" not in given[-1]
+    if not literal and not PLAIN_PATH.fullmatch(str(run_dir)):
+        return []  # a path that cannot be handed back to Hydra: train.run locks it once Hydra made it
+    with open_dict(composed):
+        del composed["hydra"]
+    check_config(composed)
+    resume = check_resume(composed)
+    record = None
+    if run_dir.is_dir():
+        run_lock.check_free(run_dir)
+        run_lock.check_not_another_runs(run_dir, resume)
+        record = RunRecord(run_dir)
+    run_lock.acquire(run_dir)
+    _claimed[str(run_dir.resolve())] = record
+    return [] if literal else [f"hydra.run.dir='{run_dir}'"]
+
+
+def _claimed_record(run_dir: Path) -> RunRecord | None:
+    return _claimed.get(str(run_dir.resolve()))
+
+
+def _stop_signal(error: KeyboardInterrupt) -> signal.Signals:
+    """The signal that stopped the run: the trainer names it (SIGTERM from kill, torchrun or SLURM); a bare
+    KeyboardInterrupt is Ctrl-C."""
+    name = error.args[0] if error.args else ""
+    return signal.Signals[name] if name in signal.Signals.__members__ else signal.SIGINT
 
 
 def _resume_command(run_dir: Path) -> str:
@@ -162,7 +262,8 @@ def main() -> None:
         if "--keys" in sys.argv[1:]:
             print_keys(overrides)
             return
-    except ConfigError as error:
+        sys.argv += claim_run_directory(sys.argv[1:])
+    except SeqmodelsError as error:
         _fail(f"error: {error}", 2)
     sys.argv += _quiet_rank_overrides()
     hydra_app()
@@ -183,20 +284,30 @@ def hydra_app(cfg: DictConfig) -> float:
         results = run(cfg, run_dir, parallel_jobs(hydra_cfg))
     except KeyboardInterrupt as error:
         _record_failure(run_dir, "interrupted", error)
+        stop = _stop_signal(error)
         if hydra_cfg.runtime.choices.get("hparams_search"):  # a trial: the study goes on, not this run
-            message = "interrupted; run the same command again to continue the search (this trial runs again)"
+            then = "run the same command again to continue the search (this trial runs again)"
         else:
-            message = f"interrupted; checkpoints/last.pt is saved. Resume with: {_resume_command(run_dir)}"
+            then = f"checkpoints/last.pt is saved. Resume with: {_resume_command(run_dir)}"
+        message = f"interrupted ({stop.name}); {then}"
         log.warning("%s", message)
         if multirun:
             raise
-        _fail(message, 130)
+        _fail(message, 128 + stop.value)  # the shell's code for a process ended by that signal
     except SeqmodelsError as error:
+        if isinstance(error, run_lock.RunDirectoryTaken):  # another run's directory: not this run's to touch
+            log.error("%s", error)
+            if multirun:
+                raise
+            _fail(f"error: {error}", 2)
         if multirun:
             _record_failure(run_dir, "failed", error)  # the job's directory says why it failed
             log.error("%s", error)
             raise  # Hydra records the job as failed and goes on with the others
-        if (run_dir / "checkpoints").exists():
+        record = _claimed_record(run_dir)
+        if record is not None and record.untouched():  # refused before training: the directory as it was
+            record.restore()
+        elif (run_dir / "checkpoints").exists():
             _record_failure(run_dir, "failed", error)
         else:
             _remove_unstarted(run_dir)

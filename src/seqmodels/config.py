@@ -70,11 +70,12 @@ def register_configs() -> None:
         store.store(group="schema", name=kind, node={"data": defaults(task.data_schema), "model": head, **extra})
 
 
-def compose_config(overrides: Iterable[str] = ()) -> DictConfig:
-    """The config `python train.py OVERRIDES` would run (without Hydra's own `hydra.*` keys)."""
+def compose_config(overrides: Iterable[str] = (), with_hydra: bool = False) -> DictConfig:
+    """The config `python train.py OVERRIDES` would run (`with_hydra`: with Hydra's own `hydra.*` keys,
+    e.g. `hydra.run.dir`)."""
     register_configs()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        return compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
 
 
 def run_name(default: str | None = None, *, _root_: DictConfig) -> str:

@@ -100,11 +100,17 @@ def help_lines(schema: type[Section], prefix: str) -> list[str]:
     for f in dataclasses.fields(schema):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         kind = _type_name(hints[f.name])
-        shown = OmegaConf.to_yaml({"v": default}).strip()[3:]
         lines.append(
-            f"{prefix + '.' if prefix else ''}{f.name} ({kind}, default {shown}): {f.metadata.get('help', '')}"
+            f"{prefix + '.' if prefix else ''}{f.name} ({kind}, default {shown(default)}): {f.metadata.get('help', '')}"
         )
     return lines
+
+
+def shown(value: Any) -> str:
+    """A value as it is written in an override, on one line: `null`, `true`, `0.3`, `[0.9, 0.999]`."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(item) for item in value) + "]"
+    return OmegaConf.to_yaml({"v": value}).strip()[3:]
 
 
 def _type_name(annotation: Any) -> str:

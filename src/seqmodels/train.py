@@ -13,11 +13,11 @@ from omegaconf.errors import OmegaConfBaseException
 from seqmodels.errors import ConfigError
 from seqmodels.models.summary import parameter_table
 from seqmodels.schema import Section, keys, setting, suggest_key, validate
-from seqmodels.tasks import get_task, task_class
+from seqmodels.tasks import TaskChoice, get_task, task_class
 from seqmodels.tasks.base import Task
 from seqmodels.tasks.transfer import start_from
-from seqmodels.training import distributed
-from seqmodels.training.checkpoint import checkpoint_path
+from seqmodels.training import distributed, run_lock
+from seqmodels.training.checkpoint import check_resumable, load_checkpoint, resume_path
 from seqmodels.training.optim import OptimConfig
 from seqmodels.training.runtime import (
     available_cores,
@@ -59,6 +59,20 @@ def check_config(cfg: DictConfig) -> Task:
     validate(TrainerConfig, cfg.get("trainer"), "trainer")
     validate(OptimConfig, cfg.get("optim"), "optim")
     return task
+
+
+def check_resume(cfg: DictConfig) -> Path | None:
+    """The checkpoint `trainer.resume` names (None without one), refused before any data is read when it is
+    missing, damaged, or was trained with other task, model or data settings (`checkpoint.check_resumable`)."""
+    if not cfg.trainer.resume:
+        return None
+    path = resume_path(str(cfg.trainer.resume))
+    saved = load_checkpoint(path, mmap=True)["config"]
+    given = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(given, dict)
+    task = task_class(cfg)
+    check_resumable(path, saved, given, {"task": TaskChoice, "model": task.model_schema, "data": task.data_schema})
+    return path
 
 
 def declared_keys() -> dict[str, set[str]]:
@@ -107,6 +121,15 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     """`parallel_jobs`: how many jobs of a multirun share this machine at once (their threads are
     split, see `job_threads`)."""
     task = check_config(cfg)  # a bad config fails before anything is printed or read
+    resume = check_resume(cfg)
+    if not distributed.environment_world().is_main:  # rank 0 holds the run directory for all
+        return _run(cfg, task, resume, run_dir, parallel_jobs)
+    run_lock.check_not_another_runs(run_dir, resume)
+    with run_lock.held(run_dir):
+        return _run(cfg, task, resume, run_dir, parallel_jobs)
+
+
+def _run(cfg: DictConfig, task: Task, resume: Path | None, run_dir: Path, parallel_jobs: int) -> dict[str, Any]:
     device = resolve_device(cfg.trainer.device)
     world = distributed.init(device)
     if not world.is_main:  # rank 0 speaks for the run
@@ -150,6 +173,6 @@ def run(cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> dict[str, Any
     log.info("model:\n%s", parameter_table(model))
     keep_freed_memory()  # every step allocates the same buffers: reuse them (after data preparation's peak)
     trainer = Trainer(cfg, task, data, model, run_dir)
-    if cfg.trainer.resume:  # a run directory (its checkpoints/last.pt) or a checkpoint file
-        trainer.resume(checkpoint_path(Path(cfg.trainer.resume), "last.pt"))
+    if resume is not None:  # a run directory's checkpoints/last.pt or a checkpoint file
+        trainer.resume(resume)
     return trainer.fit()

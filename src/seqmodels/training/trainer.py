@@ -44,7 +44,7 @@ from torch import nn
 from seqmodels.atomic import copy_file, save_json
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
 from seqmodels.hparams import Column, columns_of
-from seqmodels.schema import Section, defaults, execution_keys, setting, validate
+from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.averaging import MovingAverage
@@ -215,6 +215,7 @@ class Trainer:
         self.best = Best()
         self.history: list[dict[str, Any]] = []
         self.stop_requested = False
+        self.stop_signal = signal.SIGINT  # the signal that asked to stop
         self.logger: RunLogger | None = None
         self.flow_batch: Any = None  # the validation batch of the gradient-flow measurement, picked once
 
@@ -379,23 +380,7 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint of the same task, model and data, exactly where it stopped."""
-        state = load_checkpoint(path, map_location=self.device)
-        saved = state["config"]
-        for group in ("task", "model"):
-            mine = OmegaConf.to_container(self.cfg[group], resolve=True)
-            assert isinstance(mine, dict)
-            theirs = saved.get(group)
-            if group == "model":  # a key declared after the checkpoint was written: it trained with the default
-                declared = defaults(self.task.model_schema)
-                mine = {k: v for k, v in mine.items() if k in saved.get(group, {}) or v != declared.get(str(k))}
-                free = execution_keys(self.task.model_schema)  # e.g. which kernels run the encoder
-                mine = {k: v for k, v in mine.items() if k not in free}
-                theirs = {k: v for k, v in (theirs or {}).items() if k not in free}
-            if theirs != mine:
-                raise CheckpointError(
-                    f"{path} was trained with {group}={theirs}, not {mine}; resume with "
-                    f"the overrides of the original run (its .hydra/overrides.yaml)"
-                )
+        state = load_checkpoint(path, map_location=self.device)  # its settings are this run's (train.check_resume)
         if state["artifacts"] != self.data.artifacts:
             raise CheckpointError(
                 f"{path} was trained on other prepared data (vocabulary or labels differ); resume "
@@ -429,14 +414,12 @@ class Trainer:
             # resumed into a new run directory: the best epoch so far comes along, so this run's
             # final evaluation (and predict) finds it even if no later epoch is better
             copy_file(source_best, best)
-        log.info(
-            "resumed from %s at epoch %d, batch %d (best %s at epoch %d)",
-            path,
-            self.epoch + 1,
-            self.position.batches,
-            self.best.value,
-            self.best.epoch,
+        best = (
+            "no epoch validated yet"
+            if self.best.value is None
+            else f"best {self.task.monitor} {self.best.value:.4f} at epoch {self.best.epoch}"
         )
+        log.info("resumed from %s at epoch %d, batch %d (%s)", path, self.epoch + 1, self.position.batches, best)
 
     # -- the loop ---------------------------------------------------------------------------
     # Ctrl-C, and SIGTERM: what torchrun sends its processes when it is interrupted, and SLURM a
@@ -454,12 +437,12 @@ class Trainer:
 
     def _request_stop(self, signum, frame) -> None:
         # The first signal finishes the current step and saves; a second one aborts at once.
-        self.stop_requested = True
+        self.stop_requested, self.stop_signal = True, signal.Signals(signum)
         for stop_signal, default in self.STOP_SIGNALS.items():
             signal.signal(stop_signal, default)
+        again = "Ctrl-C again" if signum == signal.SIGINT else f"a second {self.stop_signal.name}"
         log.warning(
-            "interrupted (%s): saving checkpoints/last.pt after this step (Ctrl-C again to abort)",
-            signal.Signals(signum).name,
+            "interrupted (%s): saving checkpoints/last.pt after this step (%s aborts)", self.stop_signal.name, again
         )
 
     def fit(self) -> dict[str, Any]:
@@ -488,7 +471,7 @@ class Trainer:
         if self.stop_requested:
             self._write_metrics("interrupted", time.perf_counter() - started)
             self.logger.close()
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(self.stop_signal.name)  # the CLI exits 128 + the signal's number
         return self.finish(time.perf_counter() - started)
 
     def _epochs(self) -> None:
