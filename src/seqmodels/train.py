@@ -27,7 +27,7 @@ from seqmodels.training.runtime import (
     seed_everything,
     set_threads,
 )
-from seqmodels.training.trainer import Trainer, TrainerConfig
+from seqmodels.training.trainer import Trainer, TrainerConfig, monitored
 
 log = logging.getLogger("seqmodels")
 
@@ -56,7 +56,7 @@ def check_config(cfg: DictConfig) -> Task:
     groups = (*GROUPS, *task_class(cfg).extra_schemas)  # and the sections only this task reads
     validate(RunConfig, {str(k): v for k, v in cfg.items() if k not in groups}, "")
     task = get_task(cfg)
-    validate(TrainerConfig, cfg.get("trainer"), "trainer")
+    monitored(task, validate(TrainerConfig, cfg.get("trainer"), "trainer").monitor)
     validate(OptimConfig, cfg.get("optim"), "optim")
     return task
 

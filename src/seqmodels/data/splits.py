@@ -49,8 +49,10 @@ def stratified_subset(labels: Sequence[Hashable], count: int, seed: int) -> list
         return list(range(len(labels)))
     groups = _by_label(labels)
     shares = {label: count * len(members) / len(labels) for label, members in groups.items()}
-    taken = {label: int(share) for label, share in shares.items()}
-    by_remainder = sorted(groups, key=lambda label: (taken[label] > 0, -(shares[label] - taken[label])))
+    taken = {label: max(int(share), 1 if count >= len(groups) else 0) for label, share in shares.items()}
+    while sum(taken.values()) > count:  # the ones given to rare labels come out of the largest shares
+        taken[max(taken, key=lambda label: taken[label])] -= 1
+    by_remainder = sorted(groups, key=lambda label: -(shares[label] - taken[label]))
     for label in by_remainder[: count - sum(taken.values())]:
         taken[label] += 1
     generator = torch.Generator().manual_seed(seed)

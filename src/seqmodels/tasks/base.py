@@ -92,6 +92,13 @@ class Task(ABC, Generic[BatchT]):
     def check_config(self) -> None:
         """Rules between `data.*` and `model.*` keys (raise ConfigError), beside the builder they protect."""
 
+    @classmethod
+    def mode_of(cls, metric: str) -> str:
+        """ "max" if a larger `metric` is better, else "min" (a loss, a perplexity)."""
+        if metric == getattr(cls, "monitor", None):
+            return cls.mode
+        return "min" if metric in ("loss", "perplexity") else "max"
+
     @abstractmethod
     def prepare(self) -> TaskData: ...
 

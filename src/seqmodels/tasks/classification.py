@@ -36,6 +36,7 @@ from seqmodels.data.classification import (
     unseen_warning,
 )
 from seqmodels.data.text import PAD, UNK, WHITESPACE_TOKEN, encode_with_cuts, tokenizer_from_json
+from seqmodels.errors import ConfigError
 from seqmodels.hparams import TEXT, Column
 from seqmodels.models import ClassifierConfig
 from seqmodels.models.modes import evaluating
@@ -115,6 +116,11 @@ class ClassificationTask(Task[ClassificationBatch]):
             entry["tokenizer"], entry["labels"], entry["vocab_size"], entry["frozen_words"], entry["multi_label"]
         )
         self.label_count = len(artifacts.labels)
+        if not artifacts.multi_label and (self.cfg.get("trainer") or {}).get("monitor") == "micro_f1":
+            raise ConfigError(
+                "trainer.monitor=micro_f1 scores multi-label data; these texts have one label each, where micro F1 "
+                "is accuracy: use trainer.monitor=accuracy or macro_f1"
+            )
         for split in ("val", "test"):
             warning = unseen_warning(entry, split, sources.names.get(split, data.name()))
             if warning:

@@ -108,6 +108,11 @@ class TrainerConfig(Section):
         minimum=1,
     )
     resume: str | None = setting(None, "a run directory or last.pt to continue from")
+    monitor: str | None = setting(
+        None,
+        "the validation metric that picks the best checkpoint and early stopping (e.g. macro_f1 for imbalanced "
+        "labels); null: the task's own (accuracy, F1, perplexity, BLEU)",
+    )
     unfreeze: float | None = setting(
         None,
         "ULMFiT's gradual unfreezing: only the top layer group (the head) learns at first, and one more group "
@@ -119,6 +124,19 @@ class TrainerConfig(Section):
 
     def check(self) -> None:
         resolve_device(self.device)  # cuda without a GPU is refused here, before any data is read
+
+
+def monitored(task: Task, name: str | None) -> tuple[str, str]:
+    """The validation metric that picks the best checkpoint (`trainer.monitor`, else the task's) and whether a
+    larger value is better ("max") or a smaller one ("min"); a metric the task does not report is refused."""
+    if name is None:
+        return task.monitor, task.mode
+    reported = (*task.metrics, *task.optional_metrics)
+    if name not in reported:
+        raise ConfigError(
+            f"trainer.monitor={name} is not a metric of {task.cfg.task.name} runs; use one of {', '.join(reported)}"
+        )
+    return name, task.mode_of(name)
 
 
 # the trainer's and optimizer's keys shown in HPARAMS and compare tables, beside the task's (Task.hparams)
@@ -186,6 +204,7 @@ class Trainer:
         self.tcfg = validate(TrainerConfig, cfg.trainer, "trainer")
         self.ocfg = validate(OptimConfig, cfg.optim, "optim")
         self.task = task
+        self.monitor, self.mode = monitored(task, self.tcfg.monitor)
         self.data = data
         self.run_dir = Path(run_dir)
         self.checkpoints = self.run_dir / "checkpoints"
@@ -208,7 +227,7 @@ class Trainer:
         self.unfreezing = Unfreezing(self.model, self.tcfg.unfreeze, steps_per_epoch) if self.tcfg.unfreeze else None
         if self.unfreezing is not None and self.world.enabled:
             raise ConfigError("trainer.unfreeze cannot change which weights learn under torchrun; train in one process")
-        self.schedule = LRSchedule(self.ocfg, self.optimizer, steps_per_epoch * self.tcfg.max_epochs, task.mode)
+        self.schedule = LRSchedule(self.ocfg, self.optimizer, steps_per_epoch * self.tcfg.max_epochs, self.mode)
         self.epoch = 0  # completed epochs
         self.position = Position()  # within epoch `self.epoch + 1`
         self.global_step = 0
@@ -475,7 +494,7 @@ class Trainer:
         return self.finish(time.perf_counter() - started)
 
     def _epochs(self) -> None:
-        monitor, mode = self.task.monitor, self.task.mode
+        monitor, mode = self.monitor, self.mode
         patience = self.tcfg.early_stopping_patience
         while self.epoch < self.tcfg.max_epochs:
             train = self.train_epoch()
@@ -549,8 +568,8 @@ class Trainer:
             "task": self.cfg.task.name,
             "model": self.task.describe(),
             "hparams": self.hparams(),
-            "monitor": f"val/{self.task.monitor}",
-            "mode": self.task.mode,
+            "monitor": f"val/{self.monitor}",
+            "mode": self.mode,
             "best_epoch": self.best.epoch,
             "epochs_run": self.epoch,
             **final,
