@@ -394,3 +394,37 @@ def test_the_sst_archive_is_read_in_place(tmp_path):
     source = sst.locate(tmp_path / "root", allow_download=False)
     assert source.name == sst.ARCHIVE and len(sst.read(source)["test"]) == 15
     shutil.rmtree(folder)
+
+
+# -- runs saved before classification replaced sentiment ---------------------------------------------------
+OLD_DATA_KEYS = ("root", "cache_dir", "download", "batch_size", "dataset", "vocab_size", "min_freq", "max_length")
+OLD_DATA_KEYS += ("keep", "lowercase", "val_fraction", "split_seed")  # SentimentData's, all a saved run has
+
+
+def saved_as_sentiment(checkpoint: Path) -> None:
+    """Rewrite a checkpoint as the sentiment task wrote it: task.kind sentiment and its data.* keys only (its
+    artifacts, tokenizer, labels and vocab_size, are the ones a single-label classifier saves)."""
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["task"]["kind"] = "sentiment"
+    state["config"]["data"] = {key: state["config"]["data"][key] for key in OLD_DATA_KEYS}
+    assert set(state["artifacts"]) == {"tokenizer", "labels", "vocab_size"}
+    torch.save(state, checkpoint)
+
+
+def test_a_run_saved_as_sentiment_predicts_evaluates_and_resumes(data_root, tmp_path):
+    overrides = ["task=imdb", *TINY, f"data.root={data_root}", f"data.cache_dir={tmp_path / 'cache'}"]
+    train_run(composed(*overrides), tmp_path / "first")
+    answer = load_run(tmp_path / "first").predict("a wonderful moving film")
+    for name in ("best.pt", "last.pt"):
+        saved_as_sentiment(tmp_path / "first" / "checkpoints" / name)
+    run = load_run(tmp_path / "first")
+    assert run.cfg.task.kind == "sentiment" and type(run.task).__name__ == "ClassificationTask"
+    assert run.predict("a wonderful moving film") == answer
+    from seqmodels.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(run)
+    assert 0 <= report["test"]["accuracy"] <= 1
+    resumed = train_run(
+        composed(*overrides, "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first'}"), tmp_path / "second"
+    )
+    assert resumed["epochs_run"] == 2 and resumed["status"] == "completed"

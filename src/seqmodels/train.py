@@ -13,7 +13,7 @@ from omegaconf.errors import OmegaConfBaseException
 from seqmodels.errors import ConfigError
 from seqmodels.models.summary import parameter_table
 from seqmodels.schema import Section, keys, setting, suggest_key, validate
-from seqmodels.tasks import TaskChoice, get_task, task_class
+from seqmodels.tasks import TaskChoice, canonical_kind, get_task, task_class
 from seqmodels.tasks.base import Task
 from seqmodels.tasks.transfer import start_from
 from seqmodels.training import distributed, run_lock
@@ -68,6 +68,7 @@ def check_resume(cfg: DictConfig) -> Path | None:
         return None
     path = resume_path(str(cfg.trainer.resume))
     saved = load_checkpoint(path, mmap=True)["config"]
+    saved["task"]["kind"] = canonical_kind(saved["task"]["kind"])  # an earlier version's name of the same kind
     given = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(given, dict)
     task = task_class(cfg)
