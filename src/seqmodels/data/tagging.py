@@ -210,7 +210,7 @@ def check_tags(sentences: dict[str, list[Sentence]], files: dict[str, str], layo
         raise DataError(
             f"{files[split]}:{sentence.lines[position] + 1}: {expected}the tag {sentence.tags[position]!r} is not "
             f"a span tag (O, or B-, I-, E-, S-, L-, U- and a type) though the data's other tags are (e.g. "
-            f"{sorted(names - odd)[-1]!r}); fix the tag, or check data.tag_column"
+            f"{min(names - odd - {OUTSIDE})!r}); fix the tag, or check data.tag_column"
         )
     if all(prefixes & own for own in PREFIXES.values()):
         raise DataError(

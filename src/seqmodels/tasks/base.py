@@ -66,10 +66,11 @@ class Task(ABC, Generic[BatchT]):
     monitor: str
     #: "max" if a larger `monitor` is better, else "min"
     mode: ClassVar[str]
-    #: the metrics `evaluate` always returns, `monitor` first: HPARAMS columns in every run's logdir
-    metrics: ClassVar[tuple[str, ...]]
+    #: the metrics `evaluate` always returns, `monitor` first: HPARAMS columns in every run's logdir (the class's);
+    #: a task whose metrics follow its data narrows them with `monitor` (tagging: those of its tags)
+    metrics: tuple[str, ...]
     #: metrics `evaluate` returns for some data only (e.g. multi-label classification's micro_f1)
-    optional_metrics: ClassVar[tuple[str, ...]] = ()
+    optional_metrics: tuple[str, ...] = ()
     #: the `task.kind` names that saved runs of earlier versions give this task: they load and resume as it
     aliases: ClassVar[tuple[str, ...]] = ()
     #: the `data.*` and `model.*` sections this task reads (subclasses of the shared ones)

@@ -25,6 +25,7 @@ from seqmodels.data import conll
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler, padding_report
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.config import FilesConfig
+from seqmodels.data.tag_schemes import entity_spans, forbidden_moves, tag_set_scheme
 from seqmodels.data.tagging import (
     DATASETS,
     Columns,
@@ -37,7 +38,6 @@ from seqmodels.data.tagging import (
     read_splits,
     sentences_of,
 )
-from seqmodels.data.tag_schemes import entity_spans, forbidden_moves, tag_set_scheme
 from seqmodels.data.text import PAD, UNK, UNK_ID
 from seqmodels.errors import ConfigError
 from seqmodels.models import TaggerConfig
@@ -129,8 +129,10 @@ class TaggingTask(Task[TaggingBatch]):
             )
 
     def _follow_tags(self, tags: list[str]) -> None:
-        """Monitor entity F1 for span tags, token accuracy for any other tag set."""
-        self.monitor = "f1" if tag_set_scheme(tags) is not None else "accuracy"
+        """Monitor entity F1 for span tags, token accuracy for any other tag set, and report their metrics."""
+        spans = tag_set_scheme(tags) is not None
+        self.monitor = "f1" if spans else "accuracy"
+        self.metrics, self.optional_metrics = (SPAN_METRICS, ()) if spans else (TOKEN_METRICS, ())
 
     def _settings(self) -> dict[str, Any]:
         """What the cached data depends on."""
@@ -215,7 +217,10 @@ class TaggingTask(Task[TaggingBatch]):
         context_tokens = self.data_config.context_tokens
         summary = {
             "dataset": f"{settings['dataset']} ({Path(entry['sources']['train']).parent})",
-            **{f"{split} from": f"{entry['sources'][split]} ({entry['formats'].get(split, 'held out')})" for split in splits},
+            **{
+                f"{split} from": f"{entry['sources'][split]} ({entry['formats'].get(split, 'held out')})"
+                for split in splits
+            },
             **({} if "test" in stats else {"test": "none (no data.test): validation only"}),
             f"sentences {names}": " / ".join(f"{stats[s]['sentences']:,}" for s in splits),
             f"tokens {names}": " / ".join(f"{stats[s]['tokens']:,}" for s in splits),
@@ -223,7 +228,7 @@ class TaggingTask(Task[TaggingBatch]):
         if scheme is not None:
             types = sorted(stats["train"]["entities"].items())
             summary["entities train"] = ", ".join(f"{k} {v:,}" for k, v in types)
-            read_as = f", read as IOB2" if scheme == "IOB1" else ""
+            read_as = ", read as IOB2" if scheme == "IOB1" else ""
             summary["tag scheme"] = f"{scheme} spans{read_as}: entity F1 (conlleval), per type"
         else:
             summary["tag scheme"] = "plain tags (no spans): token accuracy, F1 per tag"
@@ -242,8 +247,10 @@ class TaggingTask(Task[TaggingBatch]):
             **padding_report(train_lengths, train.sampler),
         }
         for split, counts in entry.get("unseen", {}).items():
+            words = sum(counts.values())
             summary[f"tags unseen in training, {split}"] = (
-                f"{sum(counts.values()):,} words ({', '.join(f'{t} {n}' for t, n in counts.items())}): scored as errors"
+                f"{words:,} word{'s' if words > 1 else ''} ({', '.join(f'{t} {n}' for t, n in counts.items())}): "
+                f"scored as errors"
             )
         return summary
 
@@ -401,9 +408,7 @@ class TaggingTask(Task[TaggingBatch]):
             return tags
         found = TaggingArtifacts.of(artifacts)
         arrays = encode(sentences_of([sequences[i] for i in filled]), found.vocabularies(), None)
-        examples = SplitBatches(
-            arrays, 0, chars=self.model_config.char_dim > 0, shapes=self.model_config.shape_dim > 0
-        )
+        examples = SplitBatches(arrays, 0, chars=self.model_config.char_dim > 0, shapes=self.model_config.shape_dim > 0)
         batch = cast(TaggingBatch, examples.batch(list(range(len(filled)))).to(next(model.parameters()).device))
         emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
         predicted = cast(SequenceTagger, model).decode(emissions, batch.lengths).cpu().tolist()
