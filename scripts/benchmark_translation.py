@@ -15,7 +15,8 @@ translations (checked).
 
     SEQMODELS_DATA_DIR=/path/to/data python scripts/benchmark_translation.py experiment=multi30k_best \\
         --threads 1 --batches 60 --sentences 200
-    python scripts/benchmark_translation.py experiment=multi30k_best --run outputs/DATE/TIME --sentences 200
+    python scripts/benchmark_translation.py experiment=multi30k_best --run outputs/multi30k/MODEL/DATE_TIME \\
+        --sentences 200
 
 Run it alone on the machine: another process on the same cores skews every number.
 """

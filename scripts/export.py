@@ -1,6 +1,6 @@
 """Export a run's model to ONNX, with its vocabulary and labels as JSON beside it.
 
-python scripts/export.py outputs/2026-11-21/10-00-00 --format onnx --output exports/imdb.onnx
+python scripts/export.py outputs/imdb/lstm-1x128/2026-11-21_10-00-00 --format onnx --output exports/imdb.onnx
 """
 
 import sys

@@ -1,7 +1,7 @@
 """Translate a sentence with a run's best checkpoint and save its attention map as a PNG.
 
-    python scripts/plot_attention.py outputs/DATE/TIME "Ein Mann fährt mit dem Fahrrad eine Straße entlang." \\
-        docs/translation_attention.png --beam-size 5
+    python scripts/plot_attention.py outputs/multi30k/MODEL/DATE_TIME \\
+        "Ein Mann fährt mit dem Fahrrad eine Straße entlang." docs/translation_attention.png --beam-size 5
 
 Prints the translation; the image has the source pieces across and the generated pieces down.
 """

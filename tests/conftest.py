@@ -1,4 +1,15 @@
-"""Shared fixtures: tiny datasets in the real file formats, written by the tests themselves."""
+"""Shared fixtures: tiny datasets in the real file formats, written by the tests themselves (more writers in
+tests/helpers/), and the helpers several test modules use (`composed`, `run_script`, `train`); a test module
+never imports another test module.
+
+The `slow` marker (real subprocess runs of the CLI, scripts, torchrun) is enforced here, not left to memory:
+- a test that asks for the `env` fixture runs the CLI, so it is marked slow when collected
+  (`pytest_collection_modifyitems`);
+- `subprocess.Popen` is wrapped so that a test without the marker that starts Python (or torchrun) fails
+  at once, naming the marker to add (`_only_in_slow_tests`);
+- pyproject.toml's `addopts = "-m 'not slow'"` leaves slow tests out of a plain `pytest`; `pytest -m ""`
+  (`make test`, CI) runs them too.
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, run_script, train
@@ -98,18 +99,26 @@ def test_predict_prints_label_and_probability(finished_run, env):
     assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-3
 
 
-def test_predict_cuts_a_text_longer_than_any_limit(finished_run, env):
+def test_predict_cuts_a_text_longer_than_any_limit(finished_run, env, tmp_path):
     run_dir, _ = finished_run
+    long_text = "a superb film . " * 50_000  # 200,000 tokens
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "predict.py"), str(run_dir), "-"],
         env=env,
-        input="a superb film. " * 50_000,
+        input=long_text,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in ("negative", "positive")
+    # in a file, the closing line counts the texts cut and the tokens read: the run's data.max_length each
+    max_length = OmegaConf.load(run_dir / ".hydra" / "config.yaml").data.max_length
+    (tmp_path / "long.txt").write_text(f"{long_text}\n{long_text}\n")
+    args = [str(ROOT / "scripts" / "predict.py"), str(run_dir), "--input", str(tmp_path / "long.txt")]
+    result = run_script([*args, "--output", str(tmp_path / "out.jsonl")], env)
+    assert f"2 texts, {2 * max_length:,} tokens in " in result.stderr
+    assert "; 2 cut to data.max_length" in result.stderr
 
 
 def test_evaluate_reproduces_the_final_metrics_of_the_best_checkpoint(finished_run, env):

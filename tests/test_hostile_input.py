@@ -3,6 +3,7 @@ line (a SeqmodelsError, or Hydra's own override message) — never a raw traceba
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -114,9 +115,18 @@ def test_hostile_overrides_run_or_fail_cleanly(overrides, small_root):
         except HydraException:
             return  # Hydra's own message for a bad override (printed without traceback by the CLI)
         try:
-            run(cfg, Path(tmp) / "run")
+            results = run(cfg, Path(tmp) / "run")
         except SeqmodelsError as error:
             assert "\n" not in str(error) and str(error), rendered
+            return
+        # a run that took the overrides finished as a run does: its report, its metrics and its checkpoints
+        run_dir = Path(tmp) / "run"
+        assert results["status"] == "completed", rendered
+        written = json.loads((run_dir / "metrics.json").read_text())
+        assert json.dumps(written, sort_keys=True) == json.dumps(results, sort_keys=True), rendered
+        promised = get_task(cfg).metrics
+        assert set(promised) <= set(results["val"]) and set(promised) <= set(results["test"]), rendered
+        assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "checkpoints" / "last.pt").is_file()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,7 +1,7 @@
 """seqmodels: config-driven training of recurrent sequence models.
 
 from seqmodels import load_run
-run = load_run("outputs/2026-11-29/10-00-00")
+run = load_run("outputs/imdb/lstm-1x128/2026-11-29_10-00-00")
 run.predict(["a wonderful film", "dull"])
 """
 

@@ -1,6 +1,6 @@
 """Compare runs: one table and a few plots from run directories.
 
-    python scripts/compare.py outputs/multirun/DATE/TIME          # every job of a multirun
+    python scripts/compare.py outputs/multirun/DATE_TIME          # every job of a multirun
     python scripts/compare.py outputs/optuna/imdb_optuna          # every trial of a search
     python scripts/compare.py RUN_DIR RUN_DIR ... --out DIR       # any runs
 

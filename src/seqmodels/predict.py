@@ -37,7 +37,7 @@ from seqmodels.training.runtime import set_threads
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="a run directory (outputs/DATE/TIME) or a checkpoint file")
+    parser.add_argument("run", type=Path, help="a run directory (outputs/TASK/MODEL/DATE_TIME) or a checkpoint file")
     parser.add_argument(
         "text",
         nargs="?",

@@ -1,7 +1,7 @@
 """A finished run, loaded to use: its task, its model with the checkpoint's weights, its artifacts.
 
     from seqmodels.inference.loading import load_run
-    run = load_run("outputs/2026-11-29/10-00-00")        # checkpoints/best.pt
+    run = load_run("outputs/imdb/lstm-1x128/2026-11-29_10-00-00")  # checkpoints/best.pt
     run.predict("a wonderful film")                       # what scripts/predict.py prints
     run.predict(["a wonderful film", "dull"])             # a list of answers, run in batches
     run.task, run.config, run.metrics                     # what it is and how good it was
