@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import TINY, composed
-from helpers.labelled_text import tickets, write_csv, write_folders, write_jsonl, write_sst
+from helpers.labelled_text import tickets, write_csv, write_fasttext, write_folders, write_jsonl, write_sst
 from seqmodels import load_run
 from seqmodels.data import sst
 from seqmodels.data.classification import UNSEEN, ClassificationData, build_splits, locate, read_splits
@@ -263,6 +263,7 @@ def ticket_run(tmp_path_factory):
     train = write_csv(folder / "tickets_train.csv", tickets(90))
     val = write_csv(folder / "tickets_val.csv", tickets(15, seed=1))
     overrides = [f"data.train={train}", f"data.val={val}", "trainer.max_epochs=2", "trainer.monitor=macro_f1"]
+    overrides += ["data.text_column=[title,text]"]
     cfg = composed("task=classification", *TINY, *overrides, f"data.cache_dir={folder / 'cache'}", "data.min_freq=1")
     logger, handler = logging.getLogger("seqmodels"), logging.FileHandler(folder / "log.txt")  # train.py's train.log
     level = logger.level
@@ -428,3 +429,55 @@ def test_a_run_saved_as_sentiment_predicts_evaluates_and_resumes(data_root, tmp_
         composed(*overrides, "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'first'}"), tmp_path / "second"
     )
     assert resumed["epochs_run"] == 2 and resumed["status"] == "completed"
+
+
+# -- predict on the same formats -------------------------------------------------------------------------------
+def test_predict_writes_a_csv_back_with_the_label_and_probabilities_added(ticket_run, tmp_path, capsys):
+    from seqmodels.predict import main
+
+    source = tmp_path / "new.csv"
+    source.write_text('id,title,text,label\n7,Refund,"my invoice, charged\ntwice",\n8,,,\n', encoding="utf-8")
+    assert main([str(ticket_run), "--input", str(source), "--output", str(tmp_path / "out.csv"), "--quiet"]) == 0
+    import csv
+
+    rows = list(csv.reader((tmp_path / "out.csv").open(newline="", encoding="utf-8")))
+    labels = ["account", "billing", "shipping"]
+    assert rows[0] == ["id", "title", "text", "label", "predicted_label", "probability"] + [
+        f"probability_{label}" for label in labels
+    ]
+    assert rows[1][:4] == ["7", "Refund", "my invoice, charged\ntwice", ""] and rows[1][4] in labels
+    assert sum(float(p) for p in rows[1][6:]) == pytest.approx(1.0, abs=1e-3)
+    assert rows[2][4:] == [""] * 5  # an empty text: no answer, in its place
+    answer = load_run(ticket_run).predict("Refund\nmy invoice, charged\ntwice")
+    assert rows[1][4] == answer["label"] and float(rows[1][5]) == answer["probability"]
+
+
+def test_predict_reads_json_lines_by_the_runs_keys_and_fasttext_lines(ticket_run, tmp_path, capsys):
+    from seqmodels.predict import main
+
+    jsonl = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "title": "Login", "text": "password locked"}])
+    assert main([str(ticket_run), "--input", str(jsonl), "--quiet"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["id"] == 1 and record["label"] == load_run(ticket_run).predict("Login\npassword locked")["label"]
+    fasttext = write_fasttext(tmp_path / "in.txt", [("password locked", "account")])
+    assert main([str(ticket_run), "--input", str(fasttext), "--quiet"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (
+        record["text"] == "password locked"
+        and record["label"] == load_run(ticket_run).predict("password locked")["label"]
+    )
+    plain = tmp_path / "in.plain"
+    plain.write_text("password locked, again\n", encoding="utf-8")
+    assert main([str(ticket_run), "--input", str(plain), "--quiet"]) == 0  # one text per line, commas and all
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["text"] == "password locked, again"
+
+
+def test_predict_on_a_csv_without_the_runs_text_column_lists_the_columns(ticket_run, tmp_path, capsys):
+    from seqmodels.predict import main
+
+    source = tmp_path / "new.csv"
+    source.write_text("body\nrefund please\n", encoding="utf-8")
+    assert main([str(ticket_run), "--input", str(source)]) == 2
+    expected = f"error: {source}: no column 'title' (data.text_column); the header has: body"
+    assert capsys.readouterr().err.strip() == expected

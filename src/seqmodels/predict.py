@@ -1,9 +1,11 @@
 """`python scripts/predict.py RUN_DIR TEXT [options]`: the best checkpoint of a run answers a text as JSON.
 `python scripts/predict.py RUN_DIR --input FILE|- [--output FILE]`: it answers a whole file, in batches.
 
-Input files: plain text (one text per line), JSON Lines ({"text": ...} plus any fields, which are kept)
-or, for taggers, CoNLL columns (one word per line, blank lines between sentences) or CoNLL-U. Output:
-JSON Lines, one line per input line in the same order; for CoNLL, the input's lines with the predicted
+Input files: plain text (one text per line), JSON Lines ({"text": ...} plus any fields, which are kept),
+for classifiers also CSV, TSV and fastText lines (the text where the run's data.text_column says), or, for
+taggers, CoNLL columns (one word per line, blank lines between sentences) or CoNLL-U. Output: JSON Lines,
+one line per input line in the same order; for a CSV or TSV, the input with the predicted label and the
+probabilities as added columns; for CoNLL, the input's lines with the predicted
 tag as the last column (IOB2 spans, or the input's IOB1 with --tag-scheme iob1), which conlleval reads
 as it is; for CoNLL-U, the input with the prediction in its UPOS (or XPOS) field.
 
@@ -22,6 +24,7 @@ from seqmodels.atomic import AtomicOutput
 from seqmodels.data.encoding import ERROR_MODES, TextEncoding
 from seqmodels.data.tag_schemes import tag_set_scheme, to_iob1
 from seqmodels.errors import ConfigError, SeqmodelsError
+from seqmodels.inference.labelled_files import table_output
 from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
 from seqmodels.inference.prediction_io import (
     FORMATS,
@@ -105,7 +108,10 @@ def predict_file(
     run: LoadedRun, args: argparse.Namespace, options: dict, output: AtomicOutput, encoding: TextEncoding
 ) -> None:
     what = f"this run ({run.cfg.task.name}, {run.cfg.task.kind})"
-    source = read_input(args.input, args.format, tagger=run.task.reads_conll, what=what, encoding=encoding)
+    columns = run.task.text_columns()
+    source = read_input(
+        args.input, args.format, tagger=run.task.reads_conll, what=what, encoding=encoding, columns=columns
+    )
     if source.format in TAGGED and args.format in TAGGED and not run.task.reads_conll:
         raise ConfigError(f"{what} reads texts, not CoNLL columns; give it one text per line or JSON Lines")
     progress = not args.quiet and source.count > 0
@@ -122,7 +128,11 @@ def predict_file(
         text = conll_output(source, tags, learned.lower() if isinstance(learned, str) else "upos")
     else:
         answers, throughput = run.predict_texts(source.texts, batch_size=args.batch_size, progress=progress, **options)
-        text = jsonl_output(source, answers)
+        if source.table is not None and source.format in ("csv", "tsv"):
+            separator = run.cfg.data.get("label_separator")
+            text = table_output(source.table, answers, run.artifacts["labels"], separator)
+        else:
+            text = jsonl_output(source, answers)
     output.commit(text)
     destination = "standard output" if args.output == "-" else args.output
     if not source.count and not source.lines:

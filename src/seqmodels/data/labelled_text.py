@@ -117,12 +117,29 @@ def read_labelled(
     if path.is_dir():
         return _read_folders(path, encoding, labelled)
     text = read_text(path, encoding)
-    kind = detect_format(path, text)
+    return parse_labelled(path, text, detect_format(path, text), columns, labelled=labelled)
+
+
+def parse_labelled(path: Path, text: str, kind: str, columns: Columns = Columns(), *, labelled: bool) -> LabelledTexts:
+    """The examples of `text`, a file's content in the format `kind` (any of FORMATS but folders); `path`
+    names it in messages."""
     if kind == "fasttext":
         return _read_fasttext(path, text, labelled)
     if kind == "jsonl":
         return _read_jsonl(path, text, columns, labelled)
     return _read_table(path, text, kind, columns, labelled)
+
+
+def write_table(table: LabelledTexts, names: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    """A CSV or TSV table's rows (and header, if it had one) with the columns `names` appended, holding `cells`
+    (one row of cells per example): the input as it was, quoted where a field needs it, plus the new columns."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter="\t" if table.format == "tsv" else ",", lineterminator="\n")
+    if table.header is not None:
+        writer.writerow([*table.header, *names])
+    for row, added in zip(table.rows, cells, strict=True):
+        writer.writerow([*row, *added])
+    return out.getvalue()
 
 
 def check_examples(examples: LabelledTexts, what: str) -> None:

@@ -1,4 +1,5 @@
-"""The files `predict.py` reads and writes: texts (one per line), JSON Lines, CoNLL columns.
+"""The files `predict.py` reads and writes: texts (one per line), JSON Lines, CoNLL columns; a classifier's
+CSV, TSV and fastText lines too (`seqmodels.inference.labelled_files`).
 
 In, UTF-8 unless `--encoding` names another (a byte that does not decode is refused with its line
 unless `--encoding-errors replace`): plain text, one text per line; JSON Lines, one object per line
@@ -29,10 +30,12 @@ from typing import Any
 from seqmodels.data import conll, conllu
 from seqmodels.data.conll import DOCUMENT_START, Sentence
 from seqmodels.data.encoding import TextEncoding, split_lines
+from seqmodels.data.labelled_text import Columns, LabelledTexts, parse_labelled
 from seqmodels.data.tag_schemes import is_span_tag
 from seqmodels.errors import ConfigError, DataError
+from seqmodels.inference import labelled_files
 
-FORMATS = ("auto", "text", "jsonl", "conll", "conllu")
+FORMATS = ("auto", "text", "jsonl", "conll", "conllu", *labelled_files.FORMATS)
 TAGGED = ("conll", "conllu")  # the formats of a tagger's files
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 # the share of word lines with the most common column count above which a file is read as CoNLL
@@ -47,6 +50,7 @@ class InputFile:
     records: list[dict[str, Any]] | None = None  # jsonl: each line's object
     lines: list[str] = field(default_factory=list)  # conll(u): the input's lines, without line ends
     sentences: list[Sentence] = field(default_factory=list)  # conll(u): words (tags unread), documents, lines
+    table: LabelledTexts | None = None  # a classifier's CSV, TSV, JSON Lines or fastText (`labelled_files`)
 
     @property
     def count(self) -> int:
@@ -66,12 +70,21 @@ def read_input(
     tagger: bool = False,
     what: str = "this run",
     encoding: TextEncoding | None = None,
+    columns: Columns | None = None,
 ) -> InputFile:
     """`source`: a path or "-" (standard input). `tagger`: the run reads CoNLL files; `what` names the
-    run in errors; `encoding`: UTF-8 (strict) unless given."""
+    run in errors; `encoding`: UTF-8 (strict) unless given; `columns`: where a classifier finds the text in
+    its CSV, TSV and JSON Lines (`Task.text_columns`), which it then reads as training did."""
     name = "<stdin>" if source == "-" else source
     raw = sys.stdin.buffer.read() if source == "-" else _read_bytes(Path(source))
-    lines = split_lines((encoding or input_encoding()).decode(raw, name))
+    text = (encoding or input_encoding()).decode(raw, name)
+    lines = split_lines(text)
+    if columns is not None and format in ("auto", "jsonl", *labelled_files.FORMATS):
+        kind = labelled_files.labelled_format(name, text) if format == "auto" else format
+        if kind is not None:
+            table = parse_labelled(Path(name), text, kind, columns, labelled=False)
+            records = table.rows if kind == "jsonl" else None
+            return InputFile(name, kind, texts=table.texts, records=records, table=table)
     if format == "auto":
         format = _sniff(name, lines, tagger, what)
     if format == "conll":

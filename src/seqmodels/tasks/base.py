@@ -44,6 +44,7 @@ from torch import nn
 from seqmodels.contracts import Answers, Batch, Loader, Showcase, StepOutput, TaskData  # noqa: F401
 from seqmodels.data.config import DataConfig
 from seqmodels.data.conll import Sentence
+from seqmodels.data.labelled_text import Columns
 from seqmodels.errors import ConfigError
 from seqmodels.hparams import NUMBER, TEXT, Column, columns_of
 from seqmodels.models.embedding import PretrainedRows
@@ -125,6 +126,11 @@ class Task(ABC, Generic[BatchT]):
         """Each text's answer as `predict` gives it, for many texts at once (tasks run them as one padded
         batch; this default answers them one by one)."""
         return Answers([self.predict(model, artifacts, text, **options) for text in texts])
+
+    def text_columns(self) -> Columns | None:
+        """Where `predict.py` finds the text in a CSV, TSV or JSON Lines file, read as this task's training files
+        are (`data.labelled_text`); None: such files are not this task's."""
+        return None
 
     def conll_sequences(self, sentences: list[Sentence]) -> list[list[Sentence]]:
         """The sentences of a CoNLL file grouped as the model reads them; only taggers (`reads_conll`) can."""

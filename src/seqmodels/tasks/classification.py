@@ -35,6 +35,7 @@ from seqmodels.data.classification import (
     locate,
     unseen_warning,
 )
+from seqmodels.data.labelled_text import Columns
 from seqmodels.data.text import PAD, UNK, WHITESPACE_TOKEN, encode_with_cuts, tokenizer_from_json
 from seqmodels.errors import ConfigError
 from seqmodels.hparams import TEXT, Column
@@ -314,6 +315,9 @@ class ClassificationTask(Task[ClassificationBatch]):
                 best = max(range(len(row)), key=row.__getitem__)
                 results[i] = {"label": names[best], "probability": round(row[best], 4), "probabilities": probabilities}
         return Answers(results, tokens=int(lengths.sum()), cut=sum(cuts[i] for i in filled))
+
+    def text_columns(self) -> Columns:
+        return self.data_config.columns()
 
     def export_graph(self, model: nn.Module, artifacts: dict[str, Any]) -> OnnxGraph:
         found = ClassifierArtifacts.from_dict(artifacts)
