@@ -46,12 +46,14 @@ UNSTARTED = {".hydra", "train.log", run_lock.LOCK_FILE}
 
 
 def _remove_unstarted(run_dir: Path) -> None:
-    """A single run that failed before training (a bad value, a missing dataset) leaves no directory:
-    it holds only Hydra's copy of the config and the log of the failure, both on the console. A directory
-    that holds anything else (another run's files, the user's) is not this run's to remove."""
+    """A single run that failed before training (a bad value, a missing dataset, memory in its first steps)
+    leaves no directory: it holds only Hydra's copy of the config and the log of the failure, both on the
+    console. A directory this command did not create and that holds anything else (another run's files,
+    the user's) is not this run's to remove."""
     if not distributed.environment_world().is_main or not run_dir.is_dir():
         return
-    if any(path.name not in UNSTARTED for path in run_dir.iterdir()):
+    created = str(run_dir.resolve()) in _claimed and _claimed_record(run_dir) is None
+    if not created and any(path.name not in UNSTARTED for path in run_dir.iterdir()):
         return
     run_lock.release(run_dir, forget=True)
     shutil.rmtree(run_dir, ignore_errors=True)

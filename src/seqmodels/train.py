@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from torch import nn
 
+from seqmodels.contracts import Loader
 from seqmodels.errors import ConfigError
 from seqmodels.models.summary import parameter_table
 from seqmodels.schema import Section, keys, setting, suggest_key, validate
@@ -20,7 +24,12 @@ from seqmodels.training import distributed, run_lock
 from seqmodels.training.checkpoint import check_resumable, load_checkpoint, resume_path
 from seqmodels.training.optim import OptimConfig
 from seqmodels.training.runtime import (
+    GiB,
     available_cores,
+    available_memory,
+    batch_tokens,
+    estimate_training_memory,
+    is_out_of_memory,
     job_threads,
     keep_freed_memory,
     resolve_device,
@@ -32,6 +41,7 @@ from seqmodels.training.trainer import Trainer, TrainerConfig, monitored
 log = logging.getLogger("seqmodels")
 
 GROUPS = ("task", "data", "model", "trainer", "optim")
+MEMORY_SAMPLE_BATCHES = 8  # the training batches whose largest one the memory estimate takes (check_memory)
 
 
 @dataclass
@@ -172,8 +182,60 @@ def _run(cfg: DictConfig, task: Task, resume: Path | None, run_dir: Path, parall
     if world.enabled:
         seed_everything(cfg.seed + world.rank)  # the same weights everywhere, each rank its own dropout
     log.info("model:\n%s", parameter_table(model))
+    check_memory(cfg, model, data.train, device)
     keep_freed_memory()  # every step allocates the same buffers: reuse them (after data preparation's peak)
     trainer = Trainer(cfg, task, data, model, run_dir)
     if resume is not None:  # a run directory's checkpoints/last.pt or a checkpoint file
         trainer.resume(resume)
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    except (RuntimeError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(error):
+            raise
+        if trainer.logger is not None:
+            trainer.logger.close()
+        saved = (run_dir / "checkpoints" / "last.pt").is_file()
+        kept = "; checkpoints/last.pt holds the last good epoch" if saved else ""
+        raise ConfigError(
+            f"out of memory on {device} at epoch {trainer.epoch + 1}, step {trainer.global_step + 1} "
+            f"({_allocation(error)}); lower {size_keys(cfg)}{kept}"
+        ) from None
+
+
+# the keys that size a training step's memory, where the task has them: examples per batch, the hidden
+# state, the tokens per example (a classifier's or translator's cut, a language model's window)
+SIZE_KEYS = (("data", "batch_size"), ("model", "hidden_size"), ("data", "max_length"), ("data", "bptt"))
+
+
+def size_keys(cfg: DictConfig) -> str:
+    """`data.batch_size (now 64), model.hidden_size (now 128) or data.max_length (now 400)`."""
+    found = [f"{group}.{key} (now {cfg[group][key]})" for group, key in SIZE_KEYS if cfg[group].get(key) is not None]
+    return ", ".join(found[:-1]) + f" or {found[-1]}" if len(found) > 1 else "".join(found)
+
+
+def _allocation(error: BaseException) -> str:
+    """What the allocator could not give, from its message: `tried to allocate 7.50 GiB`."""
+    match = re.search(r"allocate ([\d.]+ ?[KMGT]i?B|\d+ bytes)", str(error), re.IGNORECASE)
+    if match is None:
+        return "the allocator refused"
+    amount = match.group(1)
+    if amount.endswith(" bytes"):
+        amount = f"{int(amount.split()[0]) / GiB:.2f} GiB"
+    return f"tried to allocate {amount}"
+
+
+def check_memory(cfg: DictConfig, model: nn.Module, train: Loader, device: torch.device) -> None:
+    """Refuse, before the first step, a model and batch that clearly cannot fit in `device`'s memory
+    (`runtime.estimate_training_memory`, from the first training batches)."""
+    tokens = max((batch_tokens(batch) for batch in train.sample(MEMORY_SAMPLE_BATCHES)), default=0)
+    estimate = estimate_training_memory(model, tokens)
+    resident = sum(p.numel() * p.element_size() for p in model.parameters() if p.device == device)
+    available = available_memory(device) + resident  # the weights already there are the run's too
+    if estimate.total <= available:
+        return
+    raise ConfigError(
+        f"training needs about {estimate.total / GiB:.1f} GiB on {device} but {available / GiB:.1f} GiB are "
+        f"available ({estimate.parameters:,} parameters with their gradients, Adam's moments and a step's "
+        f"temporaries: {estimate.parameter_bytes / GiB:.1f} GiB; activations of {estimate.tokens:,} tokens per "
+        f"batch: {estimate.activation_bytes / GiB:.1f} GiB); lower {size_keys(cfg)}"
+    )

@@ -1,13 +1,15 @@
-"""Where and how a run executes: device, threads, seeds, memory reuse."""
+"""Where and how a run executes: device, threads, seeds, memory reuse, whether training fits in memory."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from seqmodels.errors import ConfigError
 
@@ -83,3 +85,87 @@ def keep_freed_memory() -> bool:
     mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1)) and bool(mallopt(M_MMAP_MAX, 0))
+
+
+# -- memory -------------------------------------------------------------------------------------------
+GiB = 2**30
+GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}  # torch's nn.RNNBase modes
+WEIGHT_COPIES = 6  # see MemoryEstimate
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes a run may still allocate: a GPU's free memory, or on the CPU the memory the system can give
+    without swapping (MemAvailable), within the container's limit (cgroup) where there is one."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    found = []
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),  # v1
+    ):
+        try:
+            with open(limit) as a, open(usage) as b:
+                found.append(int(a.read()) - int(b.read()))
+        except (OSError, ValueError):  # no such cgroup file, or "max": no limit
+            continue
+    return min(found) if found else 2**63
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """A rough size of training one batch: six copies of the weights (the weights, their gradients,
+    Adam's two moments, and the step's temporaries of the same size: a gradient being accumulated,
+    Adam's denominator), and the activations the backward pass keeps (per token: each recurrent layer's
+    gates, each linear layer's output, the embedding), stored once and met again by their gradients."""
+
+    parameters: int
+    parameter_bytes: int
+    tokens: int
+    activation_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.parameter_bytes + self.activation_bytes
+
+
+def estimate_training_memory(model: nn.Module, tokens: int) -> MemoryEstimate:
+    """`tokens`: the positions of the largest training batch (batch x length)."""
+    parameters = sum(p.numel() for p in model.parameters())
+    size = next((p.element_size() for p in model.parameters()), 4)
+    per_token = 0
+    for module in model.modules():
+        if isinstance(module, nn.RNNBase):
+            directions = 2 if module.bidirectional else 1
+            per_token += GATES.get(module.mode, 4) * module.hidden_size * module.num_layers * directions
+        elif isinstance(module, nn.Linear):
+            per_token += module.out_features
+        elif isinstance(module, nn.Embedding):
+            per_token += module.embedding_dim
+    return MemoryEstimate(parameters, WEIGHT_COPIES * parameters * size, tokens, 2 * tokens * per_token * size)
+
+
+def batch_tokens(batch: object) -> int:
+    """The positions of a batch: its largest 2-D integer tensor (token ids, batch x length)."""
+    sizes = [
+        value.numel()
+        for value in getattr(batch, "__dict__", {}).values()
+        if isinstance(value, torch.Tensor) and value.dim() == 2 and not value.is_floating_point()
+    ]
+    return max(sizes, default=0)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """An allocator's failure: CUDA's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(
+        words in text for words in ("not enough memory", "can't allocate memory", "out of memory")
+    )
