@@ -481,3 +481,21 @@ def test_predict_on_a_csv_without_the_runs_text_column_lists_the_columns(ticket_
     assert main([str(ticket_run), "--input", str(source)]) == 2
     expected = f"error: {source}: no column 'title' (data.text_column); the header has: body"
     assert capsys.readouterr().err.strip() == expected
+
+
+def test_compare_shows_each_runs_data_file_and_label_count(tmp_path):
+    from seqmodels.compare import load_runs, markdown_table
+
+    for name, train, labels in (("a", "/data/tickets.csv", 3), ("b", "/data/reviews.tsv", 5)):
+        (tmp_path / name).mkdir()
+        metrics = {
+            "status": "completed",
+            "task": "classification",
+            "monitor": "val/accuracy",
+            "hparams": {"dataset": "files", "train": train, "labels": labels},
+            "val": {"accuracy": 0.5},
+        }
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics))
+    table = markdown_table(load_runs([tmp_path / "a", tmp_path / "b"])).splitlines()
+    assert table[0].startswith("| run | status | data | model |")
+    assert "| tickets.csv, 3 labels |" in table[2] and "| reviews.tsv, 5 labels |" in table[3]

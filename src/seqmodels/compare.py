@@ -6,7 +6,8 @@
 
 writes into the folder given (or `--out`):
 
-- `compare.csv` and `COMPARE.md`: a row per run: status, the model as it describes itself,
+- `compare.csv` and `COMPARE.md`: a row per run: status, the data (the preset's dataset or the training
+  file, and how many labels it has where the task counts them), the model as it describes itself,
   parameters, the overrides that differ between the runs, the monitored metric's best
   validation value and the test value of that checkpoint, best epoch, epochs run, training
   wall time, tokens/s; the CSV also has a column per hyper-parameter the runs logged
@@ -47,6 +48,7 @@ COLUMNS = [
     "run",
     "status",
     "task",
+    "data",
     "model",
     "parameters",
     "overrides",
@@ -88,6 +90,16 @@ class Run:
     def number(self) -> str:
         match = re.match(r"^(?:trial_)?(\d+)", self.name)
         return match.group(1) if match else self.name
+
+    @property
+    def data(self) -> str:
+        """The data in short: the preset's dataset, or the training file's name (`data.train`), and how many
+        labels it has where the task counts them (`imdb, 2 labels`, `tickets.csv, 5 labels`)."""
+        dataset = self.hparams.get("dataset")
+        if self.hparams.get("train"):
+            dataset = Path(str(self.hparams["train"])).name
+        labels = self.hparams.get("labels")
+        return ", ".join([str(dataset), f"{labels} labels"] if labels else [str(dataset)]) if dataset else ""
 
     @property
     def label(self) -> str:
@@ -214,6 +226,7 @@ def _row(run: Run) -> dict[str, Any]:
         "run": run.name,
         "status": run.status,
         "task": run.task,
+        "data": run.data,
         "model": run.model,
         "parameters": run.parameters,
         "overrides": run.varying,
@@ -278,6 +291,7 @@ def markdown_table(runs: list[Run]) -> str:
     columns = [
         ("run", "l"),
         ("status", "l"),
+        ("data", "l"),
         ("model", "l"),
         ("parameters", "r"),
         ("overrides", "l"),
@@ -302,6 +316,7 @@ def markdown_table(runs: list[Run]) -> str:
         cells = [
             run.name,
             status,
+            run.data,
             run.model,
             f"{run.parameters:,}" if isinstance(run.parameters, int) else "",
             run.varying,
