@@ -1,9 +1,9 @@
 """The recurrent encoder: simple RNN (tanh), GRU or LSTM; stacked; uni- or bidirectional.
 
-Batches arrive right-padded and are run *dense*: on CPU, `pack_padded_sequence` trains
-about 8x slower than a padded, bucketed batch (docs/performance.md), and bucketing leaves little
-padding to waste. Dense running is exact for the forward direction, because trailing
-padding comes after every real token. The backward direction would start in the
+Batches arrive right-padded and are run *dense*: on a CPU, `pack_padded_sequence` trains slower than
+a padded, bucketed batch wherever lengths vary (docs/performance.md measures it per task), and
+bucketing leaves little padding to waste. Dense running is exact for the forward direction, because
+trailing padding comes after every real token. The backward direction would start in the
 padding, so each sequence is reversed *within its own length* before the backward RNN
 and reversed back afterwards: it then starts at the sequence's last real token and a
 sequence's outputs never depend on the padding around it.

@@ -162,7 +162,7 @@ class LanguageModel(nn.Module):
         hidden, state = self._encode(tokens, state)
         if self.decoder is not None:
             # Every position at once: ignore_index gives the 0s. Selecting the real positions first
-            # would copy the (B * T, vocab) logits and scatter their gradient back, ~10% of a PTB step.
+            # would copy the (B * T, vocab) logits and scatter their gradient back: more work, not less.
             logits = self.decoder(hidden).flatten(0, 1).float()
             nll = F.cross_entropy(logits, targets.flatten(), ignore_index=self.ignore_index, reduction="none")
             return -nll.view(targets.shape), hidden, state
