@@ -86,7 +86,7 @@ class RunRecord:
         return [path for path in [*files, self.run_dir / "train.log"] if path.is_file()]
 
     def _progress(self) -> list[tuple[int, int] | None]:
-        found = []
+        found: list[tuple[int, int] | None] = []
         for name in self.WATCHED:
             try:
                 stat = (self.run_dir / name).stat()

@@ -6,7 +6,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -79,8 +79,7 @@ def check_resume(cfg: DictConfig) -> Path | None:
     path = resume_path(str(cfg.trainer.resume))
     saved = load_checkpoint(path, mmap=True)["config"]
     saved["task"]["kind"] = canonical_kind(saved["task"]["kind"])  # an earlier version's name of the same kind
-    given = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(given, dict)
+    given = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     task = task_class(cfg)
     check_resumable(path, saved, given, {"task": TaskChoice, "model": task.model_schema, "data": task.data_schema})
     return path

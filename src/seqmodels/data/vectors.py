@@ -173,7 +173,7 @@ def _row_sizes(lines: bytes, complete: bool, most: int = 10) -> list[int]:
     """The number of values on each of the first text rows `word v1 v2 ...` of `lines` (at most `most`;
     the last line only if `complete`); empty if the first row is no such line."""
     rows = lines.split(b"\n")[: None if complete else -1]
-    sizes = []
+    sizes: list[int] = []
     for raw in rows:
         if len(sizes) == most:
             break

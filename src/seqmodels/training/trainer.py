@@ -433,12 +433,12 @@ class Trainer:
             # resumed into a new run directory: the best epoch so far comes along, so this run's
             # final evaluation (and predict) finds it even if no later epoch is better
             copy_file(source_best, best)
-        best = (
+        so_far = (
             "no epoch validated yet"
             if self.best.value is None
             else f"best {self.task.monitor} {self.best.value:.4f} at epoch {self.best.epoch}"
         )
-        log.info("resumed from %s at epoch %d, batch %d (%s)", path, self.epoch + 1, self.position.batches, best)
+        log.info("resumed from %s at epoch %d, batch %d (%s)", path, self.epoch + 1, self.position.batches, so_far)
 
     # -- the loop ---------------------------------------------------------------------------
     # Ctrl-C, and SIGTERM: what torchrun sends its processes when it is interrupted, and SLURM a
