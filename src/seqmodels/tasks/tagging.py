@@ -211,14 +211,14 @@ class TaggingTask(Task[TaggingBatch]):
         stats = entry["stats"]
         splits = [split for split in ("train", "val", "test") if split in stats]
         names = " / ".join(splits)
-        scheme = entry.get("scheme")
+        scheme, formats = entry.get("scheme"), entry["formats"]
         train_lengths = entry["train"]["offsets"].diff()
         frozen = artifacts.frozen_words
         context_tokens = self.data_config.context_tokens
         summary = {
             "dataset": f"{settings['dataset']} ({Path(entry['sources']['train']).parent})",
             **{
-                f"{split} from": f"{entry['sources'][split]} ({entry['formats'].get(split, 'held out')})"
+                f"{split} from": entry["sources"][split] + (f" ({formats[split]})" if split in formats else "")
                 for split in splits
             },
             **({} if "test" in stats else {"test": "none (no data.test): validation only"}),
