@@ -8,7 +8,7 @@ imports another for these types. The rules the loop relies on are in `seqmodels.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -92,3 +92,9 @@ class TaskData:
     summary: dict[str, Any] = field(default_factory=dict)  # sizes and stats printed at start
     # more test sets, by name, evaluated with `test` at the end and reported beside it
     extra_tests: dict[str, Loader] = field(default_factory=dict)
+
+
+# One evaluation pass over a split's batches, run as the final evaluation runs (the run's device, precision
+# and batch limit): metrics = evaluate(loader, split). What `Task.configure_evaluation` may use to choose
+# its settings on validation.
+SplitPass = Callable[[Loader, str], dict[str, float]]

@@ -27,7 +27,9 @@ The contracts the trainer relies on:
   under torchrun, in order) and the run's artifacts; it keeps no state from `build_model`.
 - `configure_evaluation` runs before every final evaluation of a checkpoint: the trainer's (no
   options) and `evaluate.py`'s (its task options). Validation during training does not pass through
-  it, so a task can validate cheaply (e.g. greedy decoding) and report the final numbers in full.
+  it, so a task can validate cheaply (e.g. greedy decoding) and report the final numbers in full. It
+  may choose settings on validation with the pass it is handed (`SplitPass`), which evaluates as the
+  final evaluation does; so no task imports the trainer's package.
 """
 
 from __future__ import annotations
@@ -36,22 +38,20 @@ import argparse
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
-import torch
 from omegaconf import DictConfig
 from torch import nn
 
 # the shared types, importable from here too
-from seqmodels.contracts import Answers, Batch, Loader, Showcase, StepOutput, TaskData  # noqa: F401
+from seqmodels.contracts import Answers, Batch, Loader, Showcase, SplitPass, StepOutput, TaskData  # noqa: F401
 from seqmodels.data.config import DataConfig
 from seqmodels.data.conll import Sentence
 from seqmodels.data.labelled_text import Columns
 from seqmodels.errors import ConfigError
-from seqmodels.hparams import NUMBER, TEXT, Column, columns_of
+from seqmodels.hparams import TEXT, Column, columns_of
 from seqmodels.models.embedding import PretrainedRows
 from seqmodels.models.encoder import EncoderConfig
 from seqmodels.models.onnx_graphs import OnnxGraph
 from seqmodels.schema import Section, validate
-from seqmodels.training.optim import OPTIMIZERS
 
 UNREPORTED_DATA_KEYS = ("root", "cache_dir", "download")  # where data is, not what it is
 
@@ -160,10 +160,11 @@ class Task(ABC, Generic[BatchT]):
         """Refuse impossible `evaluate.py` options (ConfigError) before any data is read."""
 
     def configure_evaluation(
-        self, model: nn.Module, data: TaskData, device: torch.device, **options: Any
+        self, model: nn.Module, data: TaskData, evaluate: SplitPass, **options: Any
     ) -> dict[str, Any]:
         """Prepare the final evaluation of a checkpoint (the trainer's, without options, and `evaluate.py`'s,
-        with its task options); returns what to report of the settings used."""
+        with its task options); `evaluate(loader, split)` runs a pass as that evaluation will. Returns what to
+        report of the settings used."""
         return {}
 
     def start_pass(self, model: nn.Module, split: str) -> None:
@@ -197,15 +198,12 @@ class Task(ABC, Generic[BatchT]):
             *columns_of(cls.model_schema),
             *data,
             *(column for schema in cls.extra_schemas.values() for column in columns_of(schema)),
-            Column("optimizer", TEXT, "optim.name", OPTIMIZERS),
-            Column("lr", NUMBER, "optim.lr"),
-            Column("seed", TEXT, "seed"),
         ]
 
     def hparams(self) -> dict[str, Any]:
         """Hyper-parameters shown against final metrics in TensorBoard's HPARAMS view and in
         `compare.py`'s tables: the model in short, every declared `model.*` key, the task's `data.*`
-        keys that shape the examples, and the optimizer's (the columns of `hparam_columns`)."""
+        keys that shape the examples (the columns of `hparam_columns`; the trainer adds the run's own)."""
         data = {k: v for k, v in self.data_config.as_dict().items() if k not in UNREPORTED_DATA_KEYS}
         extra = {k: v for section in self.sections.values() for k, v in section.as_dict().items()}
         return {
@@ -214,7 +212,4 @@ class Task(ABC, Generic[BatchT]):
             **self.model_config.as_dict(),
             **data,
             **extra,
-            "optimizer": self.cfg.optim.name,
-            "lr": self.cfg.optim.lr,
-            "seed": self.cfg.seed,
         }

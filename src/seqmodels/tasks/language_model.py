@@ -36,9 +36,8 @@ from seqmodels.models.language_model import LanguageModel, State, detach_state, 
 from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, language_model_step_graph
 from seqmodels.schema import Section, add_options, setting, with_options
-from seqmodels.tasks.base import Answers, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, SplitPass, StepOutput, Task, TaskData
 from seqmodels.tasks.vectors import pretrained_rows, read_vectors
-from seqmodels.training.evaluation import evaluate_split
 
 log = logging.getLogger("seqmodels")
 
@@ -152,7 +151,7 @@ class LanguageModelTask(Task[TextWindow]):
         with_options(CacheOptions(), options)
 
     def configure_evaluation(
-        self, model: nn.Module, data: TaskData, device: torch.device, **options: Any
+        self, model: nn.Module, data: TaskData, evaluate: SplitPass, **options: Any
     ) -> dict[str, Any]:
         """With a cache size: evaluate with a continuous cache of (size, theta, lambda), or with
         `tune_cache` the theta and lambda that are best on validation (a grid, one pass each: theta
@@ -168,7 +167,7 @@ class LanguageModelTask(Task[TextWindow]):
 
             def validate(theta: float, lam: float) -> dict[str, float]:
                 self.use_cache(cache_size, theta, lam)
-                val = evaluate_split(self, model, data.val, data.artifacts, "val", device)[self.monitor]
+                val = evaluate(data.val, "val")[self.monitor]
                 log.info("cache size %d theta %g lambda %g: val %s %.4f", cache_size, theta, lam, self.monitor, val)
                 search.append({"theta": theta, "lambda": lam, "val": val})
                 return search[-1]

@@ -32,7 +32,7 @@ from seqmodels.models.search import beam_search, greedy_search
 from seqmodels.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from seqmodels.schema import Section, add_options, setting, with_options
 from seqmodels.tasks.attention_map import attention_figure
-from seqmodels.tasks.base import Answers, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, SplitPass, StepOutput, Task, TaskData
 from seqmodels.tasks.translation_metrics import corpus_scores, signatures
 
 log = logging.getLogger("seqmodels")
@@ -166,7 +166,7 @@ class TranslationTask(Task[TranslationBatch]):
         with_options(self.decode_config, options)
 
     def configure_evaluation(
-        self, model: nn.Module, data: TaskData, device: torch.device, **options: Any
+        self, model: nn.Module, data: TaskData, evaluate: SplitPass, **options: Any
     ) -> dict[str, Any]:
         """The final report decodes with decode.beam_size (or --beam-size) instead of validation's beam."""
         decode = with_options(self.decode_config, options)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from seqmodels.contracts import Batch, Loader, StepOutput, TaskData
+from seqmodels.tasks.base import Task
 from seqmodels.training import distributed
 from seqmodels.training.precision import autocast, autocast_dtype
-
-if TYPE_CHECKING:
-    from seqmodels.tasks.base import Task
 
 
 def limited(loader: Loader, limit: int | None) -> Iterator[Batch]:
@@ -94,9 +92,11 @@ def final_evaluation(
 ) -> dict[str, Any]:
     """The final report of the weights in `model`: the task prepares it (`Task.configure_evaluation`, with a
     script's task `options`), then val, test and the extra test sets are evaluated. Returns {"val": metrics,
-    "test": metrics (where there is a test set), each extra test set's name: metrics, "evaluation": what the task reports of its settings
-    (if anything)}."""
-    settings = task.configure_evaluation(model, data, evaluation.device, **options)
+    "test": metrics (where there is a test set), each extra test set's name: metrics, "evaluation": what the
+    task reports of its settings (if anything)}."""
+    settings = task.configure_evaluation(
+        model, data, lambda loader, split: evaluation.run(task, model, loader, data.artifacts, split), **options
+    )
     tested = {"test": data.test} if data.test is not None else {}  # a task's data may have no test set
     splits = {"val": data.val, **tested, **data.extra_tests}
     report: dict[str, Any] = {

@@ -41,6 +41,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter
 
 from seqmodels.hparams import BOOL, NUMBER, TEXT, Column, merge_columns, text
+from seqmodels.tasks import TASKS
 
 #: the hyper-parameter columns TensorBoard shows before a user picks others (it shows five, by name)
 SHOWN_FIRST = ("task", "model", "optimizer", "lr", "hidden_size")
@@ -171,8 +172,6 @@ def shared_experiment(run_columns: Sequence[Column]) -> Experiment:
     """The experiment description every run writes, the same in every run: the hyper-parameter columns
     of every registered task and `run_columns` (the trainer's and the optimizer's), and the metrics of
     every task."""
-    from seqmodels.tasks import TASKS  # the registry, imported when used: its tasks import training modules
-
     tasks = list(TASKS.values())
     columns = merge_columns([*(task.hparam_columns() for task in tasks), run_columns])
     tags = [BEST, *(f"test/{task.monitor}" for task in tasks)]

@@ -43,7 +43,7 @@ from torch import nn
 
 from seqmodels.atomic import copy_file, save_json
 from seqmodels.errors import CheckpointError, ConfigError, TrainingError
-from seqmodels.hparams import Column, columns_of
+from seqmodels.hparams import NUMBER, TEXT, Column, columns_of
 from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
@@ -51,7 +51,7 @@ from seqmodels.training.averaging import MovingAverage
 from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
 from seqmodels.training.evaluation import Evaluation, final_evaluation, limited, num_batches
 from seqmodels.training.gradient_flow import choose_batch, record_gradient_flow
-from seqmodels.training.optim import LRSchedule, OptimConfig, Unfreezing, build_optimizer, parameter_groups
+from seqmodels.training.optim import OPTIMIZERS, LRSchedule, OptimConfig, Unfreezing, build_optimizer, parameter_groups
 from seqmodels.training.precision import PRECISIONS, autocast, autocast_dtype
 from seqmodels.training.progress import Progress
 from seqmodels.training.runtime import DEVICES, resolve_device
@@ -147,7 +147,14 @@ RUN_HPARAMS = {
 
 
 def run_columns() -> list[Column]:
-    return [*columns_of(OptimConfig, RUN_HPARAMS["optim"]), *columns_of(TrainerConfig, RUN_HPARAMS["trainer"])]
+    """The run's own HPARAMS columns, after the task's (`Task.hparam_columns`)."""
+    return [
+        Column("optimizer", TEXT, "optim.name", OPTIMIZERS),
+        Column("lr", NUMBER, "optim.lr"),
+        Column("seed", TEXT, "seed"),
+        *columns_of(OptimConfig, RUN_HPARAMS["optim"]),
+        *columns_of(TrainerConfig, RUN_HPARAMS["trainer"]),
+    ]
 
 
 @dataclass
@@ -360,8 +367,9 @@ class Trainer:
         return val
 
     def hparams(self) -> dict[str, Any]:
-        """The task's hyper-parameters and the trainer's and optimizer's of `RUN_HPARAMS`."""
-        run = {name: getattr(self.ocfg, name) for name in RUN_HPARAMS["optim"]}
+        """The task's hyper-parameters, then the run's (the columns of `run_columns`)."""
+        run = {"optimizer": self.cfg.optim.name, "lr": self.cfg.optim.lr, "seed": self.cfg.seed}
+        run |= {name: getattr(self.ocfg, name) for name in RUN_HPARAMS["optim"]}
         run |= {name: getattr(self.tcfg, name) for name in RUN_HPARAMS["trainer"]}
         return {**self.task.hparams(), **run}
 
