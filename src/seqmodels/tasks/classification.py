@@ -42,7 +42,7 @@ from seqmodels.hparams import TEXT, Column
 from seqmodels.models import ClassifierConfig
 from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, classifier_graph
-from seqmodels.tasks.base import Answers, Batch, Showcase, StepOutput, Task, TaskData
+from seqmodels.tasks.base import Answers, Batch, Showcase, SplitPass, StepOutput, Task, TaskData
 from seqmodels.tasks.classification_metrics import LabelCounts, f1, per_label, per_label_table, single_label_counts
 from seqmodels.tasks.confusion_matrix import confusion_figure
 from seqmodels.tasks.showcase import labels_table, pick_reviews, review_table
@@ -223,7 +223,7 @@ class ClassificationTask(Task[ClassificationBatch]):
         self.split = split
 
     def configure_evaluation(
-        self, model: nn.Module, data: TaskData, device: torch.device, **options: Any
+        self, model: nn.Module, data: TaskData, evaluate: SplitPass, **options: Any
     ) -> dict[str, Any]:
         self.per_label = True
         return {}
