@@ -142,3 +142,15 @@ def test_no_document_or_help_text_shows_the_old_run_layout(path):
     """Runs are outputs/TASK/MODEL/DATE_TIME (multirun: outputs/multirun/DATE_TIME/<n>_<overrides>)."""
     old = re.search(r"outputs/(multirun/)?(DATE/TIME|\d{4}-\d\d-\d\d/)", path.read_text(encoding="utf-8"))
     assert not old, old.group(0)
+
+
+def test_every_document_the_code_and_configs_point_at_exists():
+    code = [*sorted((ROOT / "scripts").glob("*.py")), *sorted((ROOT / "src" / "seqmodels").rglob("*.py"))]
+    code += sorted((ROOT / "src" / "seqmodels" / "configs").rglob("*.yaml"))
+    named_docs = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in code
+        for name in re.findall(r"docs/[\w-]+\.md", path.read_text(encoding="utf-8"))
+        if not (ROOT / name).is_file()
+    }
+    assert not named_docs, sorted(named_docs)
