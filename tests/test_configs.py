@@ -57,6 +57,7 @@ def test_every_key_comes_from_its_declaration():
 def test_every_preset_is_fully_valid(group, preset):
     needs = ["data.path=any.txt"] if preset in ("chars", "translation", "words") else []  # the keys without a default
     needs += ["data.train=any.csv"] if preset == "classification" else []
+    needs += ["data.train=any.conllu"] if preset == "tagging" else []
     task = check_config(composed(f"{group}={preset}", *needs))  # data, model, trainer, optim and rules between them
     assert task.describe()
 
