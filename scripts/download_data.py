@@ -6,9 +6,10 @@
 
 Each archive comes from its canonical URL and is checked against its published MD5 (Multi30k: the
 sha256 of each file at a pinned commit of the multi30k/dataset repository, en, de and fr; UD English
-EWT: the sha256 of each file of the r2.16 release tag). CoNLL-2003
-has no public download: the script says which files to put where. GloVe 6B comes as one zip of
-four dimensions: only the one asked for is extracted, as data.root/glove/glove.6B.<dim>d.txt.gz.
+EWT: the sha256 of each file of the r2.16 release tag; SST: the sha256 of Stanford's
+trainDevTestTrees_PTB.zip). CoNLL-2003 has no public download: the script says which files to put where.
+GloVe 6B comes as one zip of four dimensions: only the one asked for is extracted, as
+data.root/glove/glove.6B.<dim>d.txt.gz.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-from seqmodels.data import conll, glove, imdb, multi30k, ptb, ud_english_ewt, wikitext2
+from seqmodels.data import conll, glove, imdb, multi30k, ptb, sst, ud_english_ewt, wikitext2
 from seqmodels.errors import SeqmodelsError
 
-DOWNLOADABLE = {"imdb": imdb, "ptb": ptb, "wikitext2": wikitext2, "ud_english_ewt": ud_english_ewt}
+DOWNLOADABLE = {"imdb": imdb, "sst": sst, "ptb": ptb, "wikitext2": wikitext2, "ud_english_ewt": ud_english_ewt}
 
 
 def main(argv: list[str] | None = None) -> int:

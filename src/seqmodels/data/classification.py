@@ -264,13 +264,8 @@ def _read_files(data: ClassificationData, sources: Sources) -> tuple[dict[str, E
         keys = _strata(train.labels)
         train_index, val_index = stratified_split(keys, data.val_fraction, data.split_seed)
         splits["train"], splits["val"] = train.take(train_index), train.take(val_index)
-        read.append(
-            (
-                "data.val",
-                f"none: data.val_fraction={data.val_fraction:g} of the training examples, stratified by label "
-                f"(data.split_seed={data.split_seed})",
-            )
-        )
+        held = f"none: data.val_fraction={data.val_fraction:g} of the training examples, stratified by label"
+        read.insert(1, ("data.val", f"{held} (data.split_seed={data.split_seed})"))
     return splits, None, read
 
 
