@@ -196,10 +196,15 @@ def data_root(tmp_path_factory) -> Path:
 @pytest.fixture()
 def env(data_root, tmp_path) -> dict[str, str]:
     """Environment for running train.py: the fixture data, a private cache, one thread."""
+    return cli_env(data_root, tmp_path / "cache")
+
+
+def cli_env(data_root: Path, cache: Path) -> dict[str, str]:
+    """Environment for running train.py and the scripts on the data under `data_root`, caching into `cache`."""
     return {
         **os.environ,
         "SEQMODELS_DATA_DIR": str(data_root),
-        "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
+        "SEQMODELS_CACHE_DIR": str(cache),
         "HYDRA_FULL_ERROR": "0",
         "PYTHONUNBUFFERED": "1",
     }

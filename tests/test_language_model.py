@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, run_script, train, write_ptb, write_wikitext2
+from conftest import ROOT, cli_env, run_script, train, write_ptb, write_wikitext2
 from seqmodels.config import compose_config
 from seqmodels.data import ptb, wikitext2
 from seqmodels.data.corpus import (
@@ -62,13 +62,7 @@ def lm_cfg(root, cache, *overrides, task="ptb"):
 
 
 def env_for(data_root, tmp_path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SEQMODELS_DATA_DIR": str(data_root),
-        "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
-        "HYDRA_FULL_ERROR": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return cli_env(data_root, tmp_path / "cache")
 
 
 # -- reading -----------------------------------------------------------------------------------

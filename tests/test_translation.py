@@ -15,7 +15,7 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, run_script, train
+from conftest import ROOT, cli_env, run_script, train
 from helpers.parallel_text import sentence_pair, translation_task, write_gz, write_multi30k
 from seqmodels.config import compose_config
 from seqmodels.data import multi30k
@@ -42,15 +42,7 @@ def mt_root(tmp_path_factory) -> Path:
 
 @pytest.fixture()
 def mt_env(mt_root, tmp_path) -> dict[str, str]:
-    import os
-
-    return {
-        **os.environ,
-        "SEQMODELS_DATA_DIR": str(mt_root),
-        "SEQMODELS_CACHE_DIR": str(tmp_path / "cache"),
-        "HYDRA_FULL_ERROR": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
+    return cli_env(mt_root, tmp_path / "cache")
 
 
 # -- reading -------------------------------------------------------------------------------------

@@ -16,22 +16,9 @@ from typing import Any
 import torch
 
 from seqmodels.contracts import Batch, TaskData
-from seqmodels.data import imdb, ptb, wikitext2
+from seqmodels.data import corpus, imdb, ptb, wikitext2
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.config import DataConfig
-from seqmodels.data.corpus import (
-    EOS,
-    IGNORE,
-    UNKNOWN,
-    UNKNOWN_CHAR,
-    StreamWindows,
-    build_vocabulary,
-    encode,
-    lay_out,
-    read_text,
-    read_words,
-    split_by_fractions,
-)
 from seqmodels.data.documents import capped_vocabulary, imdb_streams, word_file_tokens
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.schema import setting
@@ -96,7 +83,7 @@ class LanguageModelData(DataConfig):
 @dataclass
 class TextWindow(Batch):
     inputs: torch.Tensor  # (streams, steps) token ids
-    targets: torch.Tensor  # (streams, steps): the inputs shifted by one; IGNORE past the end of the text
+    targets: torch.Tensor  # (streams, steps): the inputs shifted by one; corpus.IGNORE past the end of the text
     # the targets that are tokens, counted where the window is assembled (on the CPU) and carried along
     # by `to`, so that a training step counts them without reading the device
     num_targets: int = -1
@@ -105,7 +92,7 @@ class TextWindow(Batch):
 
     def __post_init__(self) -> None:
         if self.num_targets < 0:
-            self.num_targets = int((self.targets != IGNORE).sum())
+            self.num_targets = int((self.targets != corpus.IGNORE).sum())
 
 
 @dataclass
@@ -154,13 +141,13 @@ def prepare_language_model_data(config: LanguageModelData) -> TextStreams:
     entry, _ = cached(Path(config.cache_dir), name, key, lambda: build_streams(sources, settings))
     # a backward language model reads each split from its end (documents in reverse order, each backwards)
     ids = {split: entry[split].flip(0) if config.reverse else entry[split] for split in SPLITS}
-    streams = {"train": lay_out(ids["train"], config.batch_size)}
+    streams = {"train": corpus.lay_out(ids["train"], config.batch_size)}
     for split in ("val", "test"):
-        streams[split] = lay_out(ids[split], config.eval_batch_size or config.batch_size)
-    loaders = {split: StreamWindows(streams[split], config.bptt, TextWindow) for split in streams}
+        streams[split] = corpus.lay_out(ids[split], config.eval_batch_size or config.batch_size)
+    loaders = {split: corpus.StreamWindows(streams[split], config.bptt, TextWindow) for split in streams}
     vocabulary = entry["vocabulary"]
     if settings["level"] == "word":
-        start = EOS  # a prompt starts a new sentence, as every line of the corpus follows an <eos>
+        start = corpus.EOS  # a prompt starts a new sentence, as every line of the corpus follows an <eos>
     else:
         start = "\n" if "\n" in vocabulary else vocabulary[1]  # [0] is the unknown
     artifacts = {
@@ -203,22 +190,23 @@ def build_streams(sources: dict[str, Path], settings: dict[str, Any]) -> dict[st
     if settings["dataset"] == WORDS:
         tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"])
         vocabulary = capped_vocabulary(tokens["train"], settings["vocab_size"], settings["min_freq"])
-        unknown: str | None = UNKNOWN
+        unknown: str | None = corpus.UNKNOWN
         where: dict[str, Any] = {split: f"the {split} part of {sources['text']}" for split in tokens}
     elif settings["level"] == "word":
-        tokens = {split: read_words(path) for split, path in sources.items()}
-        vocabulary = build_vocabulary(tokens["train"])  # the corpus' own vocabulary, <unk> included
-        unknown = UNKNOWN if UNKNOWN in vocabulary else None
+        tokens = {split: corpus.read_words(path) for split, path in sources.items()}
+        vocabulary = corpus.build_vocabulary(tokens["train"])  # the corpus' own vocabulary, <unk> included
+        unknown = corpus.UNKNOWN if corpus.UNKNOWN in vocabulary else None
         where = {split: sources[split] for split in tokens}
     else:
-        parts = split_by_fractions(read_text(sources["text"]), settings["val_fraction"], settings["test_fraction"])
+        text = corpus.read_text(sources["text"])
+        parts = corpus.split_by_fractions(text, settings["val_fraction"], settings["test_fraction"])
         tokens = {split: list(text) for split, text in parts.items()}
-        vocabulary = build_vocabulary(tokens["train"], unknown=UNKNOWN_CHAR)
-        unknown = UNKNOWN_CHAR
+        vocabulary = corpus.build_vocabulary(tokens["train"], unknown=corpus.UNKNOWN_CHAR)
+        unknown = corpus.UNKNOWN_CHAR
         where = {split: f"the {split} part of {sources['text']}" for split in tokens}
     entry: dict[str, Any] = {"vocabulary": vocabulary, "unknown": unknown}
     for split in SPLITS:
         if len(tokens[split]) < 2:
             raise DataError(f"{where[split]} holds {len(tokens[split])} token(s); at least 2 are needed to predict one")
-        entry[split] = encode(tokens[split], vocabulary, unknown)
+        entry[split] = corpus.encode(tokens[split], vocabulary, unknown)
     return entry

@@ -106,17 +106,12 @@ def locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Path
     return found
 
 
+CACHED_BY = ("dataset", "source", "target", "subword", "vocab", "vocab_size", "max_length")
+
+
 def cache_settings(data: TranslationData) -> dict[str, Any]:
-    """What the cached data depends on."""
-    return {
-        "dataset": data.dataset,
-        "source": data.source,
-        "target": data.target,
-        "subword": data.subword,
-        "vocab": data.vocab,
-        "vocab_size": data.vocab_size,
-        "max_length": data.max_length,
-    }
+    """What the cached data depends on: the `data.*` keys of `CACHED_BY`."""
+    return {key: getattr(data, key) for key in CACHED_BY}
 
 
 def locate(data: TranslationData) -> dict[str, tuple[Path, Path]]:

@@ -237,13 +237,7 @@ class LanguageModelTask(Task[TextWindow]):
         return self.predict_batch(model, artifacts, [text], **options).results[0]
 
     @torch.no_grad()
-    def predict_batch(
-        self,
-        model: nn.Module,
-        artifacts: dict[str, Any],
-        texts: list[str],
-        **options: Any,
-    ) -> Answers:
+    def predict_batch(self, model: nn.Module, artifacts: dict[str, Any], texts: list[str], **options: Any) -> Answers:
         """For each text, the `top_k` most likely next tokens and a sampled continuation of `length`
         tokens (drawn from the `top_k` most likely at each step; top_k=1 is greedy): `SamplingOptions`. Each
         text draws from its own generator, seeded with `seed`, so a text continues as it would alone. Options

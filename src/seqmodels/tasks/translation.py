@@ -235,13 +235,7 @@ class TranslationTask(Task[TranslationBatch]):
         add_options(group, AttentionOption)
 
     @torch.no_grad()
-    def predict_batch(
-        self,
-        model: nn.Module,
-        artifacts: dict[str, Any],
-        texts: list[str],
-        **options: Any,
-    ) -> Answers:
+    def predict_batch(self, model: nn.Module, artifacts: dict[str, Any], texts: list[str], **options: Any) -> Answers:
         """Each text's translation, the texts decoded as one batch (beam search in batches returns what
         one sentence at a time does); with `attention`, one by one."""
         if with_options(AttentionOption(), options).attention:
