@@ -149,18 +149,9 @@ def tiny_model(
     **extra,
 ) -> Seq2Seq:
     torch.manual_seed(seed)
-    config = Seq2SeqConfig(
-        cell=cell,
-        embedding_dim=8,
-        hidden_size=6,
-        num_layers=layers,
-        bidirectional=bidirectional,
-        dropout=0.0,
-        attention=attention,
-        **extra,
-    )
-    config.check()
-    return config.build(source_vocab, target_vocab, bos_id=BOS_ID, eos_id=EOS_ID).eval()
+    sizes = {"embedding_dim": 8, "hidden_size": 6, "num_layers": layers, "dropout": 0.0}
+    config = Seq2SeqConfig(cell=cell, bidirectional=bidirectional, attention=attention, **sizes, **extra)
+    return config.build(source_vocab, target_vocab, bos_id=BOS_ID, eos_id=EOS_ID).eval()  # build() checks it
 
 
 def batch_of(sources: list[list[int]], targets: list[list[int]]):
