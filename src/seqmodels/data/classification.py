@@ -232,7 +232,7 @@ def read_splits(
         splits = {"train": train.take(train_index.tolist()), "val": train.take(val_index.tolist()), "test": test}
         return splits, names, []
     if data.dataset == "sst5":
-        trees = sst.read(sources.files[0])
+        trees = sst.read(sources.files[0], data.text_encoding())
         sentences = {split: [tree.sentence for tree in found] for split, found in trees.items()}
         if data.phrases:
             sentences["train"] = sst.phrases_of(trees["train"])

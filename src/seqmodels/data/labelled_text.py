@@ -271,10 +271,11 @@ def _read_jsonl(path: Path, text: str, columns: Columns, labelled: bool) -> Labe
         if records and column not in seen:
             raise DataError(f"{path}: no field {column!r} ({key}); the objects have: {', '.join(seen)}")
     result = LabelledTexts(str(path), "jsonl", [], [] if labelled else None, places, rows=records)
+    text_keys, label_key = [str(column) for column in columns.text], str(columns.label)  # names, checked above
     for record in records:
-        result.texts.append(JOINER.join(_text_of(record.get(column)) for column in columns.text))
+        result.texts.append(JOINER.join(_text_of(record.get(key)) for key in text_keys))
         if labelled and result.labels is not None:
-            labels, listed = _labels_of(record.get(columns.label), columns.separator)
+            labels, listed = _labels_of(record.get(label_key), columns.separator)
             result.labels.append(labels)
             result.multi_label |= listed
     return result

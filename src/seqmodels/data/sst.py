@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqmodels.data.download import download
-from seqmodels.data.encoding import split_lines
+from seqmodels.data.encoding import UTF8, TextEncoding, split_lines
 from seqmodels.errors import DataError
 
 FOLDER = "sst"
@@ -54,8 +54,8 @@ def locate(root: Path, allow_download: bool) -> Path:
     return download(URL, folder / ARCHIVE, sha256=SHA256, manual_hint=hint)
 
 
-def read(source: Path) -> dict[str, list[Tree]]:
-    """{'train', 'val', 'test'} -> the trees of each file, in order."""
+def read(source: Path, encoding: TextEncoding = UTF8) -> dict[str, list[Tree]]:
+    """{'train', 'val', 'test'} -> the trees of each file, in order (decoded by `data.encoding`'s rule)."""
     raw: dict[str, bytes] = {}
     try:
         if source.is_dir():
@@ -69,18 +69,13 @@ def read(source: Path) -> dict[str, list[Tree]]:
         raise DataError(f"{source} lacks {error.args[0]}; expected Stanford's {ARCHIVE} (trees/*.txt)") from None
     except (zipfile.BadZipFile, zlib.error, OSError) as error:
         raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download {URL} again") from None
-    return {split: read_trees(data, f"{source}/{FILES[split]}") for split, data in raw.items()}
+    return {split: read_trees(data, f"{source}/{FILES[split]}", encoding) for split, data in raw.items()}
 
 
-def read_trees(raw: bytes, name: str) -> list[Tree]:
+def read_trees(raw: bytes, name: str, encoding: TextEncoding = UTF8) -> list[Tree]:
     """The trees of one file (`name` for messages), each line one tree."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        raise DataError(f"{name}:{line}: not UTF-8; the SST tree files are UTF-8") from None
     trees = []
-    for number, line in enumerate(split_lines(text), start=1):
+    for number, line in enumerate(split_lines(encoding.decode(raw, name)), start=1):
         if line.strip():
             trees.append(parse_tree(line, f"{name}:{number}"))
     if not trees:
