@@ -1,10 +1,10 @@
 """Word streams for language models that are pretrained to be fine-tuned: IMDB's unlabelled reviews
 (`task=imdb_lm`) and the words of any text file (`task=words`).
 
-IMDB reviews are tokenized exactly as the sentiment task tokenizes them (`data.text`: HTML line breaks
+IMDB reviews are tokenized exactly as the classification task tokenizes them (`data.text`: HTML line breaks
 removed, NFKC, lowercased, words and punctuation split apart), so the language model's words are the
 classifier's words and `model.init_from` can carry each word's vector across by name. A review is one
-document; documents follow each other in one stream, each ended by `<eos>` (id 0, which the sentiment
+document; documents follow each other in one stream, each ended by `<eos>` (id 0, which the classifier's
 vocabulary gives to `<pad>`, a token no text holds).
 """
 
@@ -66,7 +66,7 @@ def imdb_streams(
         documents["train"], vocab_size=vocab_size or 10**9, min_freq=min_freq, lowercase=True
     )
     vocabulary = [word for word, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]
-    vocabulary[0] = EOS  # the sentiment vocabulary's <pad>: no text holds it; here it ends each review
+    vocabulary[0] = EOS  # the classifier vocabulary's <pad>: no text holds it; here it ends each review
     entry: dict[str, object] = {"vocabulary": vocabulary, "unknown": UNK, "documents": {}}
     for split in SPLITS:
         encodings = tokenizer.encode_batch(documents[split])

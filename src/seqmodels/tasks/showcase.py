@@ -3,7 +3,8 @@
 Each task picks a few validation examples once, when it prepares its data, and renders the model's
 outputs on them every epoch, so a user watches the same reviews or sentences improve:
 
-- sentiment: a table of reviews with the predicted label and its probability against the gold label;
+- classification: a table of texts with the predicted label and its probability against the gold label
+  (multi-label: the predicted labels at the threshold against the gold ones);
 - tagging with span tags (NER): each sentence twice, the gold entities and the predicted ones, written
   `[Harry Potter]PER`, with the entities that are not in the other line in bold (a missed, a wrong or a
   spurious entity); with other tags (parts of speech): each sentence as `word/TAG`, gold and predicted,
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from seqmodels.data.tag_schemes import Span, entity_spans
 
-REVIEWS = 4  # sentiment: reviews shown, balanced over the labels
+REVIEWS = 4  # classification: texts shown, balanced over the labels
 REVIEW_WORDS = (20, 80)  # preferred lengths of a shown review, in tokens
 SENTENCES = 3  # tagging: sentences shown
 SENTENCE_WORDS = 40  # preferred longest shown sentence, in tokens
