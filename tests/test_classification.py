@@ -340,7 +340,8 @@ def test_monitor_names_a_metric_of_the_task(tmp_path):
     with pytest.raises(ConfigError, match=r"trainer.monitor=bleu is not a metric of imdb runs; use one of accuracy"):
         check_config(composed("task=imdb", "trainer.monitor=bleu"))
     train = write_csv(tmp_path / "train.csv", tickets(30))
-    task = check_config(composed("task=classification", f"data.train={train}", "trainer.monitor=micro_f1"))
+    overrides = [f"data.train={train}", "trainer.monitor=micro_f1", f"data.cache_dir={tmp_path / 'cache'}"]
+    task = check_config(composed("task=classification", *overrides))
     with pytest.raises(ConfigError, match=r"trainer.monitor=micro_f1 scores multi-label data"):
         task.prepare()
 
