@@ -15,7 +15,7 @@ import torch
 from conftest import ROOT, run_script, train
 from seqmodels.config import compose_config
 from seqmodels.data import conll
-from seqmodels.data.encoding import TextEncoding
+from seqmodels.data.encoding import UTF8, TextEncoding
 from seqmodels.data.tag_schemes import Span, entity_spans, forbidden_moves, to_iob2
 from seqmodels.data.tagging import Columns, read_splits
 from seqmodels.data.text import UNK_ID
@@ -35,7 +35,7 @@ def conll_lines(rows: list[str]) -> str:
 
 
 # -- reading ------------------------------------------------------------------------------------
-def read_conll2003(path, encoding=TextEncoding()):
+def read_conll2003(path, encoding=UTF8):
     """One CoNLL-2003 file's sentences as training reads them (IOB1 read as IOB2)."""
     return read_splits(
         {"train": path, "val": path}, Columns(layout=conll.LAYOUT), encoding, val_fraction=0.1, seed=0

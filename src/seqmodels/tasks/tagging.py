@@ -52,8 +52,8 @@ from seqmodels.tasks.vectors import pretrained_rows, read_vectors, unseen_word_c
 
 log = logging.getLogger("seqmodels")
 
-SPAN_METRICS = ("f1", "precision", "recall", "loss")
-TOKEN_METRICS = ("accuracy", "loss")
+SPAN_METRICS: tuple[str, ...] = ("f1", "precision", "recall", "loss")
+TOKEN_METRICS: tuple[str, ...] = ("accuracy", "loss")
 
 
 @dataclass
@@ -109,8 +109,9 @@ class TaggingTask(Task[TaggingBatch]):
     # run's HPARAMS columns are the same.
     monitor = "f1"
     mode = "max"
-    metrics = SPAN_METRICS
-    optional_metrics = ("accuracy",)  # plain tags (parts of speech): accuracy and loss instead of the span scores
+    metrics: tuple[str, ...] = SPAN_METRICS
+    # plain tags (parts of speech): accuracy and loss instead of the span scores
+    optional_metrics: tuple[str, ...] = ("accuracy",)
     aliases = ("ner",)  # saved runs of the named-entity task
     showcase: Showcase | None = None  # the validation sentences `examples` tags, picked by `prepare`
     reads_conll = True
