@@ -22,6 +22,7 @@ from seqmodels.data.encoding import TextEncoding
 from seqmodels.data.tag_schemes import Span, detect_scheme, entity_spans, forbidden_moves, tag_set_scheme
 from seqmodels.data.tagging import Columns, SplitBatches, build_entry, read_splits, read_tagged
 from seqmodels.errors import ConfigError, DataError
+from seqmodels.evaluate import evaluate_checkpoint
 from seqmodels.models import SequenceTagger
 from seqmodels.predict import main as predict_main
 from seqmodels.tasks import get_task
@@ -495,6 +496,7 @@ def test_a_saved_ner_run_still_loads_predicts_and_resumes(data_root, tmp_path):
     run = load_run(tmp_path / "run")
     assert run.cfg.task.kind in ("ner", "tagging") and type(run.task).__name__ == "TaggingTask"
     assert run.predict("Harry Potter met Ron in London.")["tokens"][0] == "Harry"
+    assert set(evaluate_checkpoint(load_run(tmp_path / "run", data_root=data_root))["test"]) >= {"f1", "f1_PER"}
     more = compose_config(
         [
             "task=conll2003",
