@@ -1,5 +1,5 @@
-"""Sequence-tagging data: tagged sentences read from files, split, checked, turned into ids once (the
-cache entry), and batched. Everything here runs without a Task.
+"""Sequence-tagging data: its `data.*` keys (`TaggingData`), tagged sentences read from files, split, checked,
+turned into ids once (the cache entry), and batched. Everything here runs without a Task.
 
 Reading (`read_tagged`): CoNLL-U (detected from the file: `seqmodels.data.conllu`, UPOS or XPOS) or
 whitespace columns (`seqmodels.data.conll`, the word and the tag from any columns), decoded by the one
@@ -33,6 +33,7 @@ import torch
 from seqmodels.contracts import Batch
 from seqmodels.data import conll, conllu, ud_english_ewt
 from seqmodels.data.batching import RaggedIds, pad_right
+from seqmodels.data.config import FilesConfig
 from seqmodels.data.conll import Sentence
 from seqmodels.data.encoding import TextEncoding, read_text, split_lines
 from seqmodels.data.pretrained import extend
@@ -48,7 +49,8 @@ from seqmodels.data.tag_schemes import (
 )
 from seqmodels.data.text import UNK_ID, flatten
 from seqmodels.data.vocab import Vocabulary
-from seqmodels.errors import DataError
+from seqmodels.errors import ConfigError, DataError
+from seqmodels.schema import setting
 
 log = logging.getLogger("seqmodels")
 
@@ -120,6 +122,53 @@ def read_tagged(path: Path, columns: Columns, encoding: TextEncoding) -> tuple[l
     sentences = conll.parse(lines, str(path), word_column=columns.word, tag_column=tag_column, layout=columns.layout)
     width = next((len(line.split()) for line in lines if line.split()[:1] not in ([], [conll.DOCUMENT_START])), 0)
     return sentences, f"{width} columns, word {columns.word % max(width, 1)}, tag {tag_column % max(width, 1)}"
+
+
+@dataclass
+class TaggingData(FilesConfig):
+    dataset: str = setting(
+        "conll2003",
+        "conll2003 | ud_english_ewt: the presets' data from data.root | files: the user's data.train (data.val, "
+        "data.test): whitespace columns or CoNLL-U",
+        choices=(*DATASETS, "files"),
+    )
+    word_column: int = setting(0, "column files: the word's column, counted from 0", minimum=0)
+    tag_column: int | str | None = setting(
+        None,
+        "the tag's column: in column files its number (from 0), in CoNLL-U upos or xpos; null: the last "
+        "column, or UPOS",
+    )
+    batch_size: int = setting(32, "sentences (or document runs) per training batch", minimum=1)
+    min_freq: int = setting(2, "rarer training words map to <unk>, so <unk> is trained for unseen words", minimum=1)
+    lowercase: bool = setting(False, "lowercase words (capitals mark names; the character CNN sees them either way)")
+    context_tokens: int = setting(
+        0,
+        "0: every sentence is an example. N > 0: consecutive sentences of one document, "
+        "up to N tokens, are read as one sequence; entities are still scored sentence "
+        "by sentence",
+        minimum=0,
+    )
+
+    def check(self) -> None:
+        if self.dataset == "files":
+            if not self.train:
+                raise ConfigError(
+                    "task=tagging needs the training sentences: add data.train=FILE (one word and its tag per "
+                    "line, or CoNLL-U; docs/your-data.md)"
+                )
+        else:
+            given = [key for key in ("train", "val", "test") if getattr(self, key)]
+            if given:
+                raise ConfigError(
+                    f"data.{given[0]} reads the user's files, but data.dataset={self.dataset} reads its own; "
+                    f"use task=tagging for your files"
+                )
+
+    def columns(self) -> Columns:
+        """Where the words and tags are: the preset dataset's own layout, with the keys' columns."""
+        layout = DATASETS[self.dataset].columns.layout if self.dataset in DATASETS else None
+        default = DATASETS[self.dataset].columns.tag if self.dataset in DATASETS else None
+        return Columns(self.word_column, default if self.tag_column is None else self.tag_column, layout)
 
 
 # -- splits and their checks ------------------------------------------------------------------------

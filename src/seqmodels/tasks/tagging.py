@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,14 +23,12 @@ from torch import nn
 from seqmodels.data import conll
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler, padding_report
 from seqmodels.data.cache import cache_key, cached
-from seqmodels.data.config import FilesConfig
 from seqmodels.data.tag_schemes import entity_spans, forbidden_moves, tag_set_scheme
 from seqmodels.data.tagging import (
-    DATASETS,
-    Columns,
     SplitBatches,
     TaggingArtifacts,
     TaggingBatch,
+    TaggingData,
     build_entry,
     dataset_files,
     encode,
@@ -44,7 +41,6 @@ from seqmodels.models import TaggerConfig
 from seqmodels.models.modes import evaluating
 from seqmodels.models.onnx_graphs import OnnxGraph, decoding, tagger_graph
 from seqmodels.models.tagger import SequenceTagger
-from seqmodels.schema import setting
 from seqmodels.tasks.base import Answers, Showcase, StepOutput, Task, TaskData
 from seqmodels.tasks.showcase import pick_sentences, tagged_sentences, tagged_tokens
 from seqmodels.tasks.tagging_metrics import entity_scores, token_scores
@@ -54,53 +50,6 @@ log = logging.getLogger("seqmodels")
 
 SPAN_METRICS: tuple[str, ...] = ("f1", "precision", "recall", "loss")
 TOKEN_METRICS: tuple[str, ...] = ("accuracy", "loss")
-
-
-@dataclass
-class TaggingData(FilesConfig):
-    dataset: str = setting(
-        "conll2003",
-        "conll2003 | ud_english_ewt: the presets' data from data.root | files: the user's data.train (data.val, "
-        "data.test): whitespace columns or CoNLL-U",
-        choices=(*DATASETS, "files"),
-    )
-    word_column: int = setting(0, "column files: the word's column, counted from 0", minimum=0)
-    tag_column: int | str | None = setting(
-        None,
-        "the tag's column: in column files its number (from 0), in CoNLL-U upos or xpos; null: the last "
-        "column, or UPOS",
-    )
-    batch_size: int = setting(32, "sentences (or document runs) per training batch", minimum=1)
-    min_freq: int = setting(2, "rarer training words map to <unk>, so <unk> is trained for unseen words", minimum=1)
-    lowercase: bool = setting(False, "lowercase words (capitals mark names; the character CNN sees them either way)")
-    context_tokens: int = setting(
-        0,
-        "0: every sentence is an example. N > 0: consecutive sentences of one document, "
-        "up to N tokens, are read as one sequence; entities are still scored sentence "
-        "by sentence",
-        minimum=0,
-    )
-
-    def check(self) -> None:
-        if self.dataset == "files":
-            if not self.train:
-                raise ConfigError(
-                    "task=tagging needs the training sentences: add data.train=FILE (one word and its tag per "
-                    "line, or CoNLL-U; docs/your-data.md)"
-                )
-        else:
-            given = [key for key in ("train", "val", "test") if getattr(self, key)]
-            if given:
-                raise ConfigError(
-                    f"data.{given[0]} reads the user's files, but data.dataset={self.dataset} reads its own; "
-                    f"use task=tagging for your files"
-                )
-
-    def columns(self) -> Columns:
-        """Where the words and tags are: the preset dataset's own layout, with the keys' columns."""
-        layout = DATASETS[self.dataset].columns.layout if self.dataset in DATASETS else None
-        default = DATASETS[self.dataset].columns.tag if self.dataset in DATASETS else None
-        return Columns(self.word_column, default if self.tag_column is None else self.tag_column, layout)
 
 
 class TaggingTask(Task[TaggingBatch]):
