@@ -500,3 +500,17 @@ def test_compare_shows_each_runs_data_file_and_label_count(tmp_path):
     table = markdown_table(load_runs([tmp_path / "a", tmp_path / "b"])).splitlines()
     assert table[0].startswith("| run | status | data | model |")
     assert "| tickets.csv, 3 labels |" in table[2] and "| reviews.tsv, 5 labels |" in table[3]
+
+
+def test_predict_answers_every_file_of_a_folder_with_its_path(ticket_run, tmp_path, capsys):
+    from seqmodels.predict import main
+
+    write_folders(tmp_path / "inbox", [("password locked", "new"), ("refund my invoice", "old")])
+    (tmp_path / "inbox" / "loose.txt").write_text("parcel not delivered", encoding="utf-8")
+    assert main([str(ticket_run), "--input", str(tmp_path / "inbox"), "--quiet"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [record["file"] for record in records] == ["loose.txt", "new/0.txt", "old/1.txt"]
+    run = load_run(ticket_run)
+    assert [record["label"] for record in records] == [
+        run.predict(text)["label"] for text in ("parcel not delivered", "password locked", "refund my invoice")
+    ]

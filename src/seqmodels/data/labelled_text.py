@@ -309,6 +309,8 @@ def _read_fasttext(path: Path, text: str, labelled: bool) -> LabelledTexts:
 # -- a folder per label ----------------------------------------------------------------------------
 def _read_folders(path: Path, encoding: TextEncoding, labelled: bool) -> LabelledTexts:
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not labelled:  # predict: the folder's own files, then its folders' (any name: labels are not read)
+        return _read_texts(path, [path, *folders], encoding)
     labels = [p for p in folders if p.name not in UNLABELLED_FOLDERS]
     if not labels:
         raise DataError(
@@ -322,6 +324,17 @@ def _read_folders(path: Path, encoding: TextEncoding, labelled: bool) -> Labelle
             result.rows.append(f"{folder.name}/{file.name}")
             if result.labels is not None:
                 result.labels.append((folder.name,))
+    return result
+
+
+def _read_texts(path: Path, folders: list[Path], encoding: TextEncoding) -> LabelledTexts:
+    """Every file of `folders` as one text, named by its path below `path` (`rows`)."""
+    result = LabelledTexts(str(path), "folders", [], None, [])
+    for folder in folders:
+        for file in sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")), key=_natural):
+            result.texts.append(read_text(file, encoding).strip())
+            result.places.append(str(file))
+            result.rows.append(file.relative_to(path).as_posix())
     return result
 
 

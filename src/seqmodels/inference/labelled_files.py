@@ -1,11 +1,12 @@
 """`predict.py` on a classifier's own kinds of file: CSV and TSV (the text in the run's `data.text_column`),
-JSON Lines (the same keys) and fastText lines (`__label__X text`: the text after the labels), read as training
-read them (`seqmodels.data.labelled_text`).
+JSON Lines (the same keys), fastText lines (`__label__X text`: the text after the labels) and a folder of text
+files (its own and its folders', each file one text), read as training read them (`seqmodels.data.labelled_text`).
 
 Out: a CSV or TSV is the input as it was (its header, if it had one) with columns added: `predicted_label`
 (multi-label: `predicted_labels`, joined by the run's `data.label_separator`, else `|`), `probability` (of the
-predicted label; not for multi-label) and `probability_<label>` for every label. JSON Lines and fastText lines
-become JSON Lines: each input object (a fastText line's text as "text") with the answer's fields.
+predicted label; not for multi-label) and `probability_<label>` for every label. JSON Lines, fastText lines and
+a folder become JSON Lines: each input object (a fastText line's text as "text", a file's path below the folder
+as "file") with the answer's fields.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from typing import Any
 from seqmodels.data import conll, conllu
 from seqmodels.data.conll import DOCUMENT_START, Sentence
 from seqmodels.data.encoding import TextEncoding, split_lines
-from seqmodels.data.labelled_text import Columns, LabelledTexts, parse_labelled
+from seqmodels.data.labelled_text import Columns, LabelledTexts, parse_labelled, read_labelled
 from seqmodels.data.tag_schemes import is_span_tag
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.inference import labelled_files
@@ -76,6 +76,9 @@ def read_input(
     run in errors; `encoding`: UTF-8 (strict) unless given; `columns`: where a classifier finds the text in
     its CSV, TSV and JSON Lines (`Task.text_columns`), which it then reads as training did."""
     name = "<stdin>" if source == "-" else source
+    if columns is not None and source != "-" and Path(source).is_dir():  # a classifier's folder of text files
+        table = read_labelled(Path(source), columns, encoding or input_encoding(), labelled=False)
+        return InputFile(name, "folders", texts=table.texts, records=[{"file": row} for row in table.rows], table=table)
     raw = sys.stdin.buffer.read() if source == "-" else _read_bytes(Path(source))
     text = (encoding or input_encoding()).decode(raw, name)
     lines = split_lines(text)
