@@ -111,6 +111,15 @@ def test_each_rank_reads_its_own_part_of_every_epoch(ddp_run):
 
 
 @pytest.mark.slow
+def test_rank_0_holds_the_run_directory_lock_for_every_rank(ddp_run):
+    tmp, _ = ddp_run
+    ranks = [json.loads((tmp / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["pid"] != ranks[1]["pid"]
+    # while they train, both ranks see one lock on the run directory, and it names rank 0's process
+    assert ranks[0]["lock"]["pid"] == ranks[1]["lock"]["pid"] == ranks[0]["pid"]
+
+
+@pytest.mark.slow
 def test_weights_are_identical_on_both_ranks_after_every_step(ddp_run):
     tmp, _ = ddp_run
     digests = [json.loads((tmp / f"rank{r}.json").read_text())["digests"] for r in range(2)]
@@ -128,12 +137,14 @@ def test_one_set_of_run_files_written_by_rank_0(ddp_run):
     assert len(events) == 1  # TensorBoard's events, from rank 0 only
     assert [name for name in names if name not in events] == [
         ".hydra",
+        ".run.lock",
         "checkpoints",
         "gradient_flow.json",
         "metrics.json",
         "train.log",
     ]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert (run / ".run.lock").read_text() == ""  # rank 0 released the run's lock when it ended
     assert not list((tmp / "tmp").glob("seqmodels-rank*"))  # rank 1's scratch directory for Hydra is gone
     log = (run / "train.log").read_text()
     assert "data-parallel: 2 processes (gloo)" in log and log.count("best epoch") == 1

@@ -1,9 +1,11 @@
 """`torchrun ... tests/helpers/ddp_probe.py PROBE_DIR train.py-overrides...`: train.py, with the
 real trainer instrumented to record, on every rank, which examples each training batch held and
-a digest of the weights after every optimizer step (tests/test_distributed.py reads them)."""
+a digest of the weights after every optimizer step, and the run directory's lock record as each rank
+sees it while training (tests/test_distributed.py reads them)."""
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 import seqmodels.train
 from seqmodels import cli
 from seqmodels.training import distributed
+from seqmodels.training.run_lock import LOCK_FILE
 from seqmodels.training.trainer import Trainer
 
 probe_dir = Path(sys.argv.pop(1))
@@ -39,6 +42,9 @@ class ProbedTrainer(Trainer):
         loader.make_batch, optimizer.step = recording_make_batch, recording_step
 
     def fit(self):
+        lock = self.run_dir / LOCK_FILE
+        self.record["pid"] = os.getpid()
+        self.record["lock"] = json.loads(lock.read_text()) if lock.is_file() else None
         try:
             return super().fit()
         finally:
