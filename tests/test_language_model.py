@@ -111,6 +111,28 @@ def test_a_file_that_is_not_utf8_is_named(tmp_path):
     assert read_words(path, TextEncoding(errors="replace")) == ["caf\ufffd", "au", "lait", "<eos>"]
 
 
+def test_a_word_file_is_decoded_by_data_encoding_which_keys_its_cache(data_root, tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("".join(f"le caf\xe9 {n} au lait\n" for n in range(40)).encode("latin-1"))
+
+    def vocabulary(*overrides):
+        cfg = lm_cfg(
+            data_root, tmp_path / "cache", f"data.path={path}", "model.adaptive_cutoffs=null", *overrides, task="words"
+        )
+        return get_task(cfg).prepare().artifacts["vocabulary"]
+
+    with pytest.raises(DataError) as refused:
+        vocabulary()
+    assert str(refused.value) == (
+        f"{path.resolve()}:1: byte 7 (0xe9) is not utf-8; name the file's encoding with data.encoding=ENCODING "
+        f"(e.g. latin-1), convert the file (iconv -f ENCODING -t utf-8), or read on with data.encoding_errors=replace"
+    )
+    assert "caf\ufffd" in vocabulary("data.encoding_errors=replace")
+    # the same file and cache: the decoding is part of the cache key, so latin-1 is read anew
+    latin1 = vocabulary("data.encoding=latin-1")
+    assert "caf\xe9" in latin1 and "caf\ufffd" not in latin1
+
+
 # -- layout ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n,streams,bptt", [(2, 1, 1), (11, 3, 4), (50, 7, 5), (101, 20, 35), (10, 8, 3)])
 def test_every_token_but_the_first_is_a_target_exactly_once(n, streams, bptt):

@@ -74,6 +74,38 @@ def test_bytes_that_are_not_utf8_are_one_line_with_file_and_line(tmp_path):
     assert read_lines(path, TextEncoding("latin-1")) == ["Ein Mann.", "M\xfcller"]
 
 
+def test_a_corpus_is_decoded_by_data_encoding_which_keys_its_cache(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = random.Random(0)
+    for split, count in (("train", 40), ("val", 4), ("test", 4)):
+        pairs = [sentence_pair(rng) for _ in range(count)]
+        (corpus / f"{split}.de").write_bytes("".join(f"{de}\n" for de, _ in pairs).encode("latin-1"))
+        (corpus / f"{split}.en").write_text("".join(f"{en}\n" for _, en in pairs), encoding="utf-8")
+
+    def showcase(*overrides: str) -> list[str]:
+        keys = ["task=translation", f"data.path={corpus}", f"data.cache_dir={tmp_path / 'cache'}", "data.vocab_size=40"]
+        task = check_config(compose_config([*keys, *overrides]))
+        return [source for source, _ in task.prepare().artifacts["showcase"]]
+
+    with pytest.raises(DataError) as refused:
+        showcase()
+    lines = (corpus / "train.de").read_bytes().split(b"\n")
+    number, line = next((number, line) for number, line in enumerate(lines, 1) if not line.isascii())
+    column = next(i for i, byte in enumerate(line) if byte >= 0x80)
+    assert str(refused.value) == (
+        f"{corpus.resolve() / 'train.de'}:{number}: byte {column + 1} (0x{line[column]:02x}) is not utf-8; name the "
+        f"file's encoding with data.encoding=ENCODING (e.g. latin-1), convert the file (iconv -f ENCODING -t utf-8), "
+        f"or read on with data.encoding_errors=replace"
+    )
+    replaced = showcase("data.encoding_errors=replace")
+    assert any("\ufffd" in source for source in replaced)
+    # the same files and cache: the decoding is part of the cache key, so latin-1 is read anew
+    decoded = showcase("data.encoding=latin-1")
+    assert any(character in source for source in decoded for character in "äöüß")
+    assert [source.translate({ord(c): "\ufffd" for c in "äöüß"}) for source in decoded] == replaced
+
+
 def test_a_truncated_gzip_file_is_one_line(tmp_path):
     path = write_gz(tmp_path / "train.de.gz", ["Ein Mann."] * 50)
     path.write_bytes(path.read_bytes()[:20])

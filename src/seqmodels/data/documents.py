@@ -19,6 +19,7 @@ import torch
 
 from seqmodels.data import imdb
 from seqmodels.data.corpus import EOS, UNKNOWN, read_words
+from seqmodels.data.encoding import TextEncoding
 from seqmodels.data.splits import seeded_split
 from seqmodels.data.text import UNK, train_word_tokenizer
 from seqmodels.errors import DataError
@@ -76,10 +77,12 @@ def imdb_streams(
     return entry
 
 
-def word_file_tokens(path: Path, val_fraction: float, test_fraction: float) -> dict[str, list[str]]:
-    """The words of a text file (each line followed by `<eos>`) in three contiguous parts: the first
-    1 - val - test of the words train, the next part validates, the end tests."""
-    tokens = read_words(path)
+def word_file_tokens(
+    path: Path, val_fraction: float, test_fraction: float, encoding: TextEncoding
+) -> dict[str, list[str]]:
+    """The words of a text file decoded by `encoding` (each line followed by `<eos>`) in three contiguous
+    parts: the first 1 - val - test of the words train, the next part validates, the end tests."""
+    tokens = read_words(path, encoding)
     val, test = int(len(tokens) * val_fraction), int(len(tokens) * test_fraction)
     train = len(tokens) - val - test
     return {"train": tokens[:train], "val": tokens[train : train + val], "test": tokens[train + val :]}

@@ -3,7 +3,8 @@ into numbered token streams (cached), laid out as parallel streams and cut into 
 
 Word corpora (PTB, WikiText-2) keep their own vocabulary; IMDB's training reviews and a user's word file
 keep the most frequent training words (`data.vocab_size`, `data.min_freq`); a character file numbers its
-characters. `data.reverse=true` reads every split from its end: a backward language model.
+characters. `data.reverse=true` reads every split from its end: a backward language model. Text files are
+decoded by the one rule (`data.encoding`, `seqmodels.data.encoding`); IMDB's archive is read by its reader.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from seqmodels.data import corpus, imdb, ptb, wikitext2
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.config import DataConfig
 from seqmodels.data.documents import capped_vocabulary, imdb_streams, word_file_tokens
+from seqmodels.data.encoding import TextEncoding
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.schema import setting
 
@@ -41,7 +43,7 @@ class LanguageModelData(DataConfig):
         f"documents), {WORDS} or {CHARACTERS}: the words or characters of data.path",
         choices=(*WORD_CORPORA, IMDB, WORDS, CHARACTERS),
     )
-    path: str | None = setting(None, "the UTF-8 text file of data.dataset=chars or words")
+    path: str | None = setting(None, "the text file of data.dataset=chars or words (decoded by data.encoding)")
     val_fraction: float = setting(
         0.05,
         "chars, words: the share of the file after the training part, for validation; imdb: the share "
@@ -105,19 +107,18 @@ class TextStreams:
 
 
 def cache_settings(config: LanguageModelData) -> dict[str, Any]:
-    """What the cached id streams depend on (the layout does not: it is cheap to redo)."""
+    """What the cached id streams depend on (the layout does not: it is cheap to redo), the decoding of
+    text files included."""
+    decoding = {"encoding": config.encoding, "encoding_errors": config.encoding_errors}
     if config.dataset in WORD_CORPORA:
-        return {"dataset": config.dataset, "level": "word"}
+        return {"dataset": config.dataset, "level": "word", **decoding}
     fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
     if config.dataset in (IMDB, WORDS):
-        return {
-            "dataset": config.dataset,
-            "level": "word",
-            "vocab_size": config.vocab_size,
-            "min_freq": config.min_freq,
-            **fractions,
-        }
-    return {"dataset": CHARACTERS, "level": "char", **fractions}
+        vocabulary = {"vocab_size": config.vocab_size, "min_freq": config.min_freq}
+        words = {"dataset": config.dataset, "level": "word", **vocabulary, **fractions}
+        # IMDB's archive is read by its own reader, which data.encoding does not concern
+        return words if config.dataset == IMDB else {**words, **decoding}
+    return {"dataset": CHARACTERS, "level": "char", **fractions, **decoding}
 
 
 def locate(config: LanguageModelData) -> dict[str, Path]:
@@ -128,7 +129,7 @@ def locate(config: LanguageModelData) -> dict[str, Path]:
         return {"reviews": imdb.locate(Path(config.root), allow_download=config.download)}
     path = Path(config.path or "").expanduser()
     if config.path is None or not path.is_file():
-        raise DataError(f"data.path={config.path} is not a file; point it at a UTF-8 text file")
+        raise DataError(f"data.path={config.path} is not a file; point it at a text file")
     return {"text": path.resolve()}
 
 
@@ -138,7 +139,8 @@ def prepare_language_model_data(config: LanguageModelData) -> TextStreams:
     sources = locate(config)
     key = cache_key(list(sources.values()), {**settings, "vocabulary": "most frequent first"})
     name = settings["dataset"]
-    entry, _ = cached(Path(config.cache_dir), name, key, lambda: build_streams(sources, settings))
+    encoding = config.text_encoding()
+    entry, _ = cached(Path(config.cache_dir), name, key, lambda: build_streams(sources, settings, encoding))
     # a backward language model reads each split from its end (documents in reverse order, each backwards)
     ids = {split: entry[split].flip(0) if config.reverse else entry[split] for split in SPLITS}
     streams = {"train": corpus.lay_out(ids["train"], config.batch_size)}
@@ -175,9 +177,9 @@ def prepare_language_model_data(config: LanguageModelData) -> TextStreams:
     return TextStreams(data, entry["train"])
 
 
-def build_streams(sources: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:
+def build_streams(sources: dict[str, Path], settings: dict[str, Any], encoding: TextEncoding) -> dict[str, Any]:
     """The cache entry: the vocabulary (most frequent first), the unknown token (None if the corpus has
-    none) and each split's token ids."""
+    none) and each split's token ids; text files are decoded by `encoding`."""
     log.info("reading %s (once; later runs load the cache)", ", ".join(str(p) for p in sources.values()))
     if settings["dataset"] == IMDB:
         return imdb_streams(
@@ -188,17 +190,17 @@ def build_streams(sources: dict[str, Path], settings: dict[str, Any]) -> dict[st
             test_fraction=settings["test_fraction"],
         )
     if settings["dataset"] == WORDS:
-        tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"])
+        tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"], encoding)
         vocabulary = capped_vocabulary(tokens["train"], settings["vocab_size"], settings["min_freq"])
         unknown: str | None = corpus.UNKNOWN
         where: dict[str, Any] = {split: f"the {split} part of {sources['text']}" for split in tokens}
     elif settings["level"] == "word":
-        tokens = {split: corpus.read_words(path) for split, path in sources.items()}
+        tokens = {split: corpus.read_words(path, encoding) for split, path in sources.items()}
         vocabulary = corpus.build_vocabulary(tokens["train"])  # the corpus' own vocabulary, <unk> included
         unknown = corpus.UNKNOWN if corpus.UNKNOWN in vocabulary else None
         where = {split: sources[split] for split in tokens}
     else:
-        text = corpus.read_text(sources["text"])
+        text = corpus.read_text(sources["text"], encoding)
         parts = corpus.split_by_fractions(text, settings["val_fraction"], settings["test_fraction"])
         tokens = {split: list(text) for split, text in parts.items()}
         vocabulary = corpus.build_vocabulary(tokens["train"], unknown=corpus.UNKNOWN_CHAR)

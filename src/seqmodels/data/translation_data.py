@@ -1,6 +1,7 @@
 """A translation task's data: the `data.*` keys of `task=multi30k|translation`, the parallel corpus read
 (`data.parallel`), cut into subword pieces (`data.subword`: BPE or unigram vocabularies trained on the
 training split only, one per language or one for both) and cached, and bucketed batches of sentence pairs.
+The files are decoded by the one rule (`data.encoding`, `seqmodels.data.encoding`).
 
 Multi30k's test is test_2016_flickr; its 2017 and 2018 test sets are extra test sets reported beside it.
 """
@@ -19,6 +20,7 @@ from seqmodels.data import multi30k
 from seqmodels.data.batching import BatchLoader, BucketBatchSampler, RaggedIds, pad_right, padding_fraction
 from seqmodels.data.cache import cache_key, cached
 from seqmodels.data.config import DataConfig
+from seqmodels.data.encoding import TextEncoding
 from seqmodels.data.parallel import read_parallel
 from seqmodels.data.subword import BOS_ID, EOS_ID, MODELS, encode_texts, train_subword_tokenizer
 from seqmodels.data.text import PAD_ID, flatten
@@ -106,7 +108,17 @@ def locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Path
     return found
 
 
-CACHED_BY = ("dataset", "source", "target", "subword", "vocab", "vocab_size", "max_length")
+CACHED_BY = (
+    "dataset",
+    "source",
+    "target",
+    "subword",
+    "vocab",
+    "vocab_size",
+    "max_length",
+    "encoding",
+    "encoding_errors",
+)
 
 
 def cache_settings(data: TranslationData) -> dict[str, Any]:
@@ -129,7 +141,10 @@ def prepare_translation_data(data: TranslationData, seed: int) -> TaskData:
     sources = locate(data)
     files = [path for pair in sources.values() for path in pair]
     name = f"{settings['dataset']}-{data.source}-{data.target}"
-    entry, _ = cached(Path(data.cache_dir), name, cache_key(files, settings), lambda: build_pairs(sources, settings))
+    encoding = data.text_encoding()
+    entry, _ = cached(
+        Path(data.cache_dir), name, cache_key(files, settings), lambda: build_pairs(sources, settings, encoding)
+    )
 
     def loader(split: str, shuffle: bool) -> BatchLoader:
         part = entry["splits"][split]
@@ -196,11 +211,13 @@ def prepare_translation_data(data: TranslationData, seed: int) -> TaskData:
     return TaskData(train, loader("val", False), loader("test", False), artifacts, summary, extra)
 
 
-def build_pairs(sources: dict[str, tuple[Path, Path]], settings: dict[str, Any]) -> dict[str, Any]:
+def build_pairs(
+    sources: dict[str, tuple[Path, Path]], settings: dict[str, Any], encoding: TextEncoding
+) -> dict[str, Any]:
     """The cache entry: the subword tokenizers (trained on the training split) and each split's piece ids,
-    references (validation and test), counts, and the showcase sentences."""
+    references (validation and test), counts, and the showcase sentences; the files decoded by `encoding`."""
     log.info("reading %s (once; later runs load the cache)", sources["train"][0].parent)
-    texts = {split: read_parallel(*pair) for split, pair in sources.items()}
+    texts = {split: read_parallel(*pair, encoding) for split, pair in sources.items()}
     for split, text in texts.items():
         if text.skipped_empty:
             log.warning("%s: %d pairs with an empty side skipped", split, text.skipped_empty)
