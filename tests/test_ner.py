@@ -307,11 +307,19 @@ def test_crf_learns_a_transition_that_emissions_cannot_show():
 
 # -- the tagger ---------------------------------------------------------------------------------
 def make_tagger(
-    cell="lstm", bidirectional=False, layers=1, crf=False, char_dim=0, shape_dim=0, **extra
+    cell="lstm",
+    bidirectional=False,
+    layers=1,
+    crf=False,
+    char_dim=0,
+    shape_dim=0,
+    forbidden=None,
+    unk_id=1,
+    singletons_from=None,
+    **keys,
 ) -> SequenceTagger:
-    return SequenceTagger(
-        vocab_size=40,
-        num_tags=5,
+    """A tiny tagger; `keys`: more model.* keys. Given `forbidden` moves, it decodes valid tags."""
+    config = TaggerConfig(
         cell=cell,
         embedding_dim=6,
         hidden_size=5,
@@ -319,12 +327,21 @@ def make_tagger(
         bidirectional=bidirectional,
         dropout=0.2,
         crf=crf,
-        num_chars=30,
         char_dim=char_dim,
-        char_filters=4 if char_dim else 0,
-        num_shapes=len(conll.SHAPES),
+        char_filters=4,
         shape_dim=shape_dim,
-        **extra,
+        valid_tags=forbidden is not None,
+        **keys,
+    )
+    return SequenceTagger(
+        config,
+        40,
+        5,
+        num_chars=30,
+        num_shapes=len(conll.SHAPES),
+        unk_id=unk_id,
+        singletons_from=singletons_from,
+        forbidden=forbidden,
     )
 
 
@@ -507,6 +524,31 @@ def test_tagger_options_are_checked():
     ]:
         with pytest.raises(ConfigError, match=message):
             validate(TaggerConfig, {**base, "char_dim": 8, key: value}, "model")
+
+
+def test_a_taggers_weights_keep_the_names_and_shapes_saved_checkpoints_hold():
+    keys = {"cell": "gru", "embedding_dim": 8, "hidden_size": 6, "bidirectional": True, "crf": True, "char_dim": 4}
+    config = validate(TaggerConfig, {**keys, "char_filters": 5, "shape_dim": 3, "attention_dim": 4}, "model")
+    model = config.build(40, 5, num_chars=30, num_shapes=6, unk_id=1, singletons_from=33, forbidden=None)
+    layer = {"weight_ih_l0": (18, 16), "weight_hh_l0": (18, 6), "bias_ih_l0": (18,), "bias_hh_l0": (18,)}
+    assert {name: tuple(weights.shape) for name, weights in model.state_dict().items()} == {
+        "embedding.weight": (40, 8),
+        "chars.embedding.weight": (30, 4),
+        "chars.conv.weight": (5, 4, 3),
+        "chars.conv.bias": (5,),
+        "shapes.weight": (6, 3),
+        **{f"encoder.forward_layers.0.{name}": shape for name, shape in layer.items()},
+        **{f"encoder.backward_layers.0.{name}": shape for name, shape in layer.items()},
+        "attention.query.weight": (4, 12),
+        "attention.query.bias": (4,),
+        "attention.key.weight": (4, 12),
+        "attention.key.bias": (4,),
+        "head.weight": (5, 24),
+        "head.bias": (5,),
+        "crf.transitions": (5, 5),
+        "crf.start": (5,),
+        "crf.end": (5,),
+    }
 
 
 # -- data preparation ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from seqmodels.data.tag_schemes import Span, detect_scheme, entity_spans, forbid
 from seqmodels.data.tagging import Columns, SplitBatches, build_entry, read_splits, read_tagged
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.evaluate import evaluate_checkpoint
-from seqmodels.models import SequenceTagger
+from seqmodels.models import SequenceTagger, TaggerConfig
 from seqmodels.predict import main as predict_main
 from seqmodels.tasks import get_task
 from seqmodels.tasks.tagging_metrics import token_scores
@@ -214,15 +214,8 @@ def _pair_valid(before: str, after: str) -> bool:
 @pytest.mark.parametrize("crf", [False, True])
 def test_iobes_decoding_is_the_best_valid_sequence_by_brute_force(crf):
     torch.manual_seed(1)
-    model = SequenceTagger(
-        vocab_size=20,
-        num_tags=5,
-        cell="lstm",
-        embedding_dim=4,
-        hidden_size=3,
-        crf=crf,
-        forbidden=forbidden_moves(IOBES),
-    ).eval()
+    config = TaggerConfig(cell="lstm", embedding_dim=4, hidden_size=3, dropout=0.0, crf=crf, valid_tags=True)
+    model = SequenceTagger(config, 20, 5, forbidden=forbidden_moves(IOBES)).eval()
     if crf:
         with torch.no_grad():
             for parameter in model.crf.parameters():

@@ -83,24 +83,15 @@ class TaggerConfig(EncoderConfig):
         `SequenceTagger`), used with `valid_tags`;
         `frozen_words`: the last ids are pretrained words beyond the training vocabulary (`models.embedding`)."""
         model = SequenceTagger(
+            self,
             vocab_size,
             num_tags,
-            embedding_dim=self.embedding_dim,
-            crf=self.crf,
             num_chars=num_chars,
-            char_dim=self.char_dim,
-            char_filters=self.char_filters if self.char_dim else 0,
-            char_kernel_size=self.char_kernel_size,
             num_shapes=num_shapes,
-            shape_dim=self.shape_dim,
-            attention_dim=self.attention_dim,
-            word_dropout=self.word_dropout,
-            singleton_dropout=self.singleton_dropout,
-            singletons_from=singletons_from,
-            forbidden=forbidden if self.valid_tags else None,
             unk_id=unk_id,
+            singletons_from=singletons_from,
+            forbidden=forbidden,
             frozen_words=frozen_words,
-            **self.encoder_kwargs(),
         )
         self.start_embedding(model.embedding, pretrained)
         return model
@@ -168,8 +159,14 @@ class SequenceAttention(nn.Module):
 
 
 class SequenceTagger(nn.Module):
-    """`forbidden`: (transitions (K, K): may tag j not follow tag i, first (K,): may a tag not open a
-    sentence[, last (K,): may it not close one]) as booleans; None: nothing is forbidden."""
+    """The tagger `config` (`model.*`) describes, over `vocab_size` words and `num_tags` tags.
+
+    What the data decides: `num_chars` and `num_shapes` (the sizes of the character and shape
+    vocabularies, read with `model.char_dim` and `model.shape_dim`), `unk_id`, `singletons_from` (the
+    word ids from here on were seen once in training; None: none), `frozen_words` (the last ids are
+    pretrained words beyond the training vocabulary) and `forbidden`: (transitions (K, K): may tag j not
+    follow tag i, first (K,): may a tag not open a sentence[, last (K,): may it not close one]) as
+    booleans, applied in decoding with `model.valid_tags`; None: nothing is forbidden."""
 
     transition_penalty: torch.Tensor | None  # buffers, derived from the tag names
     start_penalty: torch.Tensor | None
@@ -177,54 +174,44 @@ class SequenceTagger(nn.Module):
 
     def __init__(
         self,
+        config: TaggerConfig,
         vocab_size: int,
         num_tags: int,
-        cell: str,
-        embedding_dim: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        impl: str = "auto",
-        crf: bool = False,
+        *,
         num_chars: int = 0,
-        char_dim: int = 0,
-        char_filters: int = 0,
-        char_kernel_size: int = 3,
         num_shapes: int = 0,
-        shape_dim: int = 0,
-        attention_dim: int = 0,
-        word_dropout: float = 0.0,
-        singleton_dropout: float = 0.0,
+        unk_id: int = 1,
         singletons_from: int | None = None,
         forbidden: Sequence[Any] | None = None,
-        padding_idx: int = 0,
-        unk_id: int = 1,
         frozen_words: int = 0,
+        padding_idx: int = 0,
     ) -> None:
         super().__init__()
-        self.embedding = WordEmbedding(vocab_size, embedding_dim, padding_idx, frozen_words)
-        self.chars = CharCNN(num_chars, char_dim, char_filters, char_kernel_size) if char_dim > 0 else None
+        char_dim, shape_dim, attention_dim = config.char_dim, config.shape_dim, config.attention_dim
+        self.embedding = WordEmbedding(vocab_size, config.embedding_dim, padding_idx, frozen_words)
+        self.chars = (
+            CharCNN(num_chars, char_dim, config.char_filters, config.char_kernel_size) if char_dim > 0 else None
+        )
         # a word's shape (capitals, digits) as a small vector: what <unk> and lowercased words lose
         self.shapes = nn.Embedding(num_shapes, shape_dim, padding_idx=0) if shape_dim > 0 else None
         # Training words turn into <unk> at word_dropout, and the words training saw only once
         # (ids from singletons_from on) at singleton_dropout (Lample et al. 2016: 0.5), so <unk>
         # learns what the words it stands for in validation and test look like: mostly names.
-        self.word_dropout, self.padding_idx, self.unk_id = word_dropout, padding_idx, unk_id
-        self.singleton_dropout = singleton_dropout
+        self.word_dropout, self.padding_idx, self.unk_id = config.word_dropout, padding_idx, unk_id
+        self.singleton_dropout = config.singleton_dropout
         self.singletons_from = vocab_size if singletons_from is None else singletons_from
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         input_size = (
-            embedding_dim
+            config.embedding_dim
             + (self.chars.output_size if self.chars is not None else 0)
             + (shape_dim if self.shapes is not None else 0)
         )
-        self.encoder = RecurrentEncoder(cell, input_size, hidden_size, num_layers, bidirectional, dropout, impl)
+        self.encoder = RecurrentEncoder(input_size=input_size, **config.encoder_kwargs())
         size = self.encoder.output_size
         # each token's output and its attention summary of the sequence, side by side
         self.attention = SequenceAttention(size, attention_dim) if attention_dim > 0 else None
         self.head = nn.Linear(size * (2 if self.attention is not None else 1), num_tags)
-        self.crf = LinearChainCRF(num_tags) if crf else None
+        self.crf = LinearChainCRF(num_tags) if config.crf else None
 
         # Scores added in decoding: -inf for the tag transitions (K, K), first tags and last tags (K,)
         # it must never output (e.g. I-PER after O), 0 elsewhere; None: each token's own best tag.
@@ -233,8 +220,9 @@ class SequenceTagger(nn.Module):
             forbids = torch.tensor(rule, dtype=torch.bool)
             return torch.zeros(forbids.shape).masked_fill(forbids, float("-inf"))
 
-        rules = None if forbidden is None else [*forbidden, [False] * num_tags][:3]  # no last tags: any
-        penalties = (None, None, None) if rules is None else tuple(map(penalty, rules))
+        penalties: tuple[torch.Tensor | None, ...] = (None, None, None)
+        if forbidden is not None and config.valid_tags:
+            penalties = tuple(map(penalty, [*forbidden, [False] * num_tags][:3]))  # no last tags: any
         for name, value in zip(("transition_penalty", "start_penalty", "end_penalty"), penalties):
             self.register_buffer(name, value, persistent=False)
 
