@@ -514,3 +514,12 @@ def test_predict_answers_every_file_of_a_folder_with_its_path(ticket_run, tmp_pa
     assert [record["label"] for record in records] == [
         run.predict(text)["label"] for text in ("parcel not delivered", "password locked", "refund my invoice")
     ]
+
+
+def test_a_label_seen_only_in_validation_is_never_shown_as_an_example(tmp_path):
+    train = write_csv(tmp_path / "train.csv", tickets(30))
+    val = write_csv(tmp_path / "val.csv", [("Cancel my subscription", "cancel")] * 3 + tickets(6, seed=1))
+    task, data = prepared(tmp_path, f"data.train={train}", f"data.val={val}")
+    model = task.build_model(data.artifacts)
+    table = task.examples(model, data.artifacts)["reviews"]
+    assert "cancel" not in table and len(table.splitlines()) == 2 + 4  # header, rule, four texts

@@ -175,8 +175,10 @@ class ClassificationTask(Task[ClassificationBatch]):
             summary["test examples"] = "none (no data.test)"
         val = loader("val", False)
         val_labels = splits["val"][1]["labels"]
-        firsts = val_labels.argmax(-1) if artifacts.multi_label else val_labels
-        picked = pick_reviews(splits["val"][0].lengths().tolist(), firsts.tolist())
+        firsts = (val_labels.argmax(-1) if artifacts.multi_label else val_labels).tolist()
+        lengths = splits["val"][0].lengths().tolist()
+        shown = [i for i, label in enumerate(firsts) if label != UNSEEN]  # a gold label the model can name
+        picked = [shown[j] for j in pick_reviews([lengths[i] for i in shown], [firsts[i] for i in shown])]
         tokenizer = _tokenizer(entry["tokenizer"])
         self.showcase = Showcase(
             val.make_batch(picked), [tokenizer.decode(splits["val"][0][i].tolist()) for i in picked]
