@@ -98,11 +98,12 @@ from seqmodels.models.language_model import LanguageModel
 from seqmodels.schema import validate
 from seqmodels.tasks import get_task
 from seqmodels.tasks.base import Task, TaskData
+from seqmodels.training.checkpoint import Position
 from seqmodels.training.optim import OptimConfig, build_optimizer
 from seqmodels.training.runtime import keep_freed_memory, resolve_device, seed_everything
 from seqmodels.training.tensorboard import RunLogger
 from seqmodels.training.timing import SectionClock
-from seqmodels.training.trainer import Position, Trainer
+from seqmodels.training.trainer import Trainer
 
 SECTIONS = ("batch assembly", "forward", "backward", "optimizer step", "logging")
 

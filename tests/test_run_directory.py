@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import socket
@@ -15,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from conftest import ROOT, TINY, composed, run_script, train
 from seqmodels.errors import CheckpointError
@@ -22,7 +25,19 @@ from seqmodels.models.encoder import EncoderConfig
 from seqmodels.tasks import TaskChoice
 from seqmodels.train import run
 from seqmodels.training import run_lock
-from seqmodels.training.checkpoint import config_differences, load_checkpoint, save_checkpoint
+from seqmodels.training.averaging import MovingAverage
+from seqmodels.training.checkpoint import (
+    Best,
+    LoopState,
+    Position,
+    Trained,
+    config_differences,
+    load_checkpoint,
+    resume_training,
+    save_checkpoint,
+    training_state,
+)
+from seqmodels.training.optim import LRSchedule, OptimConfig
 from seqmodels.training.run_lock import LOCK_FILE, RunDirectoryTaken
 
 
@@ -127,6 +142,55 @@ def test_config_differences_name_each_key_and_let_execution_keys_differ():
         "model.hidden_size: 128 in the run, 64 given",
         "model.bidirectional: false in the run, true given",
     ]
+
+
+def trained_parts(seed: int, decay: float | None = 0.9) -> Trained:
+    torch.manual_seed(seed)
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    schedule = LRSchedule(OptimConfig(schedule="cosine"), optimizer, total_steps=10, mode="max")
+    average = None if decay is None else MovingAverage(model, decay)
+    return Trained(model, average, optimizer, schedule, torch.amp.GradScaler("cuda", enabled=False))
+
+
+def test_a_checkpoint_resumes_the_weights_their_average_the_optimizer_and_the_loop(tmp_path, caplog):
+    saved = trained_parts(seed=0)
+    for _ in range(3):  # three steps: the average and the optimizer's moments differ from the weights
+        saved.optimizer.zero_grad()
+        saved.model(torch.randn(4, 3)).sum().backward()
+        saved.optimizer.step()
+        saved.schedule.after_step()
+        saved.average.update_parameters(saved.model)
+    loop = LoopState(1, Position(batches=5, loss_sum=2.5, examples=20), 3, Best(1, 0.75), [{"epoch": 1, "step": 3}])
+    artifacts = {"vocabulary": ["<pad>", "a"]}
+    state = training_state(saved, loop, ranks=2, metrics={"accuracy": 0.75}, config={"seed": 1}, artifacts=artifacts)
+    assert all(torch.equal(state["model"][k], v) for k, v in saved.average.module.state_dict().items())
+    assert all(torch.equal(state["trained_model"][k], v) for k, v in saved.model.state_dict().items())
+    assert state["average_updates"] == 3 and state["ranks"] == 2 and state["best"] == {"epoch": 1, "value": 0.75}
+    save_checkpoint(state, tmp_path / "checkpoints" / "last.pt")
+
+    path, cpu = tmp_path / "checkpoints" / "last.pt", torch.device("cpu")
+    resumed = trained_parts(seed=1)
+    with caplog.at_level(logging.WARNING, logger="seqmodels"):
+        back = resume_training(path, resumed, artifacts, ranks=1, device=cpu)
+    for module, weights in ((resumed.model, "trained_model"), (resumed.evaluated, "model")):
+        assert all(torch.equal(state[weights][k], v) for k, v in module.state_dict().items())
+    assert int(resumed.average.n_averaged) == 3
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == saved.optimizer.state_dict()["state"][0]["step"]
+    assert resumed.optimizer.param_groups[0]["lr"] == saved.optimizer.param_groups[0]["lr"] < 0.1  # the schedule's
+    # two processes had read 5 batches each: one process goes on after the 10 they read together
+    assert back == LoopState(1, Position(batches=10, loss_sum=2.5, examples=20), 3, Best(1, 0.75), loop.history)
+    assert "checkpoint of 2 processes resumed by 1: the rest of epoch 2 starts at the same place" in caplog.text
+
+    with pytest.raises(CheckpointError) as refused:
+        resume_training(path, trained_parts(seed=1), {"vocabulary": ["<pad>", "b"]}, 1, cpu)
+    assert str(refused.value) == (
+        f"{path} was trained on other prepared data (vocabulary or labels differ); "
+        f"resume with the data.* settings of the original run"
+    )
+    without_average = trained_parts(seed=1, decay=None)  # trained without trainer.ema_decay: the trained weights go on
+    resume_training(path, without_average, artifacts, 2, cpu)
+    assert all(torch.equal(state["trained_model"][k], v) for k, v in without_average.model.state_dict().items())
 
 
 @pytest.fixture(scope="module")

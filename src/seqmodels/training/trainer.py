@@ -33,7 +33,7 @@ import logging
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +41,24 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from seqmodels.atomic import copy_file, save_json
-from seqmodels.errors import CheckpointError, ConfigError, TrainingError
+from seqmodels.atomic import save_json
+from seqmodels.errors import ConfigError, TrainingError
 from seqmodels.hparams import NUMBER, TEXT, Column, columns_of
 from seqmodels.schema import Section, setting, validate
 from seqmodels.tasks.base import Task, TaskData
 from seqmodels.training import distributed
 from seqmodels.training.averaging import MovingAverage
-from seqmodels.training.checkpoint import load_checkpoint, save_checkpoint
+from seqmodels.training.checkpoint import (
+    Best,
+    LoopState,
+    Position,
+    Trained,
+    carry_best,
+    evaluated_weights,
+    resume_training,
+    save_checkpoint,
+    training_state,
+)
 from seqmodels.training.evaluation import Evaluation, final_evaluation, limited, num_batches
 from seqmodels.training.gradient_flow import choose_batch, record_gradient_flow
 from seqmodels.training.optim import OPTIMIZERS, LRSchedule, OptimConfig, Unfreezing, build_optimizer, parameter_groups
@@ -157,26 +167,6 @@ def run_columns() -> list[Column]:
     ]
 
 
-@dataclass
-class Best:
-    epoch: int = 0
-    value: float | None = None
-
-    def improved_by(self, value: float, mode: str) -> bool:
-        if self.value is None:
-            return True
-        return value > self.value if mode == "max" else value < self.value
-
-
-@dataclass
-class Position:
-    """How far into the current epoch training is: what a mid-epoch checkpoint must remember."""
-
-    batches: int = 0
-    loss_sum: float = 0.0
-    examples: int = 0
-
-
 def host_values(*tensors: torch.Tensor) -> list[float]:
     """A few device scalars on the host, in one copy: where the training loop waits for the device."""
     return torch.stack([t.detach().double() for t in tensors]).tolist()
@@ -224,7 +214,6 @@ class Trainer:
         # data. It is what validation, test, best.pt and predict use; training never sees it.
         decay = self.tcfg.ema_decay
         self.average = None if decay is None else MovingAverage(self.model, decay)
-        self.evaluated = self.model if self.average is None else self.average.module
         # every pass over a split, validation's and the final evaluation's (`training.evaluation`)
         dtype = autocast_dtype(self.tcfg.precision, self.device)
         self.evaluation = Evaluation(self.device, dtype, self.tcfg.limit_val_batches)
@@ -377,70 +366,31 @@ class Trainer:
         """The global step at the end of `epoch` (the x of its validation and of the test of its checkpoint)."""
         return next((h["step"] for h in self.history if h["epoch"] == epoch and "step" in h), self.global_step)
 
-    # -- checkpoints ------------------------------------------------------------------------
+    # -- checkpoints (their layout and the resume rules: `training.checkpoint`) -------------------
+    @property
+    def trained(self) -> Trained:
+        return Trained(self.model, self.average, self.optimizer, self.schedule, self.scaler)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights validation, test, best.pt and predict use: the moving average where there is one."""
+        return self.trained.evaluated
+
     def state(self, metrics: dict[str, float]) -> dict[str, Any]:
-        averaging = (
-            {}
-            if self.average is None
-            else {  # "model" is the average; training resumes from these
-                "trained_model": self.model.state_dict(),
-                "average_updates": int(self.average.n_averaged),
-            }
+        """This moment of training as a checkpoint; `metrics`: the validation of the epoch just ended."""
+        loop = LoopState(self.epoch, self.position, self.global_step, self.best, self.history)
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        return training_state(
+            self.trained, loop, ranks=self.world.size, metrics=metrics, config=config, artifacts=self.data.artifacts
         )
-        return {
-            "model": self.evaluated.state_dict(),
-            **averaging,
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "position": asdict(self.position),
-            "ranks": self.world.size,  # position.batches counts one rank's batches
-            "global_step": self.global_step,
-            "best": {"epoch": self.best.epoch, "value": self.best.value},
-            "metrics": metrics,
-            "history": self.history,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "artifacts": self.data.artifacts,
-            "torch_rng": torch.get_rng_state(),
-        }
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint of the same task, model and data, exactly where it stopped."""
-        state = load_checkpoint(path, map_location=self.device)  # its settings are this run's (train.check_resume)
-        if state["artifacts"] != self.data.artifacts:
-            raise CheckpointError(
-                f"{path} was trained on other prepared data (vocabulary or labels differ); resume "
-                f"with the data.* settings of the original run"
-            )
-        self.model.load_state_dict(state.get("trained_model", state["model"]))
-        if self.average is not None:  # from a run without an average: 0 updates, it starts from these weights
-            self.average.module.load_state_dict(state["model"])
-            self.average.n_averaged.fill_(state.get("average_updates", 0))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.global_step = state["epoch"], state["global_step"]
-        self.position = Position(**state["position"])
-        ranks = state.get("ranks", 1)
-        if ranks != self.world.size and self.position.batches:
-            # each rank read position.batches of the epoch's batches dealt round-robin: skip as many in all
-            self.position.batches = -(-self.position.batches * ranks // self.world.size)
-            log.warning(
-                "checkpoint of %d processes resumed by %d: the rest of epoch %d starts at the same place "
-                "but its batches are dealt differently",
-                ranks,
-                self.world.size,
-                self.epoch + 1,
-            )
-        self.best = Best(**state["best"])
-        self.history = list(state["history"])
-        torch.set_rng_state(state["torch_rng"])
-        source_best, best = Path(path).parent / "best.pt", self.checkpoints / "best.pt"
-        if self.world.is_main and source_best.is_file() and not best.exists():
-            # resumed into a new run directory: the best epoch so far comes along, so this run's
-            # final evaluation (and predict) finds it even if no later epoch is better
-            copy_file(source_best, best)
+        loop = resume_training(path, self.trained, self.data.artifacts, self.world.size, self.device)
+        self.epoch, self.position, self.global_step = loop.epoch, loop.position, loop.global_step
+        self.best, self.history = loop.best, loop.history
+        if self.world.is_main:
+            carry_best(path, self.checkpoints)
         so_far = (
             "no epoch validated yet"
             if self.best.value is None
@@ -595,9 +545,7 @@ class Trainer:
     def finish(self, train_seconds: float) -> dict[str, Any]:
         """Evaluate the best checkpoint on validation and test; write hparams and metrics.json."""
         # rank 0 reads best.pt and hands the weights on: other machines need not see its disk
-        best = (
-            load_checkpoint(self.checkpoints / "best.pt", map_location="cpu")["model"] if self.world.is_main else None
-        )
+        best = evaluated_weights(self.checkpoints / "best.pt") if self.world.is_main else None
         self.evaluated.load_state_dict(distributed.broadcast(best))
         report = final_evaluation(self.task, self.evaluated, self.data, self.evaluation)
         val, test = report["val"], report.get("test")  # None: the task has no test set
