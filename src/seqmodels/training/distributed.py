@@ -152,8 +152,8 @@ def replicate(model: nn.Module, device: torch.device) -> nn.Module:
     itself in a single process."""
     if not world().enabled:
         return model
-    # Every buffer of these models is constant (decoding penalties, pretrained words beyond the
-    # vocabulary: 76 MB with GloVe 6B), so none is broadcast again before each step.
+    # Every buffer of these models is constant (decoding penalties, and pretrained words beyond the
+    # vocabulary, a large table: docs/word-vectors.md), so none is broadcast again before each step.
     return _Replica(
         model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None, broadcast_buffers=False
     )

@@ -67,14 +67,13 @@ def keep_freed_memory() -> bool:
     """Let the C allocator keep freed memory for the next allocation instead of returning it to the
     system. Returns whether it took (only glibc's malloc has these settings).
 
-    A training step allocates the same large buffers every time: a language model's (tokens x
-    vocabulary) logits, their log-softmax and gradients are 28 MB each on PTB. By default glibc serves
-    blocks that large with mmap, or trims them off the top of the heap once they are freed, so the next
-    step asks the kernel for the memory again and pays a page fault per 4 KiB page on first touch: on
-    PTB 8-33 ms of kernel time in a step of about 160 ms, more in the trainer than in a plain loop of
-    the same model (the same allocations in another heap layout; README, Performance). With neither
-    mmap nor trimming, freed blocks are reused; the process keeps its peak memory until it exits, so
-    call this once the data is prepared, right before training.
+    A training step allocates the same large buffers every time (a language model's tokens x vocabulary
+    logits, their log-softmax and their gradients). By default glibc serves blocks that large with mmap,
+    or trims them off the top of the heap once they are freed, so the next step asks the kernel for the
+    memory again and pays a page fault per page on first touch, a cost that depends on the heap's
+    history (docs/performance.md measures it). With neither mmap nor trimming, freed blocks are reused;
+    the process keeps its peak memory until it exits, so call this once the data is prepared, right
+    before training.
     """
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # e.g. "glibc 2.36"
