@@ -236,6 +236,15 @@ def test_resume_refusals_come_before_any_data_is_read(finished, tmp_path, monkey
     assert not (tmp_path / "new").exists()
 
 
+def test_the_resume_line_names_the_monitored_metric(data_root, tmp_path, caplog):
+    overrides = [*TINY, f"data.root={data_root}", f"data.cache_dir={tmp_path / 'cache'}", "trainer.monitor=macro_f1"]
+    first = run(composed(*overrides), tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="seqmodels"):
+        run(composed(*overrides, "trainer.max_epochs=2", f"trainer.resume={tmp_path / 'run'}"), tmp_path / "run")
+    best = first["history"][0]["val_macro_f1"]
+    assert f"at epoch 2, batch 0 (best macro_f1 {best:.4f} at epoch 1)" in caplog.text
+
+
 def test_a_damaged_best_checkpoint_for_predict_names_last_pt(finished, tmp_path):
     run_dir, _ = finished
     path = tmp_path / "checkpoints" / "best.pt"

@@ -394,7 +394,7 @@ class Trainer:
         so_far = (
             "no epoch validated yet"
             if self.best.value is None
-            else f"best {self.task.monitor} {self.best.value:.4f} at epoch {self.best.epoch}"
+            else f"best {self.monitor} {self.best.value:.4f} at epoch {self.best.epoch}"
         )
         log.info("resumed from %s at epoch %d, batch %d (%s)", path, self.epoch + 1, self.position.batches, so_far)
 
