@@ -171,7 +171,7 @@ def test_a_file_with_one_label_only_is_refused(tmp_path):
     with pytest.raises(DataError) as error:
         build_splits(data_config(train=str(path)), locate(data_config(train=str(path))))
     assert str(error.value) == (
-        f"data.train={path}: every example has the label 'billing' (of 11); a classifier needs at least two labels"
+        f"data.train={path}: every example has the label 'billing' (of 12); a classifier needs at least two labels"
     )
 
 

@@ -252,6 +252,10 @@ def _read_files(data: ClassificationData, sources: Sources) -> tuple[dict[str, E
     for split, name in sources.names.items():
         found[split] = read_labelled(Path(name), columns, encoding)
         check_examples(found[split], f"data.{split}")
+    train_labels = found["train"].labels or []
+    check_labels(
+        sorted({label for labels in train_labels for label in labels}), len(train_labels), sources.names["train"]
+    )
     read = [(f"data.{split}", f"{examples.source}: {examples.describe()}") for split, examples in found.items()]
     multi_label = any(examples.multi_label for examples in found.values())
     splits: dict[str, Examples | None] = {
@@ -267,6 +271,17 @@ def _read_files(data: ClassificationData, sources: Sources) -> tuple[dict[str, E
         held = f"none: data.val_fraction={data.val_fraction:g} of the training examples, stratified by label"
         read.insert(1, ("data.val", f"{held} (data.split_seed={data.split_seed})"))
     return splits, None, read
+
+
+def check_labels(names: Sequence[str], examples: int, source: str) -> None:
+    """Refuse training examples of fewer than two labels: a classifier has nothing to tell apart."""
+    if not names:
+        raise DataError(f"data.train={source}: no example has a label")
+    if len(names) < 2:
+        raise DataError(
+            f"data.train={source}: every example has the label {names[0]!r} (of {examples:,}); a classifier "
+            f"needs at least two labels"
+        )
 
 
 def _strata(labels: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
@@ -301,13 +316,7 @@ def build_splits(
     multi_label = train.multi_label
     if names is None:
         names = label_order([label for labels in train.labels for label in labels])
-    if len(names) < 2:
-        raise DataError(
-            f"data.train={sources.names.get('train', data.dataset)}: every example has the label {names[0]!r} "
-            f"(of {len(train.texts):,}); a classifier needs at least two labels"
-            if names
-            else f"data.train={sources.names.get('train', data.dataset)}: no example has a label"
-        )
+    check_labels(names, len(train.texts), sources.names.get("train", data.dataset))
     tokenizer = train_word_tokenizer(
         vocabulary_texts, vocab_size=data.vocab_size, min_freq=data.min_freq, lowercase=data.lowercase
     )
