@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tarfile
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from seqmodels.config import compose_config
 from seqmodels.data import imdb
 from seqmodels.data.batching import BucketBatchSampler, pad_right, padding_fraction
 from seqmodels.data.download import download
+from seqmodels.data.encoding import TextEncoding
 from seqmodels.data.splits import seeded_split
 from seqmodels.data.text import PAD_ID, UNK_ID, encode, train_word_tokenizer
 from seqmodels.errors import ConfigError, DataError
@@ -171,14 +173,30 @@ def test_vocabulary_comes_from_the_training_part_only(data_root, tmp_path):
     assert set(vocab) - {"<pad>", "<unk>", ".", "/><", "/>"} <= train_words | {"br"}
 
 
-def test_undecodable_and_empty_reviews_are_kept_with_a_counted_warning(tmp_path, caplog):
+def test_an_undecodable_review_is_refused_by_the_one_rule_or_replaced_on_request(tmp_path, caplog):
     tree = write_aclimdb(tmp_path / "imdb", per_folder=3)
     (tree / "train" / "pos" / "0_9.txt").write_bytes(b"great \xff\xfe film")
     (tree / "test" / "neg" / "1_2.txt").write_bytes(b"")
+    with pytest.raises(
+        DataError, match=r"train/pos/0_9.txt:1: byte 7 \(0xff\) is not utf-8; .*data.encoding_errors=replace"
+    ):
+        imdb.read(tree)
     with caplog.at_level("WARNING", logger="seqmodels"):
-        splits = imdb.read(tree)
+        splits = imdb.read(tree, TextEncoding(errors="replace"))
     assert "great \ufffd\ufffd film" in splits["train"].texts and "" in splits["test"].texts
-    assert "1 IMDB reviews are not valid UTF-8" in caplog.text and "1 IMDB reviews are empty" in caplog.text
+    assert "0_9.txt: 2 byte(s) are not utf-8 and were replaced by U+FFFD" in caplog.text
+    assert "1 IMDB reviews are empty" in caplog.text
+
+
+def test_a_review_in_an_archive_is_named_by_the_archive_and_its_member(tmp_path):
+    tree = write_aclimdb(tmp_path / "imdb", per_folder=2)
+    (tree / "test" / "neg" / "0_2.txt").write_bytes("caf\u00e9".encode("latin-1"))
+    archive = tmp_path / "aclImdb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="aclImdb")
+    with pytest.raises(DataError, match=rf"{archive}:aclImdb/test/neg/0_2.txt:1: byte 4"):
+        imdb.read(archive)
+    assert "caf\u00e9" in imdb.read(archive, TextEncoding("latin-1"))["test"].texts
 
 
 def test_an_empty_split_is_refused(tmp_path):

@@ -204,11 +204,9 @@ def cache_settings(data: ClassificationData, subset_seed: int) -> dict[str, Any]
     keys = ("dataset", "vocab_size", "min_freq", "max_length", "keep", "lowercase", "val_fraction", "split_seed")
     settings: dict[str, Any] = {key: getattr(data, key) for key in keys}
     settings["entry"] = ENTRY_LAYOUT
+    settings["encoding"] = [data.encoding, data.encoding_errors]
     if data.dataset == "files":
-        settings |= {
-            "columns": [list(data.text_column), data.label_column, data.header, data.label_separator],
-            "encoding": [data.encoding, data.encoding_errors],
-        }
+        settings["columns"] = [list(data.text_column), data.label_column, data.header, data.label_separator]
     if data.phrases:
         settings["phrases"] = True
     if data.train_examples is not None:
@@ -224,7 +222,7 @@ def read_splits(
     splits: dict[str, Examples | None]
     read: Read = []
     if data.dataset == "imdb":
-        reviews = imdb.read(sources.files[0])
+        reviews = imdb.read(sources.files[0], data.text_encoding())
         names = list(IMDB_LABELS)
         train = Examples(reviews["train"].texts, [(names[y],) for y in reviews["train"].labels])
         train_index, val_index = seeded_split(len(train.texts), data.val_fraction, data.split_seed)

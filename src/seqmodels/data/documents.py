@@ -43,11 +43,17 @@ def split_documents(count: int, val_fraction: float, test_fraction: float) -> di
 
 
 def imdb_streams(
-    source: Path, *, vocab_size: int | None, min_freq: int, val_fraction: float, test_fraction: float
+    source: Path,
+    *,
+    vocab_size: int | None,
+    min_freq: int,
+    val_fraction: float,
+    test_fraction: float,
+    encoding: TextEncoding,
 ) -> dict[str, object]:
     """IMDB's training reviews (labelled and `unsup`; never the test reviews) as id streams of the
     train, val and test documents, and the vocabulary of the train documents, most frequent first."""
-    texts, counts = imdb.read_unlabelled(source)
+    texts, counts = imdb.read_unlabelled(source, encoding)
     log.info(
         "IMDB for a language model: %s reviews (train/pos %s, train/neg %s, train/unsup %s; no test review)",
         f"{len(texts):,}",

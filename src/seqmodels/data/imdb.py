@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqmodels.data.download import download
+from seqmodels.data.encoding import UTF8, TextEncoding
 from seqmodels.errors import DataError
 
 log = logging.getLogger("seqmodels")
@@ -50,12 +51,12 @@ def locate(root: Path, allow_download: bool) -> Path:
     return download(URL, folder / ARCHIVES[0], md5=MD5, manual_hint=hint)
 
 
-def read(source: Path) -> dict[str, Reviews]:
+def read(source: Path, encoding: TextEncoding = UTF8) -> dict[str, Reviews]:
     """{'train': Reviews, 'test': Reviews}, each ordered by (label, review id).
 
-    One bad review does not cost the dataset: undecodable bytes become U+FFFD and empty
-    reviews are kept (they tokenize to <unk>), each counted in a warning. A missing split or
-    an unreadable archive is refused.
+    Reviews are decoded by the one rule (`encoding`: a byte that does not decode is refused with its
+    review, line and byte, unless `data.encoding_errors=replace`). Empty reviews are kept (they
+    tokenize to <unk>), counted in a warning. A missing split or an unreadable archive is refused.
     """
     found: dict[str, list[tuple[int, int, str]]] = {"train": [], "test": []}
 
@@ -63,7 +64,7 @@ def read(source: Path) -> dict[str, Reviews]:
         split, label, review_id, _rating = match.groups()
         found[split].append((LABELS.index(label), int(review_id), text))
 
-    _read_members(source, REVIEW, add)
+    _read_members(source, REVIEW, add, encoding)
     result = {}
     for split, items in found.items():
         if not items or len({label for label, _, _ in items}) < 2:
@@ -76,7 +77,7 @@ def read(source: Path) -> dict[str, Reviews]:
     return result
 
 
-def read_unlabelled(source: Path) -> tuple[list[str], dict[str, int]]:
+def read_unlabelled(source: Path, encoding: TextEncoding = UTF8) -> tuple[list[str], dict[str, int]]:
     """Every training review, labelled (`train/pos`, `train/neg`) or not (`train/unsup`), for a language
     model: never a test review. Ordered by (folder, review id); also returns how many each folder gave."""
     found: list[tuple[str, int, str]] = []
@@ -85,7 +86,7 @@ def read_unlabelled(source: Path) -> tuple[list[str], dict[str, int]]:
         folder, review_id, _rating = match.groups()
         found.append((folder, int(review_id), text))
 
-    _read_members(source, UNLABELLED, add)
+    _read_members(source, UNLABELLED, add, encoding)
     if not found:
         raise DataError(
             f"{source} has no training reviews; expected the aclImdb layout (aclImdb/train/pos/<id>_<rating>.txt)"
@@ -95,29 +96,24 @@ def read_unlabelled(source: Path) -> tuple[list[str], dict[str, int]]:
     return [text for _, _, text in found], counts
 
 
-def _read_members(source: Path, pattern: re.Pattern, add) -> None:
+def _read_members(source: Path, pattern: re.Pattern, add, encoding: TextEncoding) -> None:
     """Call `add(match, text)` for every review file of `source` (a tree or an archive) whose path
-    matches `pattern`; only those are read. One bad review does not cost the dataset: undecodable
-    bytes become U+FFFD and empty reviews are kept, each counted in a warning."""
-    damaged: list[str] = []
+    matches `pattern`; only those are read, each decoded by `encoding`. Empty reviews are kept,
+    counted in a warning."""
     empty: list[str] = []
+    tree = source.is_dir()  # a review is named by its path, or by the archive and its member
 
     def take(name: str, read_bytes) -> None:
         match = pattern.search(name)
         if not match:
             return
-        raw = read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("utf-8", errors="replace")
-            damaged.append(name)
+        text = encoding.decode(read_bytes(), str(source.parent / name) if tree else f"{source}:{name}")
         if not text.strip():
             empty.append(name)
         add(match, text)
 
     try:
-        if source.is_dir():
+        if tree:
             for path in source.glob("*/*/*.txt"):
                 take(path.relative_to(source.parent).as_posix(), path.read_bytes)
         else:
@@ -129,9 +125,5 @@ def _read_members(source: Path, pattern: re.Pattern, add) -> None:
                             take(member.name, handle.read)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise DataError(f"{source} is corrupt or unreadable ({error}); delete it and download {URL} again") from None
-    if damaged:
-        log.warning(
-            "%d IMDB reviews are not valid UTF-8 (e.g. %s); bad bytes were replaced by U+FFFD", len(damaged), damaged[0]
-        )
     if empty:
         log.warning("%d IMDB reviews are empty (e.g. %s); kept as a single <unk> token", len(empty), empty[0])

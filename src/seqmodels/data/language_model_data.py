@@ -4,7 +4,7 @@ into numbered token streams (cached), laid out as parallel streams and cut into 
 Word corpora (PTB, WikiText-2) keep their own vocabulary; IMDB's training reviews and a user's word file
 keep the most frequent training words (`data.vocab_size`, `data.min_freq`); a character file numbers its
 characters. `data.reverse=true` reads every split from its end: a backward language model. Text files are
-decoded by the one rule (`data.encoding`, `seqmodels.data.encoding`); IMDB's archive is read by its reader.
+decoded by the one rule (`data.encoding`, `seqmodels.data.encoding`), IMDB's reviews included.
 """
 
 from __future__ import annotations
@@ -115,9 +115,7 @@ def cache_settings(config: LanguageModelData) -> dict[str, Any]:
     fractions = {"val_fraction": config.val_fraction, "test_fraction": config.test_fraction}
     if config.dataset in (IMDB, WORDS):
         vocabulary = {"vocab_size": config.vocab_size, "min_freq": config.min_freq}
-        words = {"dataset": config.dataset, "level": "word", **vocabulary, **fractions}
-        # IMDB's archive is read by its own reader, which data.encoding does not concern
-        return words if config.dataset == IMDB else {**words, **decoding}
+        return {"dataset": config.dataset, "level": "word", **vocabulary, **fractions, **decoding}
     return {"dataset": CHARACTERS, "level": "char", **fractions, **decoding}
 
 
@@ -188,6 +186,7 @@ def build_streams(sources: dict[str, Path], settings: dict[str, Any], encoding: 
             min_freq=settings["min_freq"],
             val_fraction=settings["val_fraction"],
             test_fraction=settings["test_fraction"],
+            encoding=encoding,
         )
     if settings["dataset"] == WORDS:
         tokens = word_file_tokens(sources["text"], settings["val_fraction"], settings["test_fraction"], encoding)
