@@ -61,3 +61,33 @@ def download(
             )
     os.replace(partial, destination)
     return destination
+
+
+def locate_files(
+    root: Path,
+    *,
+    title: str,
+    folder: str,
+    files: dict[str, str],
+    url: str,
+    checksums: dict[str, tuple[str, str]],
+    allow_download: bool,
+) -> dict[str, Path]:
+    """{split: path} of a dataset stored as one file a split under `root/folder` (`files`: split -> name),
+    each missing one downloaded from `url` + its name when allowed. `checksums`: name -> (algorithm, hex
+    digest), the algorithm md5 or sha256. `title` names the dataset in errors."""
+    where = Path(root) / folder
+    paths = {split: where / name for split, name in files.items()}
+    missing = [path.name for path in paths.values() if not path.is_file()]
+    if not missing:
+        return paths
+    hint = (
+        f"put {', '.join(files.values())} (from {url}) in {where}, or point data.root "
+        f"(or SEQMODELS_DATA_DIR) at a folder that holds {folder}/"
+    )
+    if not allow_download:
+        raise DataError(f"{title} not found in {where} (missing: {', '.join(missing)}): {hint}")
+    for name in missing:
+        algorithm, digest = checksums[name]
+        download(url + name, where / name, **{algorithm: digest}, manual_hint=hint)
+    return paths

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqmodels.data.download import download
-from seqmodels.errors import DataError
+from seqmodels.data.download import locate_files
 
 FOLDER = "ptb"
 FILES = {"train": "ptb.train.txt", "val": "ptb.valid.txt", "test": "ptb.test.txt"}
@@ -23,17 +22,13 @@ MD5 = {
 
 def locate(root: Path, allow_download: bool) -> dict[str, Path]:
     """{'train', 'val', 'test'} -> the files under `root/ptb`, downloading missing ones if allowed."""
-    folder = Path(root) / FOLDER
-    paths = {split: folder / name for split, name in FILES.items()}
-    missing = [path.name for path in paths.values() if not path.is_file()]
-    if not missing:
-        return paths
-    hint = (
-        f"put {', '.join(FILES.values())} (from {URL}) in {folder}, or point data.root "
-        f"(or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/"
+    checksums = {name: ("md5", digest) for name, digest in MD5.items()}
+    return locate_files(
+        root,
+        title="Penn Treebank",
+        folder=FOLDER,
+        files=FILES,
+        url=URL,
+        checksums=checksums,
+        allow_download=allow_download,
     )
-    if not allow_download:
-        raise DataError(f"Penn Treebank not found in {folder} (missing: {', '.join(missing)}): {hint}")
-    for name in missing:
-        download(URL + name, folder / name, md5=MD5[name], manual_hint=hint)
-    return paths

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqmodels.data.download import download
-from seqmodels.errors import DataError
+from seqmodels.data.download import locate_files
 
 FOLDER = "ud_english_ewt"
 FILES = {"train": "en_ewt-ud-train.conllu", "val": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
@@ -24,17 +23,13 @@ SHA256 = {
 
 def locate(root: Path, allow_download: bool) -> dict[str, Path]:
     """{'train', 'val', 'test'} -> the files under `root/ud_english_ewt`, downloading missing ones if allowed."""
-    folder = Path(root) / FOLDER
-    paths = {split: folder / name for split, name in FILES.items()}
-    missing = [path.name for path in paths.values() if not path.is_file()]
-    if not missing:
-        return paths
-    hint = (
-        f"put {', '.join(FILES.values())} (from {URL}) in {folder}, or point data.root "
-        f"(or SEQMODELS_DATA_DIR) at a folder that holds {FOLDER}/"
+    checksums = {name: ("sha256", digest) for name, digest in SHA256.items()}
+    return locate_files(
+        root,
+        title="UD English EWT",
+        folder=FOLDER,
+        files=FILES,
+        url=URL,
+        checksums=checksums,
+        allow_download=allow_download,
     )
-    if not allow_download:
-        raise DataError(f"UD English EWT not found in {folder} (missing: {', '.join(missing)}): {hint}")
-    for name in missing:
-        download(URL + name, folder / name, sha256=SHA256[name], manual_hint=hint)
-    return paths
