@@ -14,6 +14,7 @@ import torch
 
 from conftest import TINY, composed
 from helpers.labelled_text import tickets, write_csv, write_fasttext, write_folders, write_jsonl, write_sst
+from helpers.logs import logging_to
 from seqmodels import load_run
 from seqmodels.data import sst
 from seqmodels.data.classification import UNSEEN, ClassificationData, build_splits, locate, read_splits
@@ -265,16 +266,8 @@ def ticket_run(tmp_path_factory):
     overrides = [f"data.train={train}", f"data.val={val}", "trainer.max_epochs=2", "trainer.monitor=macro_f1"]
     overrides += ["data.text_column=[title,text]"]
     cfg = composed("task=classification", *TINY, *overrides, f"data.cache_dir={folder / 'cache'}", "data.min_freq=1")
-    logger, handler = logging.getLogger("seqmodels"), logging.FileHandler(folder / "log.txt")  # train.py's train.log
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with logging_to(logging.FileHandler(folder / "log.txt")):  # train.py's train.log
         train_run(cfg, folder / "run")
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        handler.close()
     return folder / "run"
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_script, train
+from helpers.decoding import best_valid_path
 from seqmodels.config import compose_config
 from seqmodels.data import conll
 from seqmodels.data.encoding import UTF8, TextEncoding
@@ -273,19 +274,8 @@ def test_valid_tags_decoding_is_the_best_valid_sequence_by_brute_force(crf):
     paths, free_paths = model.decode(emissions, lengths), free.decode(emissions, lengths)
     invalid_without = 0
     for row, length in enumerate(lengths.tolist()):
-
-        def score(tags, row=row, length=length):
-            if crf:
-                return (
-                    model.crf.start[tags[0]]
-                    + model.crf.end[tags[-1]]
-                    + sum(emissions[row, t, tags[t]] for t in range(length))
-                    + sum(model.crf.transitions[tags[t - 1], tags[t]] for t in range(1, length))
-                )
-            return sum(emissions[row, t].log_softmax(-1)[tags[t]] for t in range(length))
-
-        valid = [tags for tags in itertools.product(range(5), repeat=length) if is_valid_iob2([TAGS[i] for i in tags])]
-        assert paths[row, :length].tolist() == list(max(valid, key=score))
+        best = best_valid_path(model, emissions, row, length, 5, lambda t: is_valid_iob2([TAGS[i] for i in t]))
+        assert paths[row, :length].tolist() == best
         assert paths[row, length:].eq(0).all()
         invalid_without += not is_valid_iob2([TAGS[i] for i in free_paths[row, :length]])
     assert crf or invalid_without > 0  # the example would catch decoding that ignores the constraints

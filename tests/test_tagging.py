@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from conftest import TINY
+from helpers.decoding import best_valid_path
+from helpers.logs import logging_to
 from seqmodels import load_run
 from seqmodels.config import compose_config
 from seqmodels.data import conllu
@@ -224,19 +226,8 @@ def test_iobes_decoding_is_the_best_valid_sequence_by_brute_force(crf):
     emissions = torch.randn(3, 4, 5) * 3
     paths = model.decode(emissions, lengths)
     for row, length in enumerate(lengths.tolist()):
-
-        def score(tags, row=row, length=length):
-            if crf:
-                return (
-                    model.crf.start[tags[0]]
-                    + model.crf.end[tags[-1]]
-                    + sum(emissions[row, t, tags[t]] for t in range(length))
-                    + sum(model.crf.transitions[tags[t - 1], tags[t]] for t in range(1, length))
-                )
-            return sum(emissions[row, t].log_softmax(-1)[tags[t]] for t in range(length))
-
-        valid = [t for t in itertools.product(range(5), repeat=length) if is_valid_iobes([IOBES[i] for i in t])]
-        assert paths[row, :length].tolist() == list(max(valid, key=score))
+        best = best_valid_path(model, emissions, row, length, 5, lambda t: is_valid_iobes([IOBES[i] for i in t]))
+        assert paths[row, :length].tolist() == best
 
 
 def test_token_scores_count_each_tag():
@@ -439,15 +430,9 @@ def pos_run(tmp_path_factory):
             "trainer.log_every_n_steps=100",
         ]
     )
-    logged, logger = io.StringIO(), logging.getLogger("seqmodels")
-    handler, level = logging.StreamHandler(logged), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    logged = io.StringIO()
+    with logging_to(logging.StreamHandler(logged)):
         train_run(cfg, folder / "run")
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     return folder, logged.getvalue()
 
 
