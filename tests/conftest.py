@@ -240,6 +240,18 @@ def train(run_dir: Path, overrides: list[str], env: dict[str, str], check: bool 
     return run_script([str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"], env, check=check)
 
 
+def start_training(run_dir: Path, overrides: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`train` without waiting: the tiny run as a process to signal, race or read while it runs."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors: a second thread only waits for the first (and for whatever else the machine runs).

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, TINY, composed, train
+from conftest import ROOT, TINY, composed, start_training, train
 from seqmodels.atomic import save_json, save_torch
 from seqmodels.data.cache import cached
 from seqmodels.errors import TrainingError
@@ -22,17 +22,6 @@ from seqmodels.tasks.classification import ClassificationTask
 from seqmodels.train import run
 
 SLOW = ["data.batch_size=1", "trainer.max_epochs=2", "trainer.progress_interval_s=0"]  # 43 steps of ~2 ms an epoch
-
-
-def start(run_dir: Path, overrides: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *TINY, *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -63,7 +52,7 @@ def uninterrupted(tmp_path_factory, data_root):
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; torchrun's or SLURM's stop
 def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(stop_signal, uninterrupted, tmp_path, env):
     run_dir = tmp_path / "run"
-    process = start(run_dir, SLOW, env)
+    process = start_training(run_dir, SLOW, env)
     log = run_dir / "train.log"
     wait_for(lambda: log.exists() and "epoch 1/2 [20/" in log.read_text(), process)
     process.send_signal(stop_signal)
@@ -84,7 +73,7 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(stop_signal, uninterrupted, 
 
 def test_sigkill_after_an_epoch_resumes_exactly(uninterrupted, tmp_path, env):
     run_dir = tmp_path / "run"
-    process = start(run_dir, SLOW, env)
+    process = start_training(run_dir, SLOW, env)
     wait_for(lambda: (run_dir / "checkpoints" / "last.pt").exists(), process)
     process.kill()  # no chance to clean up: whatever is on disk must be usable
     process.communicate()

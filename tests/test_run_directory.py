@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import ROOT, TINY, composed, run_script, train
+from conftest import ROOT, TINY, composed, run_script, start_training, train
 from seqmodels.errors import CheckpointError
 from seqmodels.models.encoder import EncoderConfig
 from seqmodels.tasks import TaskChoice
@@ -317,14 +316,7 @@ def test_refused_predict_and_evaluate_leave_the_run_directory_byte_identical(fin
 def test_a_second_run_into_a_running_runs_directory_is_refused_and_the_first_goes_on(tmp_path, env):
     run_dir = tmp_path / "run"
     endless = ["data.batch_size=1", "trainer.max_epochs=1000", "trainer.early_stopping_patience=null"]
-    first = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *TINY, *endless, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = start_training(run_dir, endless, env)
     deadline = time.monotonic() + 120
     while not (run_dir / "checkpoints" / "last.pt").exists():  # training, and so past any preparation
         assert first.poll() is None and time.monotonic() < deadline, first.communicate()
