@@ -34,6 +34,7 @@ from seqmodels.data.corpus import (
     split_by_fractions,
 )
 from seqmodels.data.encoding import TextEncoding
+from seqmodels.data.language_model_data import LanguageModelArtifacts
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models import LanguageModel, LanguageModelConfig
 from seqmodels.models.cache import ContinuousCache
@@ -59,6 +60,11 @@ def lm_cfg(root, cache, *overrides, task="ptb"):
             *overrides,
         ]
     )
+
+
+def word_artifacts(count: int) -> dict:
+    """The artifacts of a word-level corpus of `count` words."""
+    return LanguageModelArtifacts("word", [f"w{i}" for i in range(count)], None, "w0").as_dict()
 
 
 def env_for(data_root, tmp_path) -> dict[str, str]:
@@ -291,7 +297,7 @@ def test_an_adaptive_softmax_scores_a_distribution_and_its_loss_is_the_targets_l
 def test_the_adaptive_softmax_needs_sensible_cutoffs_and_no_tied_weights(data_root, tmp_path):
     task = get_task(lm_cfg(data_root, tmp_path, "model.adaptive_cutoffs=[4,100]", "model.hidden_size=16"))
     with pytest.raises(ConfigError, match=r"model.adaptive_cutoffs=\[4, 100\] is impossible for a vocabulary of 23"):
-        task.build_model({"vocab_size": 23})
+        task.build_model(word_artifacts(23))
     for overrides, message in [
         (["model.adaptive_cutoffs=4"], "use a list of word counts"),
         (
@@ -351,7 +357,7 @@ def test_impossible_language_model_settings_are_refused_before_reading_data(task
 def test_every_left_to_right_cell_and_depth_builds(data_root, tmp_path):
     for cell in ("rnn", "gru", "lstm"):
         task = get_task(lm_cfg(data_root, tmp_path, f"model={cell}", "model.num_layers=3"))
-        model = task.build_model({"vocab_size": 11})
+        model = task.build_model(word_artifacts(11))
         logits, state = model(torch.randint(11, (2, 5)))
         assert logits.shape == (2, 5, 11) and len(state) == 3
 

@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from conftest import TINY, composed, write_aclimdb
+from seqmodels.data.text import tokenizer_words
 from seqmodels.errors import CheckpointError, ConfigError
 from seqmodels.inference.loading import load_run
 from seqmodels.models import ClassifierConfig, LanguageModelConfig
 from seqmodels.models.transfer import Source, layer_groups, parts, transfer
 from seqmodels.tasks import get_task
-from seqmodels.tasks.transfer import start_from, tokenizer_words
+from seqmodels.tasks.transfer import start_from
 from seqmodels.train import check_config, run
 from seqmodels.training.optim import LRSchedule, OptimConfig, Unfreezing, build_optimizer, parameter_groups
 

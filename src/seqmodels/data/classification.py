@@ -34,7 +34,7 @@ from seqmodels.data.config import FilesConfig
 from seqmodels.data.labelled_text import Columns, LabelledTexts, check_examples, label_order, read_labelled
 from seqmodels.data.pretrained import extend
 from seqmodels.data.splits import seeded_split, stratified_split, stratified_subset
-from seqmodels.data.text import encode, extend_vocabulary, flatten, train_word_tokenizer
+from seqmodels.data.text import encode, extend_vocabulary, flatten, tokenizer_words, train_word_tokenizer
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.schema import setting
 
@@ -162,6 +162,10 @@ class ClassifierArtifacts:
             artifacts.get("frozen_words", 0),
             artifacts.get("multi_label", False),
         )
+
+    def words(self) -> list[str]:
+        """The tokenizer's words, by id: what the rows of the word embedding stand for."""
+        return tokenizer_words(self.tokenizer)
 
 
 @dataclass

@@ -97,12 +97,45 @@ class TextWindow(Batch):
             self.num_targets = int((self.targets != corpus.IGNORE).sum())
 
 
+@dataclass(frozen=True)
+class LanguageModelArtifacts:
+    """What a language model's data preparation hands to its model and to prediction, saved in every checkpoint
+    (as the plain dict `as_dict` writes)."""
+
+    level: str  # "word" or "char": how tokens are joined back into text
+    vocabulary: list[str]  # the tokens, by id: the rows of the embedding and the outputs of the model
+    unknown: str | None  # the token that stands for any other (None: the corpus has none)
+    start: str  # the token a prompt or a sample starts from
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "vocabulary": self.vocabulary,
+            "vocab_size": self.vocab_size,
+            "unknown": self.unknown,
+            "start": self.start,
+        }
+
+    @classmethod
+    def from_dict(cls, artifacts: dict[str, Any]) -> LanguageModelArtifacts:
+        return cls(artifacts["level"], list(artifacts["vocabulary"]), artifacts["unknown"], artifacts["start"])
+
+    def join(self, tokens: list[str]) -> str:
+        """Tokens as text: words with spaces between them, characters as they are."""
+        return " ".join(tokens) if self.level == "word" else "".join(tokens)
+
+
 @dataclass
 class TextStreams:
-    """A prepared corpus: its windows, artifacts and summary (`data`) and the training split's ids in reading
-    order (what word vectors are matched against)."""
+    """A prepared corpus: its windows, artifacts and summary (`data`), the artifacts as their record, and the
+    training split's ids in reading order (what word vectors are matched against)."""
 
     data: TaskData
+    artifacts: LanguageModelArtifacts
     train_ids: torch.Tensor
 
 
@@ -150,13 +183,7 @@ def prepare_language_model_data(config: LanguageModelData) -> TextStreams:
         start = corpus.EOS  # a prompt starts a new sentence, as every line of the corpus follows an <eos>
     else:
         start = "\n" if "\n" in vocabulary else vocabulary[1]  # [0] is the unknown
-    artifacts = {
-        "level": settings["level"],
-        "vocabulary": vocabulary,
-        "vocab_size": len(vocabulary),
-        "unknown": entry["unknown"],
-        "start": start,
-    }
+    artifacts = LanguageModelArtifacts(settings["level"], vocabulary, entry["unknown"], start)
     train = streams["train"]
     summary = {
         "dataset": f"{name} ({', '.join(str(path) for path in sources.values())})",
@@ -171,8 +198,8 @@ def prepare_language_model_data(config: LanguageModelData) -> TextStreams:
         ),
         **({"direction": "backward (data.reverse=true): every text is read from its end"} if config.reverse else {}),
     }
-    data = TaskData(loaders["train"], loaders["val"], loaders["test"], artifacts, summary)
-    return TextStreams(data, entry["train"])
+    data = TaskData(loaders["train"], loaders["val"], loaders["test"], artifacts.as_dict(), summary)
+    return TextStreams(data, artifacts, entry["train"])
 
 
 def build_streams(sources: dict[str, Path], settings: dict[str, Any], encoding: TextEncoding) -> dict[str, Any]:

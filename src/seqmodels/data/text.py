@@ -6,6 +6,7 @@ its JSON string, so prediction tokenizes exactly as training did.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from itertools import chain
 
@@ -80,6 +81,14 @@ def extend_vocabulary(tokenizer: Tokenizer, words: Sequence[str]) -> None:
 
 def tokenizer_from_json(serialized: str) -> Tokenizer:
     return Tokenizer.from_str(serialized)
+
+
+def tokenizer_words(serialized: str) -> list[str]:
+    """The vocabulary of a serialized `tokenizers` tokenizer, by id."""
+    vocab = json.loads(serialized)["model"]["vocab"]
+    if isinstance(vocab, list):  # unigram models: [word, score] pairs, in id order
+        return [str(entry[0]) for entry in vocab]
+    return [word for word, _ in sorted(vocab.items(), key=lambda item: item[1])]
 
 
 def flatten(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

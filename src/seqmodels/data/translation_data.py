@@ -23,7 +23,7 @@ from seqmodels.data.config import DataConfig
 from seqmodels.data.encoding import TextEncoding
 from seqmodels.data.parallel import read_parallel
 from seqmodels.data.subword import BOS_ID, EOS_ID, MODELS, encode_texts, train_subword_tokenizer
-from seqmodels.data.text import PAD_ID, flatten
+from seqmodels.data.text import PAD_ID, flatten, tokenizer_words
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.schema import setting
 
@@ -84,6 +84,50 @@ class TranslationBatch(Batch):
     references: list[str] | None = None  # the untouched target lines (validation and test)
 
     host_fields = ("source_lengths",)
+
+
+@dataclass(frozen=True)
+class TranslationArtifacts:
+    """What a translator's data preparation hands to its model and to prediction, saved in every checkpoint
+    (as the plain dict `as_dict` writes)."""
+
+    source_tokenizer: str  # the HF tokenizers JSON of the source side's subword pieces
+    target_tokenizer: str  # the same of the target side (the same JSON with data.vocab=joint)
+    source_vocab_size: int
+    target_vocab_size: int
+    source: str  # the languages (data.source, data.target)
+    target: str
+    max_length: int  # source pieces kept per sentence (data.max_length)
+    showcase: list[list[str]]  # [source, reference] of the validation sentences shown after each validation
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source_tokenizer": self.source_tokenizer,
+            "target_tokenizer": self.target_tokenizer,
+            "source_vocab_size": self.source_vocab_size,
+            "target_vocab_size": self.target_vocab_size,
+            "source": self.source,
+            "target": self.target,
+            "max_length": self.max_length,
+            "showcase": self.showcase,
+        }
+
+    @classmethod
+    def from_dict(cls, artifacts: dict[str, Any]) -> TranslationArtifacts:
+        return cls(
+            artifacts["source_tokenizer"],
+            artifacts["target_tokenizer"],
+            artifacts["source_vocab_size"],
+            artifacts["target_vocab_size"],
+            artifacts["source"],
+            artifacts["target"],
+            artifacts["max_length"],
+            [list(pair) for pair in artifacts["showcase"]],
+        )
+
+    def source_words(self) -> list[str]:
+        """The source pieces, by id: what the rows of the encoder's embedding stand for."""
+        return tokenizer_words(self.source_tokenizer)
 
 
 def locate_files(folder: Path, source: str, target: str) -> dict[str, tuple[Path, Path]]:
@@ -198,17 +242,17 @@ def prepare_translation_data(data: TranslationData, seed: int) -> TaskData:
             f"{padding_fraction(target_lengths + 1, batches):.1%}"
         ),
     }
-    artifacts = {
-        "source_tokenizer": entry["source_tokenizer"],
-        "target_tokenizer": entry["target_tokenizer"],
-        "source_vocab_size": entry["source_vocab_size"],
-        "target_vocab_size": entry["target_vocab_size"],
-        "source": data.source,
-        "target": data.target,
-        "max_length": data.max_length,
-        "showcase": entry["showcase"],
-    }
-    return TaskData(train, loader("val", False), loader("test", False), artifacts, summary, extra)
+    artifacts = TranslationArtifacts(
+        entry["source_tokenizer"],
+        entry["target_tokenizer"],
+        entry["source_vocab_size"],
+        entry["target_vocab_size"],
+        data.source,
+        data.target,
+        data.max_length,
+        entry["showcase"],
+    )
+    return TaskData(train, loader("val", False), loader("test", False), artifacts.as_dict(), summary, extra)
 
 
 def build_pairs(

@@ -107,6 +107,11 @@ class Task(ABC, Generic[BatchT]):
     @abstractmethod
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module: ...
 
+    def embedding_words(self, artifacts: dict[str, Any]) -> list[str] | None:
+        """The words the rows of the model's word embedding stand for, by id (what `model.init_from` matches
+        between runs); None: the model reads no words."""
+        return None
+
     @abstractmethod
     def step(self, model: nn.Module, batch: BatchT) -> StepOutput:
         """The batch's loss (see the module docstring for when it runs)."""

@@ -192,6 +192,9 @@ class ClassificationTask(Task[ClassificationBatch]):
             found.vocab_size, len(found.labels), frozen_words=found.frozen_words, pretrained=self.pretrained
         )
 
+    def embedding_words(self, artifacts: dict[str, Any]) -> list[str]:
+        return ClassifierArtifacts.from_dict(artifacts).words()
+
     # -- training and evaluation ----------------------------------------------------------------------
     def step(self, model: nn.Module, batch: ClassificationBatch) -> StepOutput:
         logits = model(batch.tokens, batch.lengths).float()

@@ -25,6 +25,7 @@ from seqmodels.data.corpus import EOS, IGNORE
 from seqmodels.data.language_model_data import (
     CHARACTERS,
     WORDS,
+    LanguageModelArtifacts,
     LanguageModelData,
     TextWindow,
     prepare_language_model_data,
@@ -114,25 +115,29 @@ class LanguageModelTask(Task[TextWindow]):
         streams = prepare_language_model_data(self.data_config)
         if vectors is not None:
             # The corpus' own vocabulary, never extended: the output layer predicts exactly these words.
-            vocabulary = streams.data.artifacts["vocabulary"]
+            vocabulary = streams.artifacts.vocabulary
             self.pretrained, _ = pretrained_rows(vectors, vocabulary, frozen=0, train_ids=streams.train_ids)
         return streams.data
 
     # -- model, loss, metrics ---------------------------------------------------------------
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
+        vocab_size = LanguageModelArtifacts.from_dict(artifacts).vocab_size
         model = self.model_config
         cutoffs = model.adaptive_cutoffs or []
-        if self.data_config.dataset == WORDS and cutoffs and cutoffs[-1] >= artifacts["vocab_size"]:
+        if self.data_config.dataset == WORDS and cutoffs and cutoffs[-1] >= vocab_size:
             # a file's vocabulary size is not known in advance: keep the clusters it can fill
-            kept = [cutoff for cutoff in cutoffs if cutoff < artifacts["vocab_size"]] or None
+            kept = [cutoff for cutoff in cutoffs if cutoff < vocab_size] or None
             log.info(
                 "model.adaptive_cutoffs=%s for a vocabulary of %s words: %s",
                 cutoffs,
-                f"{artifacts['vocab_size']:,}",
+                f"{vocab_size:,}",
                 f"using {kept}" if kept else "a full softmax",
             )
             model = replace(model, adaptive_cutoffs=kept)
-        return model.build(artifacts["vocab_size"], ignore_index=IGNORE, pretrained=self.pretrained)
+        return model.build(vocab_size, ignore_index=IGNORE, pretrained=self.pretrained)
+
+    def embedding_words(self, artifacts: dict[str, Any]) -> list[str]:
+        return LanguageModelArtifacts.from_dict(artifacts).vocabulary
 
     def use_cache(self, size: int, theta: float, lam: float) -> None:
         """Evaluate from now on with a continuous cache (`CacheOptions`); size 0: without one."""
@@ -209,26 +214,25 @@ class LanguageModelTask(Task[TextWindow]):
 
     # -- text in, text out ------------------------------------------------------------------
     @staticmethod
-    def _render(ids: list[int], artifacts: dict[str, Any]) -> str:
-        tokens = [artifacts["vocabulary"][i] for i in ids]
-        return " ".join(tokens) if artifacts["level"] == "word" else "".join(tokens)
+    def _render(ids: list[int], found: LanguageModelArtifacts) -> str:
+        return found.join([found.vocabulary[i] for i in ids])
 
     def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
         """A few samples from the whole distribution, from the same seed every epoch, so the
         logged texts show how the model's idea of the language evolves."""
+        found = LanguageModelArtifacts.from_dict(artifacts)
         with evaluating(model):
-            start = artifacts["vocabulary"].index(artifacts["start"])
             samples = sample(
                 cast(LanguageModel, model),
-                [start],
-                SAMPLE_LENGTH[artifacts["level"]],
+                [found.vocabulary.index(found.start)],
+                SAMPLE_LENGTH[found.level],
                 num_samples=NUM_EXAMPLES,
-                top_k=artifacts["vocab_size"],
+                top_k=found.vocab_size,
                 generator=torch.Generator().manual_seed(self.cfg.seed),
             )
         blocks = []
         for number, ids in enumerate(samples, 1):
-            text = self._render(ids, artifacts).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+            text = self._render(ids, found).replace(f" {EOS} ", "\n").replace(EOS, "\n")
             # indented: a markdown code block keeps spaces and line breaks as sampled
             blocks.append(f"sample {number}:\n\n" + "\n".join(f"    {line}" for line in text.split("\n")))
         return {"samples": "\n\n".join(blocks)}
@@ -244,11 +248,12 @@ class LanguageModelTask(Task[TextWindow]):
         other tasks use are ignored."""
         sampling = with_options(SamplingOptions(), options)
         temperature, top_k, seed = sampling.temperature, sampling.top_k, sampling.seed
-        length = SAMPLE_LENGTH[artifacts["level"]] if sampling.length is None else sampling.length
+        found = LanguageModelArtifacts.from_dict(artifacts)
+        length = SAMPLE_LENGTH[found.level] if sampling.length is None else sampling.length
         model.eval()
-        vocabulary = artifacts["vocabulary"]
+        vocabulary = found.vocabulary
         index = {token: i for i, token in enumerate(vocabulary)}
-        prompts = [self._prompt(text, artifacts, index) for text in texts]
+        prompts = [self._prompt(text, found, index) for text in texts]
         # prompts of one length run together: a batch without padding continues every row from its own end
         by_length: dict[int, list[int]] = {}
         for i, (context, _) in enumerate(prompts):
@@ -277,7 +282,7 @@ class LanguageModelTask(Task[TextWindow]):
                         {"token": vocabulary[t], "probability": round(float(p), 4)}
                         for p, t in zip(top.values[r].tolist(), top.indices[r].tolist())
                     ],
-                    "continuation": self._render(continuations[r], artifacts),
+                    "continuation": self._render(continuations[r], found),
                     "unknown": prompts[i][1],
                     "temperature": temperature,
                     "top_k": top_k,
@@ -287,27 +292,24 @@ class LanguageModelTask(Task[TextWindow]):
         return Answers(results, tokens=sum(len(context) for context, _ in prompts))
 
     @staticmethod
-    def _prompt(text: str, artifacts: dict[str, Any], index: dict[str, int]) -> tuple[list[int], list[str]]:
+    def _prompt(text: str, found: LanguageModelArtifacts, index: dict[str, int]) -> tuple[list[int], list[str]]:
         """The ids the model reads for `text` (the start token first) and its tokens the vocabulary lacks."""
-        if artifacts["level"] == "word":
+        if found.level == "word":
             # PTB is lowercase: "The" is read as "the" when only that is a word of the corpus
             prompt = [word if word in index or word.lower() not in index else word.lower() for word in text.split()]
         else:
             prompt = list(text)
         unknown = [token for token in prompt if token not in index]
-        if artifacts["unknown"] is None:
+        if found.unknown is None:
             prompt = [token for token in prompt if token in index]  # no unknown token to stand in for them
-        fallback = index.get(artifacts["unknown"], -1)  # every token is known when there is no unknown token
-        return [index[artifacts["start"]], *(index.get(token, fallback) for token in prompt)], unknown
+        # every token is known when there is no unknown token
+        fallback = -1 if found.unknown is None else index.get(found.unknown, -1)
+        return [index[found.start], *(index.get(token, fallback) for token in prompt)], unknown
 
     def export_graph(self, model: nn.Module, artifacts: dict[str, Any]) -> OnnxGraph:
-        graph = language_model_step_graph(model, artifacts["vocab_size"])
+        found = LanguageModelArtifacts.from_dict(artifacts)
+        graph = language_model_step_graph(model, found.vocab_size)
         graph.sidecar.update(
-            {
-                "vocabulary": artifacts["vocabulary"],
-                "level": artifacts["level"],
-                "start": artifacts["start"],
-                "unknown": artifacts["unknown"],
-            }
+            {"vocabulary": found.vocabulary, "level": found.level, "start": found.start, "unknown": found.unknown}
         )
         return graph

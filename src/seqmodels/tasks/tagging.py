@@ -236,6 +236,9 @@ class TaggingTask(Task[TaggingBatch]):
             pretrained=self.pretrained,
         )
 
+    def embedding_words(self, artifacts: dict[str, Any]) -> list[str]:
+        return TaggingArtifacts.of(artifacts).words
+
     @staticmethod
     def _emissions_and_loss(model: nn.Module, batch: TaggingBatch) -> tuple[torch.Tensor, torch.Tensor]:
         emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)

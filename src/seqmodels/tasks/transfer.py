@@ -1,16 +1,14 @@
 """`model.init_from`: a new run starts from the weights of earlier ones (docs/transfer.md).
 
 Each source is loaded as `load_run` loads any run (its task builds its model, the checkpoint fills
-it); its vocabulary comes from its artifacts as its task kind keeps them, and a language model
-trained with `data.reverse=true` offers its layers as backward ones. `models.transfer` does the
-matching by role and shape; this prints its table before training starts.
+it); its vocabulary is the words its task's embedding rows stand for (`Task.embedding_words`), and a
+language model trained with `data.reverse=true` offers its layers as backward ones. `models.transfer`
+does the matching by role and shape; this prints its table before training starts.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,30 +21,6 @@ from seqmodels.models.transfer import ENCODER_KEYS, Source, TransferReport, tran
 from seqmodels.tasks.base import Task
 
 log = logging.getLogger("seqmodels")
-
-
-def tokenizer_words(serialized: str) -> list[str]:
-    """The vocabulary of a serialized `tokenizers` tokenizer, by id."""
-    vocab = json.loads(serialized)["model"]["vocab"]
-    if isinstance(vocab, list):  # unigram models: [word, score] pairs, in id order
-        return [str(entry[0]) for entry in vocab]
-    return [word for word, _ in sorted(vocab.items(), key=lambda item: item[1])]
-
-
-# Each task kind's word vocabulary, by id, from its artifacts (what its word embedding's rows follow).
-WORDS: dict[str, Callable[[dict[str, Any]], list[str] | None]] = {
-    "classification": lambda artifacts: tokenizer_words(artifacts["tokenizer"]),
-    "tagging": lambda artifacts: list(artifacts["words"]),
-    "language_model": lambda artifacts: list(artifacts["vocabulary"]),
-    "translation": lambda artifacts: tokenizer_words(artifacts["source_tokenizer"]),
-}
-
-
-def words_of(kind: str, artifacts: dict[str, Any]) -> list[str] | None:
-    from seqmodels.tasks import canonical_kind  # the registry imports every task
-
-    kind = canonical_kind(kind)
-    return WORDS[kind](artifacts) if kind in WORDS else None
 
 
 def load_source(path: str) -> tuple[Source, Any]:
@@ -63,7 +37,7 @@ def load_source(path: str) -> tuple[Source, Any]:
     source = Source(
         name=path,
         model=run.model,
-        words=words_of(kind, run.artifacts),
+        words=run.task.embedding_words(run.artifacts),
         reading="backward" if reverse else "forward",
         settings=settings,  # type: ignore[arg-type]
     )
@@ -81,7 +55,6 @@ def start_from(task: Task, model: nn.Module, artifacts: dict[str, Any]) -> Trans
 
 
 def _start_from(task: Task, paths: list[str], model: nn.Module, artifacts: dict[str, Any]) -> TransferReport:
-    kind = str(task.cfg.task.kind)
     sources = []
     for path in paths:
         if not Path(path).expanduser().exists():
@@ -99,7 +72,7 @@ def _start_from(task: Task, paths: list[str], model: nn.Module, artifacts: dict[
             run.epoch,
         )
     settings = task.model_config.as_dict()
-    report = transfer(model, words_of(kind, artifacts), settings, sources)
+    report = transfer(model, task.embedding_words(artifacts), settings, sources)
     others = [key for key in ENCODER_KEYS if any(settings.get(key) != s.settings.get(key) for s in sources)]
     log.info(
         "model.init_from: %d parts copied, %d remapped, %d new%s\n%s",

@@ -25,7 +25,12 @@ from torch import nn
 from seqmodels.data.batching import pad_right
 from seqmodels.data.subword import BOS_ID, EOS_ID, decode_ids, encode_texts, pieces
 from seqmodels.data.text import tokenizer_from_json
-from seqmodels.data.translation_data import TranslationBatch, TranslationData, prepare_translation_data
+from seqmodels.data.translation_data import (
+    TranslationArtifacts,
+    TranslationBatch,
+    TranslationData,
+    prepare_translation_data,
+)
 from seqmodels.errors import ConfigError
 from seqmodels.models.modes import evaluating
 from seqmodels.models.search import beam_search, greedy_search
@@ -94,9 +99,11 @@ class TranslationTask(Task[TranslationBatch]):
 
     # -- model, loss, metrics ---------------------------------------------------------------
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        return self.model_config.build(
-            artifacts["source_vocab_size"], artifacts["target_vocab_size"], bos_id=BOS_ID, eos_id=EOS_ID
-        )
+        found = TranslationArtifacts.from_dict(artifacts)
+        return self.model_config.build(found.source_vocab_size, found.target_vocab_size, bos_id=BOS_ID, eos_id=EOS_ID)
+
+    def embedding_words(self, artifacts: dict[str, Any]) -> list[str]:
+        return TranslationArtifacts.from_dict(artifacts).source_words()
 
     def step(self, model: nn.Module, batch: TranslationBatch) -> StepOutput:
         positions = batch.target_positions
@@ -144,7 +151,7 @@ class TranslationTask(Task[TranslationBatch]):
                 "loss": float("nan"),
                 "perplexity": float("nan"),
             }
-        tokenizer = _tokenizer(artifacts["target_tokenizer"])
+        tokenizer = _tokenizer(TranslationArtifacts.from_dict(artifacts).target_tokenizer)
         hypotheses = decode_ids(tokenizer, [ids for o in outputs for ids in o.details["hypotheses"]])
         references = [line for o in outputs for line in o.details["references"]]
         if not self._signature_logged:
@@ -175,9 +182,9 @@ class TranslationTask(Task[TranslationBatch]):
         return {"beam_size": self.beam_size, "length_penalty": self.length_penalty, "sacrebleu": signatures()}
 
     # -- text in, text out ------------------------------------------------------------------
-    def _encode_source(self, artifacts: dict[str, Any], texts: list[str], device: torch.device):
-        ids = encode_texts(_tokenizer(artifacts["source_tokenizer"]), texts)
-        return [torch.tensor(row[: artifacts["max_length"]] or [1]) for row in ids]
+    def _encode_source(self, found: TranslationArtifacts, texts: list[str]) -> list[torch.Tensor]:
+        ids = encode_texts(_tokenizer(found.source_tokenizer), texts)
+        return [torch.tensor(row[: found.max_length] or [1]) for row in ids]
 
     def _attention(
         self, model: nn.Module, source: torch.Tensor, lengths: torch.Tensor, hypotheses: list[list[int]]
@@ -192,22 +199,23 @@ class TranslationTask(Task[TranslationBatch]):
         return weights
 
     @torch.no_grad()
-    def _translate_showcase(self, model: nn.Module, artifacts: dict[str, Any]):
+    def _translate_showcase(self, model: nn.Module, found: TranslationArtifacts):
         with evaluating(model):
             device = next(model.parameters()).device
-            texts = [source for source, _ in artifacts["showcase"]]
-            source, lengths = pad_right(self._encode_source(artifacts, texts, device))
+            texts = [source for source, _ in found.showcase]
+            source, lengths = pad_right(self._encode_source(found, texts))
             source, lengths = source.to(device), lengths.to(device)
             hypotheses = self.translate_ids(model, source, lengths, self.decode_config.val_beam_size)
             return source, lengths, hypotheses, self._attention(model, source, lengths, hypotheses)
 
     def examples(self, model: nn.Module, artifacts: dict[str, Any]) -> dict[str, str]:
         """The same few validation sentences after every validation, with their references."""
-        _, _, hypotheses, _ = self._translate_showcase(model, artifacts)
-        translations = decode_ids(_tokenizer(artifacts["target_tokenizer"]), hypotheses)
+        found = TranslationArtifacts.from_dict(artifacts)
+        _, _, hypotheses, _ = self._translate_showcase(model, found)
+        translations = decode_ids(_tokenizer(found.target_tokenizer), hypotheses)
         rows = [
             f"| {source} | {reference} | {translation} |"
-            for (source, reference), translation in zip(artifacts["showcase"], translations)
+            for (source, reference), translation in zip(found.showcase, translations)
         ]
         return {"translations": "\n".join(["| source | reference | translation |", "| --- | --- | --- |", *rows])}
 
@@ -215,9 +223,10 @@ class TranslationTask(Task[TranslationBatch]):
         """The attention maps of the same sentences (none without attention)."""
         if model.attention is None:
             return {}
-        source, lengths, hypotheses, weights = self._translate_showcase(model, artifacts)
-        source_pieces = _tokenizer(artifacts["source_tokenizer"])
-        target_pieces = _tokenizer(artifacts["target_tokenizer"])
+        found = TranslationArtifacts.from_dict(artifacts)
+        source, lengths, hypotheses, weights = self._translate_showcase(model, found)
+        source_pieces = _tokenizer(found.source_tokenizer)
+        target_pieces = _tokenizer(found.target_tokenizer)
         figures = {}
         for row, ids in enumerate(hypotheses):
             n = int(lengths[row])
@@ -225,7 +234,7 @@ class TranslationTask(Task[TranslationBatch]):
                 pieces(source_pieces, source[row, :n].tolist()),
                 [*pieces(target_pieces, ids), "</s>"],
                 weights[row, : len(ids) + 1, :n].cpu().tolist(),
-                title=artifacts["showcase"][row][0],
+                title=found.showcase[row][0],
             )
         return figures
 
@@ -247,12 +256,13 @@ class TranslationTask(Task[TranslationBatch]):
         if not filled:
             return Answers(results)
         device = next(model.parameters()).device
-        full = encode_texts(_tokenizer(artifacts["source_tokenizer"]), [texts[i].strip() for i in filled])
-        limit = artifacts["max_length"]
+        found = TranslationArtifacts.from_dict(artifacts)
+        full = encode_texts(_tokenizer(found.source_tokenizer), [texts[i].strip() for i in filled])
+        limit = found.max_length
         source, lengths = pad_right([torch.tensor(row[:limit] or [1]) for row in full])
         self.length_penalty = self.decode_config.length_penalty
         hypotheses = self.translate_ids(model, source.to(device), lengths.to(device), beam)
-        for i, translation in zip(filled, decode_ids(_tokenizer(artifacts["target_tokenizer"]), hypotheses)):
+        for i, translation in zip(filled, decode_ids(_tokenizer(found.target_tokenizer), hypotheses)):
             results[i]["translation"] = translation
         return Answers(results, tokens=int(lengths.sum()), cut=sum(len(row) > limit for row in full))
 
@@ -270,12 +280,13 @@ class TranslationTask(Task[TranslationBatch]):
         if not text.strip():
             return {"translation": "", "beam_size": beam}
         device = next(model.parameters()).device
-        source, lengths = pad_right(self._encode_source(artifacts, [text.strip()], device))
+        found = TranslationArtifacts.from_dict(artifacts)
+        source, lengths = pad_right(self._encode_source(found, [text.strip()]))
         source, lengths = source.to(device), lengths.to(device)
         self.length_penalty = self.decode_config.length_penalty
         ids = self.translate_ids(model, source, lengths, beam)[0]
         result: dict[str, Any] = {
-            "translation": decode_ids(_tokenizer(artifacts["target_tokenizer"]), [ids])[0],
+            "translation": decode_ids(_tokenizer(found.target_tokenizer), [ids])[0],
             "beam_size": beam,
         }
         if attention:
@@ -283,8 +294,8 @@ class TranslationTask(Task[TranslationBatch]):
             if weights is None:
                 raise ConfigError("--attention: this model has none (model.attention=none)")
             result["attention"] = {
-                "source": pieces(_tokenizer(artifacts["source_tokenizer"]), source[0].tolist()),
-                "translation": [*pieces(_tokenizer(artifacts["target_tokenizer"]), ids), "</s>"],
+                "source": pieces(_tokenizer(found.source_tokenizer), source[0].tolist()),
+                "translation": [*pieces(_tokenizer(found.target_tokenizer), ids), "</s>"],
                 "weights": [[round(w, 3) for w in row] for row in weights[0].cpu().tolist()],
             }
         return result
