@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 
 from seqmodels.atomic import AtomicOutput
+from seqmodels.data.classification import ClassifierArtifacts
 from seqmodels.data.encoding import ERROR_MODES, TextEncoding
 from seqmodels.data.tag_schemes import tag_set_scheme, to_iob1
+from seqmodels.data.tagging import TaggingArtifacts
 from seqmodels.errors import ConfigError, SeqmodelsError
 from seqmodels.inference.labelled_files import table_output
 from seqmodels.inference.loading import LoadedRun, TaskOptions, load_run
@@ -116,7 +118,7 @@ def predict_file(
         raise ConfigError(f"{what} reads texts, not CoNLL columns; give it one text per line or JSON Lines")
     progress = not args.quiet and source.count > 0
     if source.format in TAGGED:
-        scheme = tag_set_scheme(run.artifacts["tags"])
+        scheme = tag_set_scheme(TaggingArtifacts.from_dict(run.artifacts).tags)  # only taggers read CoNLL columns
         if args.tag_scheme == "iob1" and scheme != "IOB2":
             raise ConfigError(
                 f"--tag-scheme iob1 rewrites IOB2 spans, but {what} tags {scheme or 'without spans'}; leave it out"
@@ -130,7 +132,8 @@ def predict_file(
         answers, throughput = run.predict_texts(source.texts, batch_size=args.batch_size, progress=progress, **options)
         if source.table is not None and source.format in ("csv", "tsv"):
             separator = run.cfg.data.get("label_separator")
-            text = table_output(source.table, answers, run.artifacts["labels"], separator)
+            labels = ClassifierArtifacts.from_dict(run.artifacts).labels  # only classifiers read tables
+            text = table_output(source.table, answers, labels, separator)
         else:
             text = jsonl_output(source, answers)
     output.commit(text)

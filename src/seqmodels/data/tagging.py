@@ -322,7 +322,7 @@ class TaggingArtifacts:
     frozen_words: int = 0  # the last ids: pretrained words beyond the training vocabulary
 
     @classmethod
-    def of(cls, artifacts: dict[str, Any]) -> TaggingArtifacts:
+    def from_dict(cls, artifacts: dict[str, Any]) -> TaggingArtifacts:
         words = list(artifacts["words"])
         return cls(
             words,

@@ -222,7 +222,7 @@ class TaggingTask(Task[TaggingBatch]):
         return Showcase(examples.batch(picked), [examples.words_of(i, artifacts.chars) for i in picked])
 
     def build_model(self, artifacts: dict[str, Any]) -> nn.Module:
-        found = TaggingArtifacts.of(artifacts)
+        found = TaggingArtifacts.from_dict(artifacts)
         self._follow_tags(found.tags)
         return self.model_config.build(
             len(found.words),
@@ -237,7 +237,7 @@ class TaggingTask(Task[TaggingBatch]):
         )
 
     def embedding_words(self, artifacts: dict[str, Any]) -> list[str]:
-        return TaggingArtifacts.of(artifacts).words
+        return TaggingArtifacts.from_dict(artifacts).words
 
     @staticmethod
     def _emissions_and_loss(model: nn.Module, batch: TaggingBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +263,7 @@ class TaggingTask(Task[TaggingBatch]):
         return StepOutput(loss, sum(lengths), len(lengths), details)
 
     def evaluate(self, outputs: list[StepOutput], artifacts: dict[str, Any]) -> dict[str, float]:
-        names = list(artifacts["tags"])
+        names = TaggingArtifacts.from_dict(artifacts).tags
         spans = tag_set_scheme(names) is not None
         tokens = sum(o.num_tokens for o in outputs)
         if tokens == 0:
@@ -294,7 +294,7 @@ class TaggingTask(Task[TaggingBatch]):
             batch = cast(TaggingBatch, self.showcase.batch.to(next(model.parameters()).device))
             emissions = model(batch.tokens, batch.lengths, batch.chars, batch.shapes)
             predicted = cast(SequenceTagger, model).decode(emissions, batch.lengths).cpu().tolist()
-        names = artifacts["tags"]
+        names = TaggingArtifacts.from_dict(artifacts).tags
         shown = cast(TaggingBatch, self.showcase.batch)
         gold, lengths = shown.tags.tolist(), shown.lengths.tolist()
         sentences = [
@@ -314,7 +314,7 @@ class TaggingTask(Task[TaggingBatch]):
         matches = [conll.split_words(text) for text in texts]
         words = [[match.group() for match in found] for found in matches]
         tags = self._tag(model, artifacts, words)
-        spans = tag_set_scheme(artifacts["tags"]) is not None
+        spans = tag_set_scheme(TaggingArtifacts.from_dict(artifacts).tags) is not None
         results = []
         for text, found, sentence_words, sentence_tags in zip(texts, matches, words, tags):
             result: dict[str, Any] = {"tokens": sentence_words, "tags": sentence_tags}
@@ -359,7 +359,7 @@ class TaggingTask(Task[TaggingBatch]):
         tags: list[list[str]] = [[] for _ in sequences]
         if not filled:
             return tags
-        found = TaggingArtifacts.of(artifacts)
+        found = TaggingArtifacts.from_dict(artifacts)
         arrays = encode(sentences_of([sequences[i] for i in filled]), found.vocabularies(), None)
         examples = SplitBatches(arrays, 0, chars=self.model_config.char_dim > 0, shapes=self.model_config.shape_dim > 0)
         batch = cast(TaggingBatch, examples.batch(list(range(len(filled)))).to(next(model.parameters()).device))
@@ -370,7 +370,7 @@ class TaggingTask(Task[TaggingBatch]):
         return tags
 
     def export_graph(self, model: nn.Module, artifacts: dict[str, Any]) -> OnnxGraph:
-        found = TaggingArtifacts.of(artifacts)
+        found = TaggingArtifacts.from_dict(artifacts)
         graph = tagger_graph(model, len(found.words), len(found.chars), len(conll.SHAPES))
         graph.sidecar = {
             "tags": found.tags,
