@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, cli_env, run_script, train, write_ptb, write_wikitext2
+from helpers.checkpoints import layout, save_run
+from seqmodels import load_run
 from seqmodels.config import compose_config
 from seqmodels.data import ptb, wikitext2
 from seqmodels.data.corpus import (
@@ -533,6 +535,32 @@ def test_a_cache_of_weight_zero_changes_nothing_and_a_cache_helps_a_repetitive_t
     ]:
         with pytest.raises(ConfigError, match=message):
             task.use_cache(*args)
+
+
+# -- what a checkpoint keeps -------------------------------------------------------------------
+def test_the_artifacts_round_trip_through_their_record_unchanged(ptb_task, data_root, tmp_path):
+    _, words, _ = ptb_task()
+    text = tmp_path / "text.txt"
+    text.write_text("ab\ncd\n" * 20, encoding="utf-8")
+    chars = get_task(lm_cfg(data_root, tmp_path / "chars", f"data.path={text}", task="chars")).prepare()
+    for data in (words, chars):
+        back = LanguageModelArtifacts.from_dict(data.artifacts).as_dict()
+        assert back == data.artifacts and layout(back) == layout(data.artifacts)
+    assert chars.artifacts["level"] == "char" and chars.artifacts["start"] == "\n"
+
+
+def test_a_run_saved_before_the_record_loads_and_continues_a_text_as_before(ptb_task, data_root, tmp_path):
+    task, data, model = ptb_task()
+    # a word corpus' artifacts as every language-model checkpoint has held them: the corpus' own words, most
+    # frequent first, its unknown word, and a prompt starting a new sentence
+    vocabulary = build_vocabulary(read_words(data_root / "ptb" / "ptb.train.txt"))
+    older = {"level": "word", "vocabulary": vocabulary, "vocab_size": len(vocabulary), "unknown": UNKNOWN, "start": EOS}
+    assert data.artifacts == older and layout(data.artifacts) == layout(older)  # so such a run resumes, too
+    run = load_run(save_run(tmp_path / "best.pt", task, model, older))
+    assert run.artifacts == older
+    options = {"top_k": 3, "length": 5, "seed": 7}
+    for text in ("the cat", "The dog jumped"):
+        assert run.predict(text, **options) == task.predict(model, data.artifacts, text, **options)
 
 
 # -- train.py and predict.py -------------------------------------------------------------------

@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import ROOT, cli_env, run_script, train
+from helpers.checkpoints import layout, save_run
 from helpers.parallel_text import sentence_pair, translation_task, write_gz, write_multi30k
+from seqmodels import load_run
 from seqmodels.config import compose_config
 from seqmodels.data import multi30k
 from seqmodels.data.batching import pad_right
@@ -24,6 +26,7 @@ from seqmodels.data.encoding import TextEncoding
 from seqmodels.data.parallel import read_lines, read_parallel
 from seqmodels.data.subword import BOS_ID, EOS_ID, decode_ids, encode_texts, train_subword_tokenizer
 from seqmodels.data.text import PAD_ID
+from seqmodels.data.translation_data import TranslationArtifacts
 from seqmodels.errors import ConfigError, DataError
 from seqmodels.models.search import beam_search, greedy_search, length_penalty
 from seqmodels.models.seq2seq import Seq2Seq, Seq2SeqConfig
@@ -394,6 +397,41 @@ def test_data_is_prepared_with_references_extra_tests_and_cut_sentences(mt_root,
     assert isinstance(batch, TranslationBatch) and len(batch.references) == len(batch.source_lengths)
     assert int(batch.source_lengths.max()) <= 6 and all(r.endswith(".") for r in batch.references)
     assert len(data.artifacts["showcase"]) == 3
+
+
+def test_the_artifacts_round_trip_through_their_record_unchanged(mt_root, tmp_path):
+    data = translation_task(mt_root, tmp_path).prepare()
+    back = TranslationArtifacts.from_dict(data.artifacts).as_dict()
+    assert back == data.artifacts and layout(back) == layout(data.artifacts)
+
+
+def test_a_run_saved_before_the_record_loads_and_translates_as_before(mt_root, tmp_path):
+    task = translation_task(mt_root, tmp_path)
+    data = task.prepare()
+    # the artifacts as every translation checkpoint has held them: a BPE tokenizer per side trained on the
+    # training pairs, the languages, data.max_length and the first three short validation pairs
+    folder = mt_root / "multi30k"
+    train = read_parallel(folder / "train.de.gz", folder / "train.en.gz")
+    val = read_parallel(folder / "val.de.gz", folder / "val.en.gz")
+    source = train_subword_tokenizer(train.sources, model="bpe", vocab_size=40)
+    target = train_subword_tokenizer(train.targets, model="bpe", vocab_size=40)
+    short = [i for i, line in enumerate(val.sources) if len(line.split()) <= 14]
+    older = {
+        "source_tokenizer": source.to_str(),
+        "target_tokenizer": target.to_str(),
+        "source_vocab_size": source.get_vocab_size(),
+        "target_vocab_size": target.get_vocab_size(),
+        "source": "de",
+        "target": "en",
+        "max_length": 100,
+        "showcase": [[val.sources[i], val.targets[i]] for i in short[:3]],
+    }
+    assert data.artifacts == older and layout(data.artifacts) == layout(older)  # so such a run resumes, too
+    model = task.build_model(data.artifacts).eval()
+    run = load_run(save_run(tmp_path / "best.pt", task, model, older))
+    assert run.artifacts == older
+    for text in val.sources[:3]:
+        assert run.predict(text, beam_size=2) == task.predict(model, data.artifacts, text, beam_size=2)
 
 
 @pytest.mark.parametrize("attention", ["luong", "none"])
