@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqmodels.models import SequenceClassifier
+from seqmodels.models import ClassifierConfig, SequenceClassifier
 from seqmodels.models.encoder import RecurrentEncoder, reverse_within_lengths
 from seqmodels.models.summary import parameter_rows, parameter_table, recurrent_formula
 
@@ -49,7 +49,8 @@ def test_formula_matches_a_worked_example():
 
 
 def test_parameter_table_lists_every_layer_and_the_total():
-    model = SequenceClassifier(100, 2, "gru", embedding_dim=8, hidden_size=4, num_layers=2, bidirectional=True)
+    config = ClassifierConfig(cell="gru", embedding_dim=8, hidden_size=4, num_layers=2, bidirectional=True)
+    model = SequenceClassifier(config, 100, 2)
     rows = {row.name: row for row in parameter_rows(model)}
     assert set(rows) == {
         "embedding",
@@ -78,17 +79,16 @@ def test_reverse_within_lengths_keeps_padding_in_place_and_is_its_own_inverse():
 @pytest.mark.parametrize("cell,bidirectional,layers", VARIANTS)
 def test_padding_does_not_change_a_reviews_logits(cell, bidirectional, layers, pooling):
     torch.manual_seed(0)
-    model = SequenceClassifier(
-        50,
-        2,
-        cell,
+    config = ClassifierConfig(
+        cell=cell,
         embedding_dim=6,
         hidden_size=5,
         num_layers=layers,
         bidirectional=bidirectional,
         dropout=0.2,
         pooling=pooling,
-    ).eval()
+    )
+    model = SequenceClassifier(config, 50, 2).eval()
     review = torch.randint(2, 50, (7,))
     alone = model(review.unsqueeze(0), torch.tensor([7]))
     longer = torch.randint(2, 50, (2, 19))

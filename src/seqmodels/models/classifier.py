@@ -26,14 +26,7 @@ class ClassifierConfig(EncoderConfig):
         self, vocab_size: int, num_classes: int, *, frozen_words: int = 0, pretrained: PretrainedRows | None = None
     ) -> SequenceClassifier:
         """`vocab_size` ids, the last `frozen_words` of them pretrained words (`models.embedding`)."""
-        model = SequenceClassifier(
-            vocab_size,
-            num_classes,
-            embedding_dim=self.embedding_dim,
-            pooling=self.pooling,
-            frozen_words=frozen_words,
-            **self.encoder_kwargs(),
-        )
+        model = SequenceClassifier(self, vocab_size, num_classes, frozen_words=frozen_words)
         self.start_embedding(model.embedding, pretrained)
         return model
 
@@ -58,27 +51,24 @@ def pool(outputs: torch.Tensor, final: torch.Tensor, lengths: torch.Tensor, how:
 
 
 class SequenceClassifier(nn.Module):
+    """The model of a `ClassifierConfig` section, read whole: only what the data decides comes separately
+    (the vocabulary, the labels, the pretrained words beyond the training vocabulary)."""
+
     def __init__(
         self,
+        config: ClassifierConfig,
         vocab_size: int,
         num_classes: int,
-        cell: str,
-        embedding_dim: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        impl: str = "auto",
-        pooling: str = "last",
+        *,
         padding_idx: int = 0,
         frozen_words: int = 0,
     ) -> None:
         super().__init__()
-        self.pooling = pooling
-        self.embedding = WordEmbedding(vocab_size, embedding_dim, padding_idx, frozen_words)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = RecurrentEncoder(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout, impl)
-        pooled = self.encoder.output_size * (2 if pooling == "meanmax" else 1)
+        self.pooling = config.pooling
+        self.embedding = WordEmbedding(vocab_size, config.embedding_dim, padding_idx, frozen_words)
+        self.dropout = nn.Dropout(config.dropout)
+        self.encoder = RecurrentEncoder(input_size=config.embedding_dim, **config.encoder_kwargs())
+        pooled = self.encoder.output_size * (2 if config.pooling == "meanmax" else 1)
         self.head = nn.Linear(pooled, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
