@@ -230,6 +230,7 @@ class Trainer:
         self.best = Best()
         self.history: list[dict[str, Any]] = []
         self.stop_requested = False
+        self.stop_announced = False  # the stop request has been logged (`_announce_stop`)
         self.stop_signal = signal.SIGINT  # the signal that asked to stop
         self.logger: RunLogger | None = None
         self.flow_batch: Any = None  # the validation batch of the gradient-flow measurement, picked once
@@ -337,6 +338,8 @@ class Trainer:
         """Whether to stop after this step because of Ctrl-C. One process stops at once. Ranks must stop at
         the same step, and agreeing on it waits for the device, so under torchrun they agree where they
         meet anyway: at logging steps and at the end of the epoch (a signal reaches them at different steps)."""
+        if self.stop_requested:
+            self._announce_stop()
         if not self.world.enabled:
             return self.stop_requested
         if ranks_meet and distributed.any_rank(self.stop_requested, self.device):
@@ -413,11 +416,18 @@ class Trainer:
         return self.logger
 
     def _request_stop(self, signum, frame) -> None:
-        # The first signal finishes the current step and saves; a second one aborts at once.
+        # The first signal finishes the current step and saves; a second one aborts at once. A handler runs
+        # between any two bytecodes, also inside a logging call that is writing train.log, so it only
+        # records the request: the loop says so (`_announce_stop`) when it next checks.
         self.stop_requested, self.stop_signal = True, signal.Signals(signum)
         for stop_signal, default in self.STOP_SIGNALS.items():
             signal.signal(stop_signal, default)
-        again = "Ctrl-C again" if signum == signal.SIGINT else f"a second {self.stop_signal.name}"
+
+    def _announce_stop(self) -> None:
+        if self.stop_announced:
+            return
+        self.stop_announced = True
+        again = "Ctrl-C again" if self.stop_signal == signal.SIGINT else f"a second {self.stop_signal.name}"
         log.warning(
             "interrupted (%s): saving checkpoints/last.pt after this step (%s aborts)", self.stop_signal.name, again
         )
@@ -446,6 +456,7 @@ class Trainer:
             for stop_signal, handler in previous_handlers.items():
                 signal.signal(stop_signal, handler)
         if self.stop_requested:
+            self._announce_stop()  # a signal during validation or saving reaches no step's check
             self._write_metrics("interrupted", time.perf_counter() - started)
             self.logger.close()
             raise KeyboardInterrupt(self.stop_signal.name)  # the CLI exits 128 + the signal's number
