@@ -18,7 +18,6 @@ from seqmodels.errors import DataError
 log = logging.getLogger("seqmodels")
 
 ERROR_MODES = ("strict", "replace")
-BOMS = {"utf-8": codecs.BOM_UTF8}
 
 
 @dataclass(frozen=True)
